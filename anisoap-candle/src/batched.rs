@@ -1,0 +1,365 @@
+//! The batched path: the descriptor as Candle tensor ops on any device and dtype.
+//!
+//! Pairs are processed in chunks of whole centres (contiguous centre ranges whose pair count
+//! stays below `chunk_pairs`), so peak memory is bounded by the chunk size and each chunk
+//! produces complete densities for its centres. Per chunk:
+//! 1. gather the neighbours' precision matrices, form `A'`, its cofactor inverse, `μ`, `κ`
+//!    and the scalar factor (element-wise ops over `[P]`);
+//! 2. Cartesian moments degree by degree (`index_select` + multiply-adds);
+//! 3. contraction with the packed matrix `B` (one matmul, with `ν` and `W` folded in);
+//! 4. neighbour sum by type with `index_add`;
+//! 5. power spectrum per centre type and channel as a batched Gram matrix, frame sums.
+
+use crate::basis::monomials::{recurrence_plan, MonomialIndex};
+use crate::basis::Basis;
+use crate::error::{Error, Result};
+use crate::hypers::RadialBasis;
+use crate::system::System;
+use candle_core::{DType, Device, Tensor, D};
+
+/// Where and how the batched path runs.
+#[derive(Debug, Clone)]
+pub struct BatchedOptions {
+    /// Device holding all tensors.
+    pub device: Device,
+    /// Floating-point dtype of the computation (`F64` for fidelity, `F32` for speed).
+    pub dtype: DType,
+    /// Upper bound on pairs per chunk (a single centre with more pairs forms its own chunk).
+    pub chunk_pairs: usize,
+}
+
+impl BatchedOptions {
+    /// CPU, float64, 65 536 pairs per chunk.
+    pub fn cpu_f64() -> Self {
+        BatchedOptions {
+            device: Device::Cpu,
+            dtype: DType::F64,
+            chunk_pairs: 1 << 16,
+        }
+    }
+}
+
+/// One degree of the moment recurrence as index tensors.
+struct DegreeStep {
+    parent: Tensor,
+    dir: Tensor,
+    sigma_columns: Tensor,
+    grandparents: Tensor,
+    weights: Tensor,
+    count: usize,
+}
+
+/// Constants of the batched path on the device.
+pub struct BatchedBasis {
+    contraction: Tensor,
+    steps: Vec<DegreeStep>,
+    inv_width2: f64,
+    options: BatchedOptions,
+}
+
+fn u32_tensor(values: impl IntoIterator<Item = usize>, device: &Device) -> Result<Tensor> {
+    let v: Vec<u32> = values.into_iter().map(|x| x as u32).collect();
+    let n = v.len();
+    Ok(Tensor::from_vec(v, n, device)?)
+}
+
+fn float_tensor(values: Vec<f64>, shape: &[usize], options: &BatchedOptions) -> Result<Tensor> {
+    Ok(Tensor::from_vec(values, shape, &options.device)?.to_dtype(options.dtype)?)
+}
+
+impl BatchedBasis {
+    /// Uploads `B` and the recurrence plan.
+    pub fn new(basis: &Basis, options: &BatchedOptions) -> Result<Self> {
+        if options.dtype != DType::F64 && options.dtype != DType::F32 {
+            return Err(Error::Device(format!(
+                "dtype {:?} is not supported; use f64 or f32",
+                options.dtype
+            )));
+        }
+        let device = &options.device;
+        let contraction = float_tensor(
+            basis.contraction_matrix(),
+            &[basis.monomials.len(), basis.n_coefficients],
+            options,
+        )?;
+        let plan = recurrence_plan(&basis.monomials);
+        let mut steps = Vec::new();
+        for d in 1..=basis.max_degree {
+            let lo = MonomialIndex::degree_offset(d);
+            let hi = MonomialIndex::degree_offset(d + 1);
+            let part = &plan[lo - 1..hi - 1];
+            let sigma_columns = (0..3)
+                .flat_map(|j| part.iter().map(move |s| s.dir * 3 + j))
+                .collect::<Vec<_>>();
+            let grandparents = (0..3)
+                .flat_map(|j| part.iter().map(move |s| s.grandparent[j]))
+                .collect::<Vec<_>>();
+            let weights = (0..3)
+                .flat_map(|j| part.iter().map(move |s| s.weight[j] as f64))
+                .collect::<Vec<_>>();
+            let count = part.len();
+            steps.push(DegreeStep {
+                parent: u32_tensor(part.iter().map(|s| s.parent), device)?,
+                dir: u32_tensor(part.iter().map(|s| s.dir), device)?,
+                sigma_columns: u32_tensor(sigma_columns, device)?,
+                grandparents: u32_tensor(grandparents, device)?,
+                weights: float_tensor(weights, &[1, 3, count], options)?,
+                count,
+            });
+        }
+        let inv_width2 = match basis.hypers.radial_basis {
+            RadialBasis::Gto => {
+                let w = basis.hypers.radial_gaussian_width.unwrap_or(1.0);
+                1.0 / (w * w)
+            }
+            RadialBasis::Monomial => 0.0,
+        };
+        Ok(BatchedBasis {
+            contraction,
+            steps,
+            inv_width2,
+            options: options.clone(),
+        })
+    }
+
+    /// Options this basis was built for.
+    pub fn options(&self) -> &BatchedOptions {
+        &self.options
+    }
+
+    /// Moments `m` `[P, M_D]` of N(μ, Σ) from `mu` `[P, 3]` and `sigma` `[P, 9]`.
+    pub fn moments(&self, mu: &Tensor, sigma: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("moments").entered();
+        let p = mu.dim(0)?;
+        let mut m = Tensor::ones((p, 1), mu.dtype(), mu.device())?;
+        for step in &self.steps {
+            let lead = mu
+                .index_select(&step.dir, 1)?
+                .mul(&m.index_select(&step.parent, 1)?)?;
+            let coupling = sigma
+                .index_select(&step.sigma_columns, 1)?
+                .mul(&m.index_select(&step.grandparents, 1)?)?
+                .reshape((p, 3, step.count))?
+                .broadcast_mul(&step.weights)?
+                .sum(1)?;
+            m = Tensor::cat(&[&m, &(lead + coupling)?], 1)?;
+        }
+        Ok(m)
+    }
+
+    /// Normalised pair coefficients `[P, K]` from the neighbours' precision rows
+    /// `[P, 6]` (a00, a01, a02, a11, a12, a22), `1/(a1 a2 a3)` `[P]` and `r_ij` `[P, 3]`.
+    pub fn pair_coefficients(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<Tensor> {
+        let (mu, sigma, scale) = {
+            let _span = tracing::trace_span!("gaussian_parameters").entered();
+            self.gaussian_parameters(precision, inv_axes_product, r)?
+        };
+        let m = self.moments(&mu, &sigma)?;
+        let _span = tracing::trace_span!("contraction").entered();
+        Ok(m.broadcast_mul(&scale)?.matmul(&self.contraction)?)
+    }
+
+    /// `μ` `[P,3]`, `Σ` `[P,9]` and the scalar factor `[P,1]` of every pair.
+    pub fn gaussian_parameters(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let col = |t: &Tensor, k: usize| t.narrow(1, k, 1);
+        let (a00, a01, a02) = (col(precision, 0)?, col(precision, 1)?, col(precision, 2)?);
+        let (a11, a12, a22) = (col(precision, 3)?, col(precision, 4)?, col(precision, 5)?);
+        let s = self.inv_width2;
+        let (b00, b11, b22) = if s != 0.0 {
+            (
+                a00.affine(1.0, s)?,
+                a11.affine(1.0, s)?,
+                a22.affine(1.0, s)?,
+            )
+        } else {
+            (a00.clone(), a11.clone(), a22.clone())
+        };
+        let c00 = ((&b11 * &b22)? - (&a12 * &a12)?)?;
+        let c01 = ((&a02 * &a12)? - (&a01 * &b22)?)?;
+        let c02 = ((&a01 * &a12)? - (&a02 * &b11)?)?;
+        let c11 = ((&b00 * &b22)? - (&a02 * &a02)?)?;
+        let c12 = ((&a01 * &a02)? - (&b00 * &a12)?)?;
+        let c22 = ((&b00 * &b11)? - (&a01 * &a01)?)?;
+        let det = (((&b00 * &c00)? + (&a01 * &c01)?)? + (&a02 * &c02)?)?;
+        let sigma = Tensor::cat(&[&c00, &c01, &c02, &c01, &c11, &c12, &c02, &c12, &c22], 1)?
+            .broadcast_div(&det)?;
+        let (rx, ry, rz) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+        let inv_prod = inv_axes_product.unsqueeze(1)?;
+        let scale_base = inv_prod.div(&det.sqrt()?)?;
+        if s == 0.0 {
+            return Ok((r.clone(), sigma, scale_base));
+        }
+        let sc = |k: usize| sigma.narrow(1, k, 1);
+        let sr_x = (((sc(0)? * &rx)? + (sc(1)? * &ry)?)? + (sc(2)? * &rz)?)?;
+        let sr_y = (((sc(3)? * &rx)? + (sc(4)? * &ry)?)? + (sc(5)? * &rz)?)?;
+        let sr_z = (((sc(6)? * &rx)? + (sc(7)? * &ry)?)? + (sc(8)? * &rz)?)?;
+        let ar_x = (((&a00 * &rx)? + (&a01 * &ry)?)? + (&a02 * &rz)?)?;
+        let ar_y = (((&a01 * &rx)? + (&a11 * &ry)?)? + (&a12 * &rz)?)?;
+        let ar_z = (((&a02 * &rx)? + (&a12 * &ry)?)? + (&a22 * &rz)?)?;
+        let mu = Tensor::cat(
+            &[
+                (&rx - sr_x.affine(s, 0.0)?)?,
+                (&ry - sr_y.affine(s, 0.0)?)?,
+                (&rz - sr_z.affine(s, 0.0)?)?,
+            ],
+            1,
+        )?;
+        let kappa =
+            ((((&sr_x * &ar_x)? + (&sr_y * &ar_y)?)? + (&sr_z * &ar_z)?)?).affine(s, 0.0)?;
+        let scale = kappa.affine(-0.5, 0.0)?.exp()?.mul(&scale_base)?;
+        Ok((mu, sigma, scale))
+    }
+}
+
+/// Device-side per-particle data of a system.
+pub struct ParticleTensors {
+    /// `[N, 6]` upper triangle of each precision matrix.
+    pub precision: Tensor,
+    /// `[N]` `1/(a1 a2 a3)`.
+    pub inv_axes_product: Tensor,
+}
+
+impl ParticleTensors {
+    /// Uploads per-particle data.
+    pub fn new(system: &System, options: &BatchedOptions) -> Result<Self> {
+        let p = &system.particles;
+        let precision: Vec<f64> = p
+            .precision
+            .iter()
+            .flat_map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
+            .collect();
+        let inv: Vec<f64> = p
+            .semi_axes
+            .iter()
+            .map(|a| 1.0 / (a[0] * a[1] * a[2]))
+            .collect();
+        Ok(ParticleTensors {
+            precision: float_tensor(precision, &[p.len(), 6], options)?,
+            inv_axes_product: float_tensor(inv, &[p.len()], options)?,
+        })
+    }
+}
+
+/// A contiguous range of centres and their pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CenterChunk {
+    /// First centre (global index).
+    pub center_start: usize,
+    /// One past the last centre.
+    pub center_end: usize,
+    /// First pair.
+    pub pair_start: usize,
+    /// One past the last pair.
+    pub pair_end: usize,
+}
+
+/// Splits the (centre-sorted) pairs into chunks of whole centres with at most `chunk_pairs`
+/// pairs each (a centre with more pairs gets a chunk of its own).
+pub fn center_chunks(system: &System, chunk_pairs: usize) -> Vec<CenterChunk> {
+    let n = system.particles.len();
+    let mut pair_start = vec![0usize; n + 1];
+    for &c in &system.pairs.centers {
+        pair_start[c + 1] += 1;
+    }
+    for c in 0..n {
+        pair_start[c + 1] += pair_start[c];
+    }
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && pair_start[end + 1] - pair_start[start] <= chunk_pairs.max(1) {
+            end += 1;
+        }
+        chunks.push(CenterChunk {
+            center_start: start,
+            center_end: end,
+            pair_start: pair_start[start],
+            pair_end: pair_start[end],
+        });
+        start = end;
+    }
+    chunks
+}
+
+/// Normalised density of the centres of one chunk: `[C, n_types, K]`.
+pub fn chunk_density(
+    basis: &BatchedBasis,
+    system: &System,
+    particles: &ParticleTensors,
+    chunk: &CenterChunk,
+    n_coefficients: usize,
+) -> Result<Tensor> {
+    let options = basis.options();
+    let device = &options.device;
+    let n_types = system.layout.types.len();
+    let n_centers = chunk.center_end - chunk.center_start;
+    let range = chunk.pair_start..chunk.pair_end;
+    let pairs = &system.pairs;
+    let neighbors = u32_tensor(pairs.neighbors[range.clone()].iter().copied(), device)?;
+    let destination = u32_tensor(
+        range.clone().map(|p| {
+            let j = pairs.neighbors[p];
+            (pairs.centers[p] - chunk.center_start) * n_types
+                + system.layout.type_slot(system.particles.types[j])
+        }),
+        device,
+    )?;
+    let r: Vec<f64> = pairs.vectors[range.clone()]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let r = float_tensor(r, &[range.len(), 3], options)?;
+    let coefficients = basis.pair_coefficients(
+        &particles.precision.index_select(&neighbors, 0)?,
+        &particles.inv_axes_product.index_select(&neighbors, 0)?,
+        &r,
+    )?;
+    let _span = tracing::trace_span!("neighbor_sum").entered();
+    let density = Tensor::zeros((n_centers * n_types, n_coefficients), options.dtype, device)?
+        .index_add(&destination, &coefficients, 0)?;
+    Ok(density.reshape((n_centers, n_types, n_coefficients))?)
+}
+
+/// Per-centre power spectrum `[C_t, F_t]` of the centres `local` (indices into the chunk's
+/// density) of centre block `b`.
+pub fn block_power_spectrum(
+    basis: &Basis,
+    system: &System,
+    density: &Tensor,
+    local: &Tensor,
+    b: usize,
+) -> Result<Tensor> {
+    let _span = tracing::trace_span!("power_spectrum").entered();
+    let device = density.device();
+    let slots = u32_tensor(system.layout.neighbor_slots[b].iter().copied(), device)?;
+    let e_t = system.layout.neighbor_slots[b].len();
+    let selected = density.index_select(local, 0)?.index_select(&slots, 1)?;
+    let c_t = selected.dim(0)?;
+    let mut parts = Vec::with_capacity(basis.n_radial.len());
+    for (l, &n_l) in basis.n_radial.iter().enumerate() {
+        let width = n_l * e_t;
+        let sign = if l % 2 == 0 { 1.0 } else { -1.0 };
+        let factor = sign / ((2 * l + 1) as f64).sqrt();
+        let x = selected
+            .narrow(2, basis.channel_offsets[l], (2 * l + 1) * n_l)?
+            .reshape((c_t, e_t, 2 * l + 1, n_l))?
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .reshape((c_t, 2 * l + 1, width))?;
+        let gram = x.transpose(1, 2)?.contiguous()?.matmul(&x)?;
+        parts.push(gram.affine(factor, 0.0)?.reshape((c_t, width * width))?);
+    }
+    Ok(Tensor::cat(&parts, D::Minus1)?)
+}

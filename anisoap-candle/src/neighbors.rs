@@ -1,0 +1,862 @@
+//! Full neighbour lists with periodic images, in linear time through a cell list.
+//!
+//! The pair set follows featomic's full `NeighborList` (see §3 of the math notes): every ordered
+//! triple `(i, j, S)` with `S ∈ Z³` a cell shift (zero along non-periodic directions) and
+//!
+//! ```text
+//! r_ij = (x_j - x_i) + (S_a a + S_b b + S_c c),   r_ij · r_ij < cutoff²   (strict)
+//! ```
+//!
+//! excluding `(i, i, 0)`, which is added once per particle with `r = 0` when `self_pairs` is
+//! set. Every periodic image within the cutoff is its own pair (no minimum-image convention),
+//! positions may lie outside the cell, and the list is full: `(i, j, S)` and `(j, i, -S)` both
+//! appear. Pairs are sorted by `(center, neighbor, shift)`.
+
+use crate::error::{Error, Result};
+
+/// Default bound on the number of pairs [`neighbor_list`] may produce (about 26 GB of pairs).
+pub const DEFAULT_MAX_PAIRS: usize = 500_000_000;
+
+/// Relative slack on the cutoff used to size bins, so that rounding in fractional coordinates
+/// never hides a pair; the final test always uses the exact cutoff.
+const BIN_SLACK: f64 = 1e-8;
+
+/// Largest fractional coordinate (in cell lengths from the origin) accepted along a periodic
+/// direction, keeping shifts far from `i32` overflow.
+const MAX_FRACTIONAL: f64 = 1e8;
+
+/// A full neighbour list: parallel arrays with one entry per ordered pair.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PairList {
+    /// Index of the centre particle `i` of each pair.
+    pub centers: Vec<usize>,
+    /// Index of the neighbour particle `j` of each pair.
+    pub neighbors: Vec<usize>,
+    /// `r_ij = (x_j - x_i) + S · cell` of each pair.
+    pub vectors: Vec<[f64; 3]>,
+    /// Cell shift `S` (multiples of a, b, c) of each pair; zero along non-periodic directions.
+    pub shifts: Vec<[i32; 3]>,
+}
+
+impl PairList {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.centers.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.centers.is_empty()
+    }
+
+    fn push(&mut self, i: usize, j: usize, r: [f64; 3], s: [i32; 3]) {
+        self.centers.push(i);
+        self.neighbors.push(j);
+        self.vectors.push(r);
+        self.shifts.push(s);
+    }
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn norm(a: [f64; 3]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+/// `r = (x_j - x_i) + S · cell`, evaluated in this exact order (shared by both algorithms so
+/// that they agree bit for bit, including at the cutoff boundary).
+fn pair_vector(xi: [f64; 3], xj: [f64; 3], s: [i32; 3], cell: &[[f64; 3]; 3]) -> [f64; 3] {
+    let mut r = [0.0; 3];
+    for (c, rc) in r.iter_mut().enumerate() {
+        let shift = f64::from(s[0]) * cell[0][c]
+            + f64::from(s[1]) * cell[1][c]
+            + f64::from(s[2]) * cell[2][c];
+        *rc = (xj[c] - xi[c]) + shift;
+    }
+    r
+}
+
+/// Validated geometry: fractional coordinates in a basis `B` (the cell when any direction is
+/// periodic, the identity otherwise) and the perpendicular widths of `B`.
+struct Geometry {
+    /// `s_k = x · recip[k]` so that `x = Σ_k s_k B_k`.
+    frac: Vec<[f64; 3]>,
+    /// Perpendicular width of the basis along each direction (distance between the faces).
+    widths: [f64; 3],
+    /// |det B| (1 for open systems).
+    volume: f64,
+    pbc: [bool; 3],
+    /// The cell used for shift vectors: the given one when any direction is periodic, zeros
+    /// otherwise (so that an arbitrary cell of an open system never enters the vectors).
+    cell: [[f64; 3]; 3],
+}
+
+fn validate(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+) -> Result<Geometry> {
+    if !(cutoff.is_finite() && cutoff > 0.0) {
+        return Err(Error::Hypers(format!(
+            "cutoff_radius must be positive and finite, got {cutoff}"
+        )));
+    }
+    if let Some((i, x)) = positions
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Error::Frame {
+            frame: 0,
+            message: format!("position of particle {i} is not finite: {x:?}"),
+        });
+    }
+    let periodic = pbc.iter().any(|&p| p);
+    let (recip, widths, volume) = if periodic {
+        if cell.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(Error::Frame {
+                frame: 0,
+                message: format!("cell is not finite: {cell:?}"),
+            });
+        }
+        let [a, b, c] = *cell;
+        let (bc, ca, ab) = (cross(b, c), cross(c, a), cross(a, b));
+        let det = dot(a, bc);
+        let lengths = norm(a) * norm(b) * norm(c);
+        if !(det.abs() > 1e-12 * lengths) {
+            return Err(Error::Frame {
+                frame: 0,
+                message: format!(
+                    "cell is singular (determinant {det:e}, |a||b||c| = {lengths:e}) but pbc is {pbc:?}"
+                ),
+            });
+        }
+        let recip = [bc, ca, ab].map(|v| v.map(|x| x / det));
+        let volume = det.abs();
+        let widths = [bc, ca, ab].map(|v| volume / norm(v));
+        (recip, widths, volume)
+    } else {
+        (
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [1.0; 3],
+            1.0,
+        )
+    };
+    let frac: Vec<[f64; 3]> = positions
+        .iter()
+        .map(|&x| [dot(x, recip[0]), dot(x, recip[1]), dot(x, recip[2])])
+        .collect();
+    for (i, s) in frac.iter().enumerate() {
+        for k in 0..3 {
+            if pbc[k] && !(s[k].abs() <= MAX_FRACTIONAL) {
+                return Err(Error::Frame {
+                    frame: 0,
+                    message: format!(
+                        "particle {i} lies {:e} cell vectors away from the origin along direction {k}",
+                        s[k]
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Geometry {
+        frac,
+        widths,
+        volume,
+        pbc,
+        cell: if periodic { *cell } else { [[0.0; 3]; 3] },
+    })
+}
+
+/// The bins of the cell list and the particles in them.
+struct Grid {
+    /// Bins per direction.
+    nbins: [usize; 3],
+    /// Bin offsets searched along each direction (bins of size ≥ cutoff give 1).
+    reach: [i64; 3],
+    pbc: [bool; 3],
+    /// 3-D bin of every particle.
+    bin_of: Vec<[usize; 3]>,
+    /// Image of the wrapped position holding each particle: `x = w + image · cell`.
+    image: Vec<[i64; 3]>,
+    /// Particles sorted by linear bin index.
+    sorted: Vec<usize>,
+    /// `sorted[start[b]..start[b + 1]]` are the particles of linear bin `b`.
+    start: Vec<usize>,
+}
+
+impl Grid {
+    fn new(geo: &Geometry, positions: &[[f64; 3]], cutoff: f64) -> Result<Self> {
+        let n = positions.len();
+        let mut scale = positions
+            .iter()
+            .flatten()
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        if geo.pbc.iter().any(|&p| p) {
+            scale += geo.cell.iter().flatten().map(|v| v.abs()).sum::<f64>();
+        }
+        let rc = cutoff * (1.0 + BIN_SLACK) + BIN_SLACK * scale;
+
+        // Extent of each direction in fractional units: [0, 1) when periodic, the bounding
+        // range otherwise.
+        let mut lo = [0.0f64; 3];
+        let mut extent = [1.0f64; 3];
+        let max_bins = (2 * n + 27) as f64;
+        let mut nb_f = [1.0f64; 3];
+        for k in 0..3 {
+            if !geo.pbc[k] {
+                let (mn, mx) = geo
+                    .frac
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| {
+                        (a.min(s[k]), b.max(s[k]))
+                    });
+                lo[k] = mn;
+                extent[k] = mx - mn;
+            }
+            nb_f[k] = (extent[k] * geo.widths[k] / rc)
+                .floor()
+                .clamp(1.0, max_bins);
+        }
+        let mut nbins = nb_f.map(|v| v as usize);
+        while nbins.iter().map(|&v| v as f64).product::<f64>() > max_bins {
+            let k = (0..3).max_by_key(|&k| nbins[k]).unwrap_or(0);
+            nbins[k] = (nbins[k] / 2).max(1);
+        }
+        let mut reach = [1i64; 3];
+        for k in 0..3 {
+            if geo.pbc[k] {
+                let t = rc * nbins[k] as f64 / geo.widths[k] * (1.0 - 1e-12);
+                let m = t.ceil().max(1.0);
+                if m > f64::from(i32::MAX / 4) {
+                    return Err(Error::TooLarge(format!(
+                        "cutoff {cutoff} spans about {m:e} periodic images of a cell of width {}",
+                        geo.widths[k]
+                    )));
+                }
+                reach[k] = m as i64;
+            }
+        }
+
+        let mut bin_of = Vec::with_capacity(n);
+        let mut image = Vec::with_capacity(n);
+        for s in &geo.frac {
+            let mut b = [0usize; 3];
+            let mut img = [0i64; 3];
+            for k in 0..3 {
+                let nb = nbins[k];
+                let t = if geo.pbc[k] {
+                    let f = s[k].floor();
+                    img[k] = f as i64;
+                    (s[k] - f) * nb as f64
+                } else if extent[k] > 0.0 {
+                    (s[k] - lo[k]) / extent[k] * nb as f64
+                } else {
+                    0.0
+                };
+                b[k] = (t.max(0.0) as usize).min(nb - 1);
+            }
+            bin_of.push(b);
+            image.push(img);
+        }
+        let total = nbins[0] * nbins[1] * nbins[2];
+        let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
+        let mut start = vec![0usize; total + 1];
+        for &b in &bin_of {
+            start[linear(b) + 1] += 1;
+        }
+        for l in 0..total {
+            start[l + 1] += start[l];
+        }
+        let mut fill = start.clone();
+        let mut sorted = vec![0usize; n];
+        for (i, &b) in bin_of.iter().enumerate() {
+            let l = linear(b);
+            sorted[fill[l]] = i;
+            fill[l] += 1;
+        }
+        Ok(Grid {
+            nbins,
+            reach,
+            pbc: geo.pbc,
+            bin_of,
+            image,
+            sorted,
+            start,
+        })
+    }
+
+    /// Bin offsets to visit along direction `k` from bin `b`: `(target bin, image shift)`.
+    fn offsets(&self, k: usize, b: usize) -> Vec<(usize, i64)> {
+        let nb = self.nbins[k] as i64;
+        let b = b as i64;
+        if self.pbc[k] {
+            (-self.reach[k]..=self.reach[k])
+                .map(|d| {
+                    let t = b + d;
+                    (t.rem_euclid(nb) as usize, t.div_euclid(nb))
+                })
+                .collect()
+        } else {
+            ((b - 1).max(0)..=(b + 1).min(nb - 1))
+                .map(|t| (t as usize, 0))
+                .collect()
+        }
+    }
+
+    /// Call `f(j, shift)` for every candidate neighbour `j` of particle `i` with its shift in
+    /// the original (unwrapped) positions. Each `(j, shift)` is produced at most once.
+    fn for_each_candidate(&self, i: usize, mut f: impl FnMut(usize, [i64; 3])) {
+        let b = self.bin_of[i];
+        let [oa, ob, oc] = [0, 1, 2].map(|k| self.offsets(k, b[k]));
+        let img_i = self.image[i];
+        for &(ta, qa) in &oa {
+            for &(tb, qb) in &ob {
+                for &(tc, qc) in &oc {
+                    let l = (ta * self.nbins[1] + tb) * self.nbins[2] + tc;
+                    for &j in &self.sorted[self.start[l]..self.start[l + 1]] {
+                        let img_j = self.image[j];
+                        f(
+                            j,
+                            [
+                                qa + img_i[0] - img_j[0],
+                                qb + img_i[1] - img_j[1],
+                                qc + img_i[2] - img_j[2],
+                            ],
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Upper bound on the number of candidate pairs the search visits.
+    fn candidate_bound(&self) -> f64 {
+        let mut total = 0.0;
+        let n_total = self.start.len() - 1;
+        for l in 0..n_total {
+            let count = self.start[l + 1] - self.start[l];
+            if count == 0 {
+                continue;
+            }
+            let i = self.sorted[self.start[l]];
+            let mut around = 0usize;
+            let b = self.bin_of[i];
+            let [oa, ob, oc] = [0, 1, 2].map(|k| self.offsets(k, b[k]));
+            for &(ta, _) in &oa {
+                for &(tb, _) in &ob {
+                    for &(tc, _) in &oc {
+                        let m = (ta * self.nbins[1] + tb) * self.nbins[2] + tc;
+                        around += self.start[m + 1] - self.start[m];
+                    }
+                }
+            }
+            total += count as f64 * around as f64;
+        }
+        total
+    }
+}
+
+/// Convert a shift to `i32`, reporting overflow as [`Error::TooLarge`].
+fn shift_i32(s: [i64; 3]) -> Result<[i32; 3]> {
+    let conv = |v: i64| {
+        i32::try_from(v)
+            .map_err(|_| Error::TooLarge(format!("cell shift {v} does not fit in 32 bits")))
+    };
+    Ok([conv(s[0])?, conv(s[1])?, conv(s[2])?])
+}
+
+/// Full neighbour list (see the module documentation) with the default pair limit
+/// [`DEFAULT_MAX_PAIRS`].
+///
+/// `cell` rows are the cell vectors a, b, c; it is only used when some `pbc` is true and must
+/// then be non-singular. Errors: [`Error::Hypers`] for a cutoff that is not positive and
+/// finite, [`Error::Frame`] with `frame: 0` (callers re-wrap it with the right index) for a
+/// singular cell or non-finite positions, [`Error::TooLarge`] when the list would exceed the
+/// pair limit.
+pub fn neighbor_list(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+    self_pairs: bool,
+) -> Result<PairList> {
+    neighbor_list_with_limit(positions, cell, pbc, cutoff, self_pairs, DEFAULT_MAX_PAIRS)
+}
+
+/// [`neighbor_list`] with an explicit bound on the number of pairs.
+///
+/// Before searching, the expected number of pairs is estimated from the particle count, the
+/// cutoff and the cell (`N² · (4π/3) r_c³ / V` when fully periodic; `N²` times the number of
+/// periodic images across the cutoff sphere for mixed periodicity, when that exceeds one), and [`Error::TooLarge`] is
+/// returned when it exceeds `max_pairs`. When the cell list's candidate count exceeds
+/// `max_pairs`, the pairs are counted exactly first; more than `max_pairs` pairs is also
+/// [`Error::TooLarge`]. Runs in `O(N)` time for a fixed density and cutoff.
+pub fn neighbor_list_with_limit(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+    self_pairs: bool,
+    max_pairs: usize,
+) -> Result<PairList> {
+    let geo = validate(positions, cell, pbc, cutoff)?;
+    let n = positions.len();
+    let mut list = PairList::default();
+    if n == 0 {
+        return Ok(list);
+    }
+    let n2 = (n as f64) * (n as f64);
+    let n_periodic = pbc.iter().filter(|&&p| p).count();
+    let images: f64 = (0..3)
+        .filter(|&k| pbc[k])
+        .map(|k| 2.0 * cutoff / geo.widths[k])
+        .product();
+    let estimate = match n_periodic {
+        0 => 0.0,
+        3 => n2 * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3) / geo.volume,
+        // Mixed periodicity: only guard against an explosion of periodic images.
+        2 if images > 1.0 => n2 * images * std::f64::consts::FRAC_PI_4,
+        1 if images > 1.0 => n2 * images,
+        _ => 0.0,
+    };
+    if estimate > max_pairs as f64 {
+        return Err(Error::TooLarge(format!(
+            "neighbour list would hold about {estimate:.3e} pairs ({n} particles, cutoff {cutoff}, \
+             cell widths {:?}), more than the limit of {max_pairs}",
+            geo.widths
+        )));
+    }
+
+    let grid = Grid::new(&geo, positions, cutoff)?;
+    let cell = &geo.cell;
+    let cutoff2 = cutoff * cutoff;
+    let extra = if self_pairs { n } else { 0 };
+    let too_many = |count: usize| {
+        Error::TooLarge(format!(
+            "neighbour list holds at least {count} pairs ({n} particles, cutoff {cutoff}), \
+             more than the limit of {max_pairs}"
+        ))
+    };
+    // Exact count first when the cheap bound does not rule out exceeding the limit.
+    let bound = grid.candidate_bound() + extra as f64;
+    if bound > max_pairs as f64 {
+        let mut count = extra;
+        for i in 0..n {
+            grid.for_each_candidate(i, |j, s| {
+                if i == j && s == [0; 3] {
+                    return;
+                }
+                if let Ok(s) = shift_i32(s) {
+                    let r = pair_vector(positions[i], positions[j], s, cell);
+                    if dot(r, r) < cutoff2 {
+                        count += 1;
+                    }
+                }
+            });
+            if count > max_pairs {
+                return Err(too_many(count));
+            }
+        }
+        list.centers.reserve(count);
+        list.neighbors.reserve(count);
+        list.vectors.reserve(count);
+        list.shifts.reserve(count);
+    }
+
+    let mut row: Vec<(usize, [i32; 3], [f64; 3])> = Vec::new();
+    let mut failure: Option<Error> = None;
+    for i in 0..n {
+        row.clear();
+        if self_pairs {
+            row.push((i, [0; 3], [0.0; 3]));
+        }
+        grid.for_each_candidate(i, |j, s| {
+            if i == j && s == [0; 3] {
+                return;
+            }
+            match shift_i32(s) {
+                Ok(s) => {
+                    let r = pair_vector(positions[i], positions[j], s, cell);
+                    if dot(r, r) < cutoff2 {
+                        row.push((j, s, r));
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        });
+        if let Some(e) = failure.take() {
+            return Err(e);
+        }
+        if list.len() + row.len() > max_pairs {
+            return Err(too_many(list.len() + row.len()));
+        }
+        row.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for &(j, s, r) in &row {
+            list.push(i, j, r, s);
+        }
+    }
+    Ok(list)
+}
+
+/// Reference `O(N²)` neighbour list with the same pair set, order and errors as
+/// [`neighbor_list`] (without the pair limit). For every pair `(i, j)` it tries every shift in
+/// a range around the one that brings `j` closest to `i`, wide enough for the cutoff
+/// (`ceil(cutoff / width) + 1` cells each way per periodic direction). Meant for tests.
+pub fn brute_force_neighbor_list(
+    positions: &[[f64; 3]],
+    cell: &[[f64; 3]; 3],
+    pbc: [bool; 3],
+    cutoff: f64,
+    self_pairs: bool,
+) -> Result<PairList> {
+    let geo = validate(positions, cell, pbc, cutoff)?;
+    let cell = &geo.cell;
+    let cutoff2 = cutoff * cutoff;
+    let mut list = PairList::default();
+    let mut row: Vec<(usize, [i32; 3], [f64; 3])> = Vec::new();
+    for (i, &xi) in positions.iter().enumerate() {
+        row.clear();
+        if self_pairs {
+            row.push((i, [0; 3], [0.0; 3]));
+        }
+        for (j, &xj) in positions.iter().enumerate() {
+            let mut ranges = [(0i64, 0i64); 3];
+            for k in 0..3 {
+                if pbc[k] {
+                    let centre = (geo.frac[i][k] - geo.frac[j][k]).round() as i64;
+                    let half = (cutoff / geo.widths[k]).ceil() as i64 + 1;
+                    ranges[k] = (centre - half, centre + half);
+                }
+            }
+            for sa in ranges[0].0..=ranges[0].1 {
+                for sb in ranges[1].0..=ranges[1].1 {
+                    for sc in ranges[2].0..=ranges[2].1 {
+                        let s = shift_i32([sa, sb, sc])?;
+                        if i == j && s == [0; 3] {
+                            continue;
+                        }
+                        let r = pair_vector(xi, xj, s, cell);
+                        if dot(r, r) < cutoff2 {
+                            row.push((j, s, r));
+                        }
+                    }
+                }
+            }
+        }
+        row.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for &(j, s, r) in &row {
+            list.push(i, j, r, s);
+        }
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// SplitMix64, enough for reproducible test systems.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+        }
+    }
+
+    const CUBIC: [[f64; 3]; 3] = [[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]];
+    const TRICLINIC: [[f64; 3]; 3] = [[4.0, 0.0, 0.0], [1.3, 3.7, 0.0], [-0.9, 1.1, 4.2]];
+
+    fn random_positions(
+        rng: &mut Rng,
+        n: usize,
+        cell: &[[f64; 3]; 3],
+        lo: f64,
+        hi: f64,
+    ) -> Vec<[f64; 3]> {
+        (0..n)
+            .map(|_| {
+                let s = [
+                    rng.uniform(lo, hi),
+                    rng.uniform(lo, hi),
+                    rng.uniform(lo, hi),
+                ];
+                let mut x = [0.0; 3];
+                for (c, xc) in x.iter_mut().enumerate() {
+                    *xc = s[0] * cell[0][c] + s[1] * cell[1][c] + s[2] * cell[2][c];
+                }
+                x
+            })
+            .collect()
+    }
+
+    fn check_against_brute(
+        positions: &[[f64; 3]],
+        cell: &[[f64; 3]; 3],
+        pbc: [bool; 3],
+        cutoff: f64,
+    ) -> usize {
+        let mut len = 0;
+        for self_pairs in [false, true] {
+            let fast = neighbor_list(positions, cell, pbc, cutoff, self_pairs).unwrap();
+            let slow = brute_force_neighbor_list(positions, cell, pbc, cutoff, self_pairs).unwrap();
+            assert_eq!(fast, slow, "pbc {pbc:?} cutoff {cutoff} self {self_pairs}");
+            check_invariants(&fast, positions, cell, cutoff, self_pairs);
+            len = fast.len();
+        }
+        len
+    }
+
+    fn check_invariants(
+        list: &PairList,
+        positions: &[[f64; 3]],
+        cell: &[[f64; 3]; 3],
+        cutoff: f64,
+        self_pairs: bool,
+    ) {
+        let keys: Vec<(usize, usize, [i32; 3])> = (0..list.len())
+            .map(|p| (list.centers[p], list.neighbors[p], list.shifts[p]))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        let set: HashSet<_> = keys.iter().copied().collect();
+        let mut n_self = 0;
+        for (p, &(i, j, s)) in keys.iter().enumerate() {
+            assert!(
+                set.contains(&(j, i, [-s[0], -s[1], -s[2]])),
+                "symmetry of {i} {j} {s:?}"
+            );
+            let r = list.vectors[p];
+            if i == j && s == [0; 3] {
+                n_self += 1;
+                assert_eq!(r, [0.0; 3]);
+            } else {
+                assert_eq!(r, pair_vector(positions[i], positions[j], s, cell));
+                assert!(dot(r, r) < cutoff * cutoff);
+            }
+        }
+        assert_eq!(n_self, if self_pairs { positions.len() } else { 0 });
+    }
+
+    #[test]
+    fn open_systems_match_brute_force() {
+        let mut rng = Rng(1);
+        let box_ = [[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];
+        for (n, cutoff) in [
+            (1, 2.0),
+            (2, 30.0),
+            (50, 1.0),
+            (120, 2.5),
+            (120, 7.0),
+            (200, 0.3),
+        ] {
+            let pos = random_positions(&mut rng, n, &box_, 0.0, 1.0);
+            check_against_brute(&pos, &[[0.0; 3]; 3], [false; 3], cutoff);
+            // Open systems ignore whatever cell is given, even a singular one.
+            let a = neighbor_list(&pos, &[[1.0; 3]; 3], [false; 3], cutoff, true).unwrap();
+            let b = neighbor_list(&pos, &box_, [false; 3], cutoff, true).unwrap();
+            assert_eq!(a, b);
+        }
+        // Flat and collinear systems.
+        let line: Vec<[f64; 3]> = (0..40).map(|i| [i as f64 * 0.37, 0.0, 0.0]).collect();
+        assert_eq!(
+            check_against_brute(&line, &[[0.0; 3]; 3], [false; 3], 1.0),
+            2 * (39 + 38) + 40
+        );
+    }
+
+    #[test]
+    fn periodic_systems_match_brute_force() {
+        let mut rng = Rng(2);
+        let small = [[1.5, 0.0, 0.0], [0.4, 1.2, 0.0], [0.2, -0.3, 1.7]];
+        let long = [[12.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 3.0]];
+        let left_handed = [[0.0, 4.0, 0.0], [4.5, 0.0, 0.0], [0.0, 0.0, 3.5]];
+        for cell in [CUBIC, TRICLINIC, small, long, left_handed] {
+            for pbc in [
+                [true; 3],
+                [true, false, true],
+                [false, true, false],
+                [true, true, false],
+            ] {
+                for (n, cutoff, lo, hi) in [
+                    (40, 1.9, 0.0, 1.0),
+                    (40, 3.3, -2.0, 3.0),
+                    (25, 6.0, 0.0, 1.0),
+                    (3, 4.5, -5.0, 7.0),
+                ] {
+                    let pos = random_positions(&mut rng, n, &cell, lo, hi);
+                    check_against_brute(&pos, &cell, pbc, cutoff);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simple_cubic_lattice_counts() {
+        let cell = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let pos = [[0.25, 0.5, 0.75]];
+        // 6 first neighbours at 1, 12 at sqrt(2) < 1.5, none at sqrt(3).
+        let l = neighbor_list(&pos, &cell, [true; 3], 1.5, false).unwrap();
+        assert_eq!(l.len(), 18);
+        assert!(l.centers.iter().chain(&l.neighbors).all(|&i| i == 0));
+        assert_eq!(l.shifts[0], [-1, -1, 0]);
+        assert_eq!(l.vectors[0], [-1.0, -1.0, 0.0]);
+        assert_eq!(l.shifts[8], [0, 0, -1]);
+        // Cutoff exactly 1: strict test excludes the first shell.
+        assert!(neighbor_list(&pos, &cell, [true; 3], 1.0, false)
+            .unwrap()
+            .is_empty());
+        let l = neighbor_list(&pos, &cell, [true; 3], 1.0, true).unwrap();
+        assert_eq!((l.len(), l.shifts[0], l.vectors[0]), (1, [0; 3], [0.0; 3]));
+        // 6 + 12 + 8 + 6 (at 2) + 24 (at sqrt 5) = 56 below 2.3.
+        assert_eq!(check_against_brute(&pos, &cell, [true; 3], 2.3), 57);
+        // Only along a: two images at distance 1 and two at 2.
+        let l = neighbor_list(&pos, &cell, [true, false, false], 2.5, false).unwrap();
+        assert_eq!(l.shifts, vec![[-2, 0, 0], [-1, 0, 0], [1, 0, 0], [2, 0, 0]]);
+    }
+
+    #[test]
+    fn cutoff_boundary_is_strict() {
+        let pos = [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]];
+        let l = neighbor_list(&pos, &[[0.0; 3]; 3], [false; 3], 2.0, false).unwrap();
+        assert!(l.is_empty());
+        let l = neighbor_list(&pos, &[[0.0; 3]; 3], [false; 3], 2.0 + 1e-12, false).unwrap();
+        assert_eq!(l.centers, vec![0, 1]);
+        assert_eq!(l.neighbors, vec![1, 0]);
+        assert_eq!(l.vectors, vec![[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]]);
+        // Periodic image at exactly the cutoff through a shift.
+        let cell = [[3.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];
+        let pos = [[0.5, 1.0, 1.0], [1.5, 1.0, 1.0]];
+        let l = neighbor_list(&pos, &cell, [true; 3], 2.0, false).unwrap();
+        assert_eq!(l.shifts, vec![[0; 3], [0; 3]]);
+        assert_eq!(l.vectors, vec![[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]);
+        let l = neighbor_list(&pos, &cell, [true; 3], 2.0 + 1e-9, false).unwrap();
+        assert_eq!(l.shifts, vec![[-1, 0, 0], [0; 3], [0; 3], [1, 0, 0]]);
+        assert_eq!(l.vectors[0], [-2.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn unwrapped_positions_give_shifts() {
+        let cell = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]];
+        let pos = [[0.5, 0.5, 0.5], [0.5 + 2.0 * 7.0, 0.5, 1.0 - 2.0 * 3.0]];
+        let l = neighbor_list(&pos, &cell, [true; 3], 0.75, false).unwrap();
+        assert_eq!(l.centers, vec![0, 1]);
+        assert_eq!(l.shifts, vec![[-7, 0, 3], [7, 0, -3]]);
+        assert_eq!(l.vectors, vec![[0.0, 0.0, 0.5], [0.0, 0.0, -0.5]]);
+    }
+
+    #[test]
+    fn validation_errors() {
+        let pos = [[0.0; 3], [1.0, 0.0, 0.0]];
+        for cutoff in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = neighbor_list(&pos, &CUBIC, [true; 3], cutoff, true).unwrap_err();
+            assert!(
+                matches!(&e, Error::Hypers(m) if m.contains("cutoff_radius")),
+                "{e}"
+            );
+        }
+        let singular = [[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+        for (cell, pbc) in [
+            (singular, [true; 3]),
+            (singular, [false, false, true]),
+            ([[0.0; 3]; 3], [true, false, false]),
+        ] {
+            let e = neighbor_list(&pos, &cell, pbc, 1.5, true).unwrap_err();
+            assert!(
+                matches!(&e, Error::Frame { frame: 0, message } if message.contains("cell is singular")),
+                "{e}"
+            );
+        }
+        let e = neighbor_list(&[[f64::NAN, 0.0, 0.0]], &CUBIC, [false; 3], 1.0, true).unwrap_err();
+        assert!(matches!(e, Error::Frame { .. }));
+        // Huge cutoff in a small periodic cell.
+        let e = neighbor_list(&pos, &CUBIC, [true; 3], 1e4, true).unwrap_err();
+        assert!(
+            matches!(&e, Error::TooLarge(m) if m.contains("pairs")),
+            "{e}"
+        );
+        let e = neighbor_list(&pos, &CUBIC, [false, true, false], 1e12, true).unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        // Exact limit in an open system: 2 self + 2 pairs.
+        assert_eq!(
+            neighbor_list_with_limit(&pos, &CUBIC, [false; 3], 1.5, true, 4)
+                .unwrap()
+                .len(),
+            4
+        );
+        let e = neighbor_list_with_limit(&pos, &CUBIC, [false; 3], 1.5, true, 3).unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        // Empty input.
+        assert!(neighbor_list(&[], &CUBIC, [true; 3], 1.0, true)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn twenty_thousand_particles_at_liquid_density() {
+        // Lennard-Jones liquid density 0.8, cutoff 2.5: about 52 neighbours per particle.
+        let n = 20_000;
+        let side = (n as f64 / 0.8).cbrt();
+        let cell = [[side, 0.0, 0.0], [0.0, side, 0.0], [0.0, 0.0, side]];
+        let mut rng = Rng(7);
+        let pos = random_positions(&mut rng, n, &cell, 0.0, 1.0);
+        let cutoff = 2.5;
+        let expected = 0.8 * 4.0 / 3.0 * std::f64::consts::PI * cutoff * cutoff * cutoff;
+        for pbc in [[true; 3], [false; 3]] {
+            let l = neighbor_list(&pos, &cell, pbc, cutoff, false).unwrap();
+            let per_particle = l.len() as f64 / n as f64;
+            let (lo, hi) = if pbc[0] { (0.95, 1.05) } else { (0.75, 1.0) };
+            assert!(
+                per_particle > lo * expected && per_particle < hi * expected,
+                "{per_particle}"
+            );
+            assert!(l.vectors.iter().all(|r| dot(*r, *r) < cutoff * cutoff));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_cells_match_brute_force(
+            seed in any::<u64>(),
+            n in 1usize..10,
+            cutoff in 0.2f64..2.5,
+            pbc in any::<[bool; 3]>(),
+            diag in prop::array::uniform3(0.8f64..4.0),
+            off in prop::array::uniform3(-1.0f64..1.0),
+        ) {
+            let cell = [[diag[0], 0.0, 0.0], [off[0], diag[1], 0.0], [off[1], off[2], diag[2]]];
+            let mut rng = Rng(seed);
+            let pos = random_positions(&mut rng, n, &cell, -1.5, 2.5);
+            for self_pairs in [false, true] {
+                let fast = neighbor_list(&pos, &cell, pbc, cutoff, self_pairs).unwrap();
+                let slow = brute_force_neighbor_list(&pos, &cell, pbc, cutoff, self_pairs).unwrap();
+                prop_assert_eq!(&fast, &slow);
+                check_invariants(&fast, &pos, &cell, cutoff, self_pairs);
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Turning frames into what the descriptor needs: per-particle Gaussian data, the pair list
+//! of all frames, and the feature layout (which types exist, which neighbour-type columns).
+
+use crate::basis::Basis;
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::hypers::{Hypers, RotationType};
+use crate::neighbors;
+use crate::rotation::{self, Mat3};
+
+/// Per-particle data of all frames, concatenated (global particle index).
+#[derive(Debug, Clone, Default)]
+pub struct Particles {
+    /// First global index of each frame, plus the total at the end (`n_frames + 1` entries).
+    pub frame_start: Vec<usize>,
+    /// Frame of each particle.
+    pub frame: Vec<usize>,
+    /// Type (atomic number) of each particle.
+    pub types: Vec<i32>,
+    /// Precision matrix `A = R diag(a⁻²) Rᵀ` of each particle.
+    pub precision: Vec<Mat3>,
+    /// Semi-axes `a = c_diameter / 2` of each particle.
+    pub semi_axes: Vec<[f64; 3]>,
+}
+
+impl Particles {
+    /// Total number of particles.
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    /// True when there are no particles at all.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
+
+    /// Number of frames.
+    pub fn n_frames(&self) -> usize {
+        self.frame_start.len().saturating_sub(1)
+    }
+}
+
+/// Pairs of all frames, with global particle indices.
+#[derive(Debug, Clone, Default)]
+pub struct Pairs {
+    /// Centre `i` of each pair.
+    pub centers: Vec<usize>,
+    /// Neighbour `j` of each pair.
+    pub neighbors: Vec<usize>,
+    /// `r_ij` (from the centre to the neighbour's image).
+    pub vectors: Vec<[f64; 3]>,
+}
+
+impl Pairs {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.centers.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.centers.is_empty()
+    }
+}
+
+/// Which blocks and columns the output has: fixed by the types and pair types of all frames
+/// passed together, exactly as in the original.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Sorted distinct types of all frames (`𝒯`).
+    pub types: Vec<i32>,
+    /// Centre types that have a block (ascending).
+    pub center_types: Vec<i32>,
+    /// For each centre type, indices into `types` of its neighbour-type columns `U_t`.
+    pub neighbor_slots: Vec<Vec<usize>>,
+    /// `N_l` for each `l`.
+    pub n_radial: Vec<usize>,
+    /// Whether each particle is a sample (appears as the centre of at least one pair).
+    pub is_sample: Vec<bool>,
+    /// Number of frames.
+    pub n_frames: usize,
+}
+
+impl Layout {
+    /// Index into `types` of a type.
+    pub fn type_slot(&self, t: i32) -> usize {
+        self.types
+            .binary_search(&t)
+            .expect("type present in layout")
+    }
+
+    /// Index into `center_types` of a type, if it has a block.
+    pub fn center_block(&self, t: i32) -> Option<usize> {
+        self.center_types.binary_search(&t).ok()
+    }
+
+    /// Number of power-spectrum features of centre block `b`: `Σ_l (N_l E_t)²`.
+    pub fn power_spectrum_width(&self, b: usize) -> usize {
+        let e = self.neighbor_slots[b].len();
+        self.n_radial.iter().map(|n| (n * e) * (n * e)).sum()
+    }
+
+    /// Number of density features of centre block `b`: `Σ_l (2l+1) N_l E_t`.
+    pub fn density_width(&self, b: usize) -> usize {
+        let e = self.neighbor_slots[b].len();
+        self.n_radial
+            .iter()
+            .enumerate()
+            .map(|(l, n)| (2 * l + 1) * n * e)
+            .sum()
+    }
+
+    /// Column offset of each centre block in a full row, and the total width, for widths given
+    /// by `width(b)`.
+    pub fn block_offsets(&self, width: impl Fn(usize) -> usize) -> (Vec<usize>, usize) {
+        let mut offsets = Vec::with_capacity(self.center_types.len());
+        let mut total = 0;
+        for b in 0..self.center_types.len() {
+            offsets.push(total);
+            total += width(b);
+        }
+        (offsets, total)
+    }
+}
+
+/// A prepared batch of frames: particles, pairs and layout.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// Per-particle data.
+    pub particles: Particles,
+    /// All pairs.
+    pub pairs: Pairs,
+    /// Output layout.
+    pub layout: Layout,
+}
+
+fn frame_error(frame: usize, message: String) -> Error {
+    Error::Frame { frame, message }
+}
+
+/// Reads one frame's orientation and shape columns into `particles`.
+fn push_frame_particles(
+    particles: &mut Particles,
+    frame: &Frame,
+    f: usize,
+    hypers: &Hypers,
+) -> Result<()> {
+    let diameters: Vec<_> = (1..=3)
+        .map(|k| {
+            let name = format!("c_diameter[{k}]");
+            frame
+                .arrays
+                .get(&name)
+                .filter(|a| a.ncols == 1)
+                .ok_or_else(|| {
+                    frame_error(
+                        f,
+                        format!("missing required per-particle column '{name}' (1 real column)"),
+                    )
+                })
+        })
+        .collect::<Result<_>>()?;
+    let key = &hypers.rotation_key;
+    let ncols = match hypers.rotation_type {
+        RotationType::Quaternion => 4,
+        RotationType::Matrix => 9,
+    };
+    let orientation = frame.arrays.get(key).ok_or_else(|| {
+        frame_error(
+            f,
+            format!(
+                "missing orientation column '{key}' (rotation_key); available columns: {}",
+                frame.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    if orientation.ncols != ncols {
+        return Err(frame_error(
+            f,
+            format!(
+                "orientation column '{key}' has {} columns, rotation_type needs {ncols}",
+                orientation.ncols
+            ),
+        ));
+    }
+    for i in 0..frame.len() {
+        let mut semi = [0.0; 3];
+        for k in 0..3 {
+            let d = diameters[k].values[i];
+            if !(d.is_finite() && d > 0.0) {
+                return Err(frame_error(
+                    f,
+                    format!(
+                        "particle {i}: c_diameter[{}] must be positive and finite, got {d}",
+                        k + 1
+                    ),
+                ));
+            }
+            semi[k] = d / 2.0;
+        }
+        let row = orientation.row(i);
+        let r: Mat3 = match hypers.rotation_type {
+            RotationType::Quaternion => {
+                rotation::quaternion_to_matrix([row[0], row[1], row[2], row[3]]).ok_or_else(
+                    || {
+                        frame_error(
+                            f,
+                            format!("particle {i}: '{key}' is a zero or non-finite quaternion"),
+                        )
+                    },
+                )?
+            }
+            RotationType::Matrix => {
+                let m = [
+                    [row[0], row[1], row[2]],
+                    [row[3], row[4], row[5]],
+                    [row[6], row[7], row[8]],
+                ];
+                rotation::check_rotation_matrix(&m, 1e-6)
+                    .map_err(|e| frame_error(f, format!("particle {i}: '{key}': {e}")))?;
+                m
+            }
+        };
+        particles
+            .precision
+            .push(rotation::precision_matrix(&r, semi));
+        particles.semi_axes.push(semi);
+        particles.types.push(frame.numbers[i]);
+        particles.frame.push(f);
+    }
+    Ok(())
+}
+
+impl System {
+    /// Validates the frames and builds particles, pairs and layout for `basis`.
+    pub fn new(frames: &[Frame], basis: &Basis) -> Result<Self> {
+        let hypers = &basis.hypers;
+        let mut particles = Particles::default();
+        let mut pairs = Pairs::default();
+        for (f, frame) in frames.iter().enumerate() {
+            let start = particles.len();
+            particles.frame_start.push(start);
+            if frame.numbers.len() != frame.len() {
+                return Err(frame_error(
+                    f,
+                    "types and positions differ in length".into(),
+                ));
+            }
+            if let Some((i, p)) = frame
+                .positions
+                .iter()
+                .enumerate()
+                .find(|(_, p)| p.iter().any(|v| !v.is_finite()))
+            {
+                return Err(frame_error(
+                    f,
+                    format!("particle {i}: non-finite position {p:?}"),
+                ));
+            }
+            push_frame_particles(&mut particles, frame, f, hypers)?;
+            let _span = tracing::debug_span!("neighbor_list", frame = f).entered();
+            let (cell, pbc) = if frame.is_periodic() {
+                (frame.cell, frame.pbc)
+            } else {
+                ([[0.0; 3]; 3], [false; 3])
+            };
+            let list = neighbors::neighbor_list(
+                &frame.positions,
+                &cell,
+                pbc,
+                hypers.cutoff_radius,
+                !hypers.subtract_center_contribution,
+            )
+            .map_err(|e| match e {
+                Error::Frame { message, .. } => frame_error(f, message),
+                other => other,
+            })?;
+            pairs
+                .centers
+                .extend(list.centers.iter().map(|&i| i + start));
+            pairs
+                .neighbors
+                .extend(list.neighbors.iter().map(|&j| j + start));
+            pairs.vectors.extend_from_slice(&list.vectors);
+        }
+        particles.frame_start.push(particles.len());
+        let layout = build_layout(&particles, &pairs, basis, frames.len());
+        Ok(System {
+            particles,
+            pairs,
+            layout,
+        })
+    }
+}
+
+/// Global type set, pair-type keys and samples, as the original derives them.
+fn build_layout(particles: &Particles, pairs: &Pairs, basis: &Basis, n_frames: usize) -> Layout {
+    let mut types = particles.types.clone();
+    types.sort_unstable();
+    types.dedup();
+    let slot = |t: i32| types.binary_search(&t).expect("known type");
+    let mut key_seen = vec![vec![false; types.len()]; types.len()];
+    let mut is_sample = vec![false; particles.len()];
+    for (&i, &j) in pairs.centers.iter().zip(&pairs.neighbors) {
+        key_seen[slot(particles.types[i])][slot(particles.types[j])] = true;
+        is_sample[i] = true;
+    }
+    let mut center_types = Vec::new();
+    let mut neighbor_slots = Vec::new();
+    for (a, &t) in types.iter().enumerate() {
+        let slots: Vec<usize> = (0..types.len()).filter(|&b| key_seen[a][b]).collect();
+        if !slots.is_empty() {
+            center_types.push(t);
+            neighbor_slots.push(slots);
+        }
+    }
+    Layout {
+        types,
+        center_types,
+        neighbor_slots,
+        n_radial: basis.n_radial.clone(),
+        is_sample,
+        n_frames,
+    }
+}

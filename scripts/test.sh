@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command (README): format, lint, feature plumbing, then all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The cuda/metal features must at least resolve on Linux (metal pulls nothing off macOS).
+cargo check -p anisoap-candle --features metal --quiet
+cargo test --workspace --release

@@ -323,3 +323,49 @@ fn build_layout(particles: &Particles, pairs: &Pairs, basis: &Basis, n_frames: u
         n_frames,
     }
 }
+
+impl Layout {
+    /// Column labels of a full power-spectrum row, in order:
+    /// `c<centre type>_l<l>_n<n1>_u<neighbour type 1>_n<n2>_u<neighbour type 2>`
+    /// (the value layout, `p = n E_t + e`; the original's label rows are type-major).
+    pub fn power_spectrum_labels(&self) -> Vec<String> {
+        let mut labels = Vec::new();
+        for (b, &t) in self.center_types.iter().enumerate() {
+            let slots = &self.neighbor_slots[b];
+            let e_t = slots.len();
+            for (l, &n_l) in self.n_radial.iter().enumerate() {
+                for p in 0..n_l * e_t {
+                    for q in 0..n_l * e_t {
+                        labels.push(format!(
+                            "c{t}_l{l}_n{}_u{}_n{}_u{}",
+                            p / e_t,
+                            self.types[slots[p % e_t]],
+                            q / e_t,
+                            self.types[slots[q % e_t]]
+                        ));
+                    }
+                }
+            }
+        }
+        labels
+    }
+
+    /// Column labels of a full density row: `c<centre type>_l<l>_m<m>_n<n>_u<neighbour type>`.
+    pub fn density_labels(&self) -> Vec<String> {
+        let mut labels = Vec::new();
+        for (b, &t) in self.center_types.iter().enumerate() {
+            let slots = &self.neighbor_slots[b];
+            for (l, &n_l) in self.n_radial.iter().enumerate() {
+                let li = l as i64;
+                for m in -li..=li {
+                    for n in 0..n_l {
+                        for &slot in slots {
+                            labels.push(format!("c{t}_l{l}_m{m}_n{n}_u{}", self.types[slot]));
+                        }
+                    }
+                }
+            }
+        }
+        labels
+    }
+}

@@ -180,14 +180,15 @@ fn unescape_name(name: &str) -> String {
 /// Parse a `Properties` value into columns.
 fn parse_properties(value: &str) -> std::result::Result<Vec<Column>, String> {
     let parts: Vec<&str> = value.split(':').collect();
-    if value.is_empty() || parts.len() % 3 != 0 {
+    let triples = parts.chunks_exact(3);
+    if value.is_empty() || !triples.remainder().is_empty() {
         return Err(format!(
             "malformed Properties {}: expected name:type:ncols triplets",
             quote(value)
         ));
     }
     let mut columns: Vec<Column> = Vec::with_capacity(parts.len() / 3);
-    for triple in parts.chunks(3) {
+    for triple in triples {
         let name = unescape_name(triple[0]);
         if name.is_empty() {
             return Err(format!(
@@ -344,23 +345,24 @@ impl Reader<'_> {
         let mut properties: Option<Vec<Column>> = None;
         for (key, value) in pairs {
             let lower = key.to_ascii_lowercase();
-            let duplicate = || self.err(idx, format!("comment line: duplicate key {key:?}"));
+            let duplicate =
+                |key: &str| self.err(idx, format!("comment line: duplicate key {key:?}"));
             match lower.as_str() {
                 "lattice" => {
                     if lattice.is_some() {
-                        return Err(duplicate());
+                        return Err(duplicate(&key));
                     }
                     lattice = Some(parse_lattice(&value).map_err(|m| self.err(idx, m))?);
                 }
                 "pbc" => {
                     if pbc.is_some() {
-                        return Err(duplicate());
+                        return Err(duplicate(&key));
                     }
                     pbc = Some(parse_pbc(&value).map_err(|m| self.err(idx, m))?);
                 }
                 "properties" => {
                     if properties.is_some() {
-                        return Err(duplicate());
+                        return Err(duplicate(&key));
                     }
                     properties = Some(parse_properties(&value).map_err(|m| self.err(idx, m))?);
                 }
@@ -958,9 +960,9 @@ He 4.094572997602 7.603709570607 1.153276901757 0.357082155458 -0.276809895958 -
             ("-1\n\n", 1, "number of particles"),
             ("2\n", 2, "missing the comment line"),
             ("2\n\nH 0 0 0\n", 4, "expected 2 particle lines, found 1"),
-            ("2\n\nH 0 0 0\n\nH 0 0 0\n", 4, "expected 3 columns"),
-            ("1\n\nH 0 0\n", 3, "expected 3 columns"),
-            ("1\n\nH 0 0 0 0\n", 3, "expected 3 columns"),
+            ("2\n\nH 0 0 0\n\nH 0 0 0\n", 4, "expected 4 columns"),
+            ("1\n\nH 0 0\n", 3, "expected 4 columns"),
+            ("1\n\nH 0 0 0 0\n", 3, "expected 4 columns"),
             ("1\n\nH 0 x 0\n", 3, "column pos"),
             ("1\n\nH 0 nan 0\n", 3, "not a finite number"),
             ("1\n\nH 0 inf 0\n", 3, "not a finite number"),

@@ -1,7 +1,9 @@
 //! `anisoap-candle`: AniSOAP descriptors of ellipsoidal particles from the command line.
 
+mod compute;
 mod generate;
 mod output;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -16,13 +18,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compute AniSOAP descriptors of extended XYZ files (per-frame mean power spectrum by
+    /// default; --per-center, --density for other outputs).
+    Compute(compute::ComputeArgs),
     /// Write synthetic systems of ellipsoids (extended XYZ) for tests and benchmarks.
     Generate(generate::GenerateArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ANISOAP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
+        Command::Compute(args) => compute::run(&args),
         Command::Generate(args) => generate::run(&args),
     };
     match result {

@@ -240,16 +240,22 @@ fn write_atomic(path: &Path, fill: impl FnOnce(&mut File, &Path) -> Result<()>) 
     let file_name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name.to_string_lossy()))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary file in directory {} (does it exist and is it writable?)",
-                dir.display()
-            )
-        })?;
+    let prefix = format!(".{}.", file_name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Temporary files are private (0600) by default; the output should get
+    // the usual permissions of a new file (0666 minus the umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(&dir).with_context(|| {
+        format!(
+            "cannot create a temporary file in directory {} (does it exist and is it writable?)",
+            dir.display()
+        )
+    })?;
     // `tmp` is dropped (and deleted) if anything below fails.
     let tmp_path = tmp.path().to_path_buf();
     fill(tmp.as_file_mut(), &tmp_path)?;
@@ -392,14 +398,37 @@ fn write_csv<W: Write>(w: W, table: &OutputTable) -> Result<()> {
         record.extend(table.index.iter().map(|(_, col)| col[r].to_string()));
         let row = &table.values[r * table.cols..(r + 1) * table.cols];
         if table.as_f32 {
-            record.extend(row.iter().map(|&v| (v as f32).to_string()));
+            record.extend(row.iter().map(|&v| format_f32(v as f32)));
         } else {
-            record.extend(row.iter().map(|v| v.to_string()));
+            record.extend(row.iter().map(|&v| format_f64(v)));
         }
         csv.write_record(&record)?;
     }
     csv.flush()?;
     Ok(())
+}
+
+/// Shortest text that parses back to exactly `v`: Rust's `{}` for moderate
+/// magnitudes, `{:e}` (e.g. `1e-300`) for very small or very large ones, whose
+/// `{}` form would spell out hundreds of digits. Non-finite values are
+/// written as `NaN`, `inf` and `-inf`.
+fn format_f64(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() || (1e-5..1e16).contains(&a) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// As [`format_f64`], for float32 values (shortest `f32` round-trip text).
+fn format_f32(v: f32) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() || (1e-5..1e16).contains(&a) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 #[cfg(test)]
@@ -702,6 +731,15 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("outtrue.csv")).unwrap();
         assert!(text.contains(",0.1\n"), "{text}");
         assert!(text.contains(",0.33333334,"), "{text}");
+        let text = std::fs::read_to_string(dir.path().join("outfalse.csv")).unwrap();
+        assert!(text.contains(",1e-300,"), "{text}");
+        assert!(text.contains(",NaN,inf,"), "{text}");
+        for v in [1e-5, 9.99e-6, 1e16, 123.0, -4.5e300, 5e-324, f64::MAX] {
+            assert_eq!(format_f64(v).parse::<f64>().unwrap(), v);
+            assert_eq!(format_f32(v as f32).parse::<f32>().unwrap(), v as f32);
+        }
+        assert_eq!(format_f64(1e16), "1e16");
+        assert_eq!(format_f64(0.25), "0.25");
     }
 
     #[test]
@@ -731,6 +769,17 @@ mod tests {
         write_table(&p, &OutputTable::new("d", 1, 1, vec![0.5])).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "f0\n0.5\n");
         assert_eq!(entries(dir.path()), vec!["o.csv"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Not the private 0600 of a temporary file: group/other bits
+            // follow the umask, and reading by the owner is always allowed.
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, "").unwrap();
+            let usual = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, usual);
+        }
     }
 
     #[test]
@@ -795,19 +844,5 @@ mod tests {
         .unwrap();
         let npy = parse_npy(&std::fs::read(&p).unwrap());
         assert_eq!(f64s(&npy.data), vec![1.0, 2.0]);
-    }
-
-    #[test]
-    #[ignore]
-    fn tmp_numpy_dump() {
-        let dir = std::path::PathBuf::from(std::env::var("NPDIR").unwrap());
-        let t = sample(false);
-        for f in ["a.npy", "a.npz", "a.safetensors", "a.csv"] { write_table(&dir.join(f), &t).unwrap(); }
-        let t = sample(true);
-        for f in ["b.npy", "b.npz"] { write_table(&dir.join(f), &t).unwrap(); }
-        let big = OutputTable::new("v", 0, 0, vec![]);
-        let mut big = big;
-        big.rows = 1; big.cols = 70000; big.values = (0..70000).map(|i| i as f64).collect();
-        write_table(&dir.join("c.npy"), &big).unwrap();
     }
 }

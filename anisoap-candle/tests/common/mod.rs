@@ -13,17 +13,31 @@ pub struct NpyArray {
 /// Reads a little-endian `<f8` or `<i8` NPY file (C order), converting to f64.
 pub fn read_npy(path: &Path) -> NpyArray {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: not an NPY file", path.display());
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{}: not an NPY file",
+        path.display()
+    );
     let (header_len, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
     };
     let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
     assert!(header.contains("'fortran_order': False"), "{header}");
     let is_int = header.contains("'<i8'");
     assert!(is_int || header.contains("'<f8'"), "{header}");
-    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
@@ -41,7 +55,12 @@ pub fn read_npy(path: &Path) -> NpyArray {
             }
         })
         .collect::<Vec<_>>();
-    assert_eq!(data.len(), shape.iter().product::<usize>(), "{}", path.display());
+    assert_eq!(
+        data.len(),
+        shape.iter().product::<usize>(),
+        "{}",
+        path.display()
+    );
     NpyArray { shape, data }
 }
 
@@ -56,7 +75,13 @@ pub fn worst_ratio(got: &[f64], expected: &[f64], rtol: f64, atol: f64) -> f64 {
 
 /// Asserts element-wise closeness with a message naming the worst entry.
 pub fn assert_close(label: &str, got: &[f64], expected: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), expected.len(), "{label}: length {} vs {}", got.len(), expected.len());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{label}: length {} vs {}",
+        got.len(),
+        expected.len()
+    );
     let mut worst = (0.0, 0usize);
     for (k, (g, e)) in got.iter().zip(expected).enumerate() {
         let ratio = (g - e).abs() / (atol + rtol * e.abs());

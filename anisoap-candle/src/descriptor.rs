@@ -301,8 +301,7 @@ impl Calculator {
                 tracing::debug_span!("chunk", pairs = chunk.pair_end - chunk.pair_start).entered();
             let density =
                 batched::chunk_density(batched, system, &particles, &chunk, basis.n_coefficients)?;
-            for b in 0..layout.center_types.len() {
-                let t = layout.center_types[b];
+            for (b, (&t, &offset)) in layout.center_types.iter().zip(offsets).enumerate() {
                 let centers: Vec<usize> = (chunk.center_start..chunk.center_end)
                     .filter(|&i| row_of[i] != usize::MAX && system.particles.types[i] == t)
                     .collect();
@@ -342,7 +341,7 @@ impl Calculator {
                         .index_add(&frames_local, &block, 0)?;
                         let sums = to_host(&sums)?;
                         for (k, row) in sums.chunks(block_width).enumerate() {
-                            let start = (first_frame + k) * values.cols + offsets[b];
+                            let start = (first_frame + k) * values.cols + offset;
                             for (v, x) in
                                 values.data[start..start + block_width].iter_mut().zip(row)
                             {
@@ -353,7 +352,7 @@ impl Calculator {
                     _ => {
                         let host = to_host(&block)?;
                         for (k, row) in host.chunks(block_width).enumerate() {
-                            let start = row_of[centers[k]] * values.cols + offsets[b];
+                            let start = row_of[centers[k]] * values.cols + offset;
                             values.data[start..start + block_width].copy_from_slice(row);
                         }
                     }

@@ -266,10 +266,10 @@ mod tests {
         let a = [[2.0, 0.3, -0.1], [0.3, 1.5, 0.2], [-0.1, 0.2, 0.9]];
         let (inv, det) = symmetric_inverse(&a);
         assert!((det - crate::rotation::det3(&a)).abs() < 1e-14);
-        for i in 0..3 {
-            for j in 0..3 {
-                let v: f64 = (0..3).map(|k| a[i][k] * inv[k][j]).sum();
-                assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-14);
+        for (i, row) in a.iter().enumerate() {
+            for (j, expected) in [1.0, 0.0, 0.0].iter().cycle().skip(3 - i).take(3).enumerate() {
+                let v: f64 = (0..3).map(|k| row[k] * inv[k][j]).sum();
+                assert!((v - expected).abs() < 1e-14, "({i},{j})");
             }
         }
     }

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Compute AniSOAP descriptors of extended XYZ files (per-frame mean power spectrum by
     /// default; --per-center, --density for other outputs).
-    Compute(compute::ComputeArgs),
+    Compute(Box<compute::ComputeArgs>),
     /// Write synthetic systems of ellipsoids (extended XYZ) for tests and benchmarks.
     Generate(generate::GenerateArgs),
 }

@@ -175,7 +175,7 @@ mod tests {
     fn tables_match_independent_spherical_harmonics() {
         let lmax = 8;
         let tables = HarmonicTables::new(lmax, &vec![3; lmax + 1]);
-        let points = [
+        let points: [[f64; 3]; 4] = [
             [0.3, -1.1, 0.7],
             [1.5, 0.2, -0.4],
             [-0.6, -0.8, -1.9],

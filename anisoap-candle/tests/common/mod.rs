@@ -85,7 +85,7 @@ pub fn assert_close(label: &str, got: &[f64], expected: &[f64], rtol: f64, atol:
     let mut worst = (0.0, 0usize);
     for (k, (g, e)) in got.iter().zip(expected).enumerate() {
         let ratio = (g - e).abs() / (atol + rtol * e.abs());
-        if !(ratio <= worst.0) {
+        if ratio.is_nan() || ratio > worst.0 {
             worst = (ratio, k);
         }
     }

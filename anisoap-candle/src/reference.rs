@@ -267,7 +267,13 @@ mod tests {
         let (inv, det) = symmetric_inverse(&a);
         assert!((det - crate::rotation::det3(&a)).abs() < 1e-14);
         for (i, row) in a.iter().enumerate() {
-            for (j, expected) in [1.0, 0.0, 0.0].iter().cycle().skip(3 - i).take(3).enumerate() {
+            for (j, expected) in [1.0, 0.0, 0.0]
+                .iter()
+                .cycle()
+                .skip(3 - i)
+                .take(3)
+                .enumerate()
+            {
                 let v: f64 = (0..3).map(|k| row[k] * inv[k][j]).sum();
                 assert!((v - expected).abs() < 1e-14, "({i},{j})");
             }

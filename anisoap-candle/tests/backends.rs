@@ -78,7 +78,7 @@ fn check_all(label: &str, hypers: &Hypers, frames: &[Frame]) {
 }
 
 /// Documented float32 bound (README): error relative to each column's largest magnitude.
-const F32_RTOL: f64 = 2e-3;
+const F32_RTOL: f64 = 1e-4;
 
 #[test]
 fn gto_periodic_two_species() {

@@ -121,7 +121,10 @@ mod tests {
             let mut hypers = Hypers::gto(lmax, 5.0, 1.0);
             hypers.radial_basis = basis;
             hypers.max_radial = crate::hypers::MaxRadial::Uniform(good);
-            assert!(crate::basis::Basis::new(&hypers).is_ok(), "{basis:?} {lmax} {good}");
+            assert!(
+                crate::basis::Basis::new(&hypers).is_ok(),
+                "{basis:?} {lmax} {good}"
+            );
             hypers.max_radial = crate::hypers::MaxRadial::Uniform(bad);
             let err = crate::basis::Basis::new(&hypers).unwrap_err().to_string();
             assert!(err.contains("Incurred Numerical Imprecision"), "{err}");

@@ -223,11 +223,42 @@ pub struct ComputeArgs {
     pub quiet: bool,
 }
 
+/// Frames read from several files, remembering which file each came from.
+pub struct Inputs {
+    /// All frames, in file order.
+    pub frames: Vec<Frame>,
+    /// `(file, number of frames)` per file.
+    pub sources: Vec<(PathBuf, usize)>,
+}
+
+impl Inputs {
+    /// Rewrites a library error about global frame `k` to name the file and the frame in it.
+    pub fn locate(&self, err: anisoap_candle::Error) -> anyhow::Error {
+        if let anisoap_candle::Error::Frame { frame, message } = &err {
+            let mut first = 0;
+            for (file, n) in &self.sources {
+                if *frame < first + n {
+                    return anyhow::anyhow!(
+                        "{}: frame {} (0-based, in that file): {message}",
+                        file.display(),
+                        frame - first
+                    );
+                }
+                first += n;
+            }
+        }
+        err.into()
+    }
+}
+
 /// Reads all frames of all files.
-pub fn read_frames(files: &[PathBuf]) -> Result<Vec<Frame>> {
+pub fn read_inputs(files: &[PathBuf]) -> Result<Inputs> {
     let mut frames = Vec::new();
+    let mut sources = Vec::new();
     for file in files {
-        frames.extend(xyz::read_xyz_file(file)?);
+        let read = xyz::read_xyz_file(file)?;
+        sources.push((file.clone(), read.len()));
+        frames.extend(read);
     }
     if frames.is_empty() {
         bail!(
@@ -239,7 +270,7 @@ pub fn read_frames(files: &[PathBuf]) -> Result<Vec<Frame>> {
                 .join(", ")
         );
     }
-    Ok(frames)
+    Ok(Inputs { frames, sources })
 }
 
 /// Runs the `compute` subcommand.
@@ -248,7 +279,8 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     output::OutputFormat::from_path(&args.output)?;
     let hypers = args.hypers.resolve()?;
     let backend = args.run.backend()?;
-    let frames = read_frames(&args.files)?;
+    let inputs = read_inputs(&args.files)?;
+    let frames = &inputs.frames;
     let quantity = if args.density {
         Quantity::Density
     } else if args.per_center {
@@ -261,10 +293,12 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     let calculator = Calculator::new(&hypers, backend)?;
     let bar = crate::progress::pair_bar(args.quiet);
     let start = std::time::Instant::now();
-    let features = calculator.compute(&frames, quantity, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let features = calculator
+        .compute(frames, quantity, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .map_err(|e| inputs.locate(e))?;
     bar.finish_and_clear();
     let elapsed = start.elapsed();
     let labels = match quantity {

@@ -1,5 +1,6 @@
 //! `anisoap-candle`: AniSOAP descriptors of ellipsoidal particles from the command line.
 
+mod compare;
 mod compute;
 mod generate;
 mod output;
@@ -21,6 +22,8 @@ enum Command {
     /// Compute AniSOAP descriptors of extended XYZ files (per-frame mean power spectrum by
     /// default; --per-center, --density for other outputs).
     Compute(Box<compute::ComputeArgs>),
+    /// Compare two .npy arrays (e.g. ours vs the original AniSOAP) with a column-scaled tolerance.
+    Compare(compare::CompareArgs),
     /// Write synthetic systems of ellipsoids (extended XYZ) for tests and benchmarks.
     Generate(generate::GenerateArgs),
 }
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
     };
     match result {

@@ -1,0 +1,324 @@
+//! End-to-end tests of the `anisoap-candle` binary: the bundled example, output formats, and
+//! a table of bad inputs, each asserting its error message and that no output is left behind.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> Command {
+    Command::cargo_bin("anisoap-candle").unwrap()
+}
+
+fn example() -> PathBuf {
+    repo().join("examples/ellipsoids.xyz")
+}
+
+fn config() -> PathBuf {
+    repo().join("configs/example.toml")
+}
+
+fn read_f64_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'<f8'"), "{header}");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = bytes[10 + len..]
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (shape, data)
+}
+
+#[test]
+fn example_runs_and_matches_reference_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let candle = dir.path().join("candle.npy");
+    let reference = dir.path().join("reference.npy");
+    bin()
+        .arg("compute")
+        .arg("--config")
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(&candle)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "3 rows x 352 features (candle-cpu)",
+        ));
+    bin()
+        .args(["compute", "--quiet", "--reference", "--config"])
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(&reference)
+        .assert()
+        .success();
+    let (shape, values) = read_f64_npy(&candle);
+    assert_eq!(shape, vec![3, 352]);
+    assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v != 0.0));
+    bin()
+        .arg("compare")
+        .arg(&candle)
+        .arg(&reference)
+        .args(["--rtol", "1e-10"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn per_center_npz_and_csv_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("pc.npz");
+    bin()
+        .args(["compute", "--quiet", "--per-center", "--config"])
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(&npz)
+        .assert()
+        .success();
+    let archive = zip::ZipArchive::new(std::fs::File::open(&npz).unwrap()).unwrap();
+    let mut names: Vec<_> = archive.file_names().map(str::to_string).collect();
+    names.sort();
+    assert_eq!(names, ["center.npy", "frame.npy", "power_spectrum.npy"]);
+    let csv = dir.path().join("density.csv");
+    bin()
+        .args([
+            "compute",
+            "--quiet",
+            "--density",
+            "--max-angular",
+            "2",
+            "--cutoff",
+            "4",
+            "--width",
+            "1.2",
+        ])
+        .arg(example())
+        .arg("-o")
+        .arg(&csv)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("frame,center,c1_l0_m0_n0_u1,c1_l0_m0_n0_u6,"),
+        "{header}"
+    );
+    assert_eq!(lines.count(), 72, "one row per centre (3 frames x 24)");
+}
+
+/// Writes `text` to a file in `dir` and returns its path.
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(example()).unwrap()
+}
+
+/// First frame of the example with `edit` applied to its lines.
+fn first_frame(edit: impl Fn(&mut Vec<String>)) -> String {
+    let mut lines: Vec<String> = example_text()
+        .lines()
+        .take(26)
+        .map(str::to_string)
+        .collect();
+    edit(&mut lines);
+    lines.join("\n") + "\n"
+}
+
+fn replace_last_field(line: &str, value: &str) -> String {
+    let mut fields: Vec<&str> = line.split_whitespace().collect();
+    let last = fields.len() - 1;
+    fields[last] = value;
+    fields.join(" ")
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(&str, PathBuf, Vec<&str>, &str)> =
+        vec![
+        (
+            "truncated frame",
+            write(d, "truncated.xyz", &first_frame(|l| l.truncate(10))),
+            vec![],
+            "truncated.xyz:",
+        ),
+        (
+            "wrong atom count",
+            write(d, "count.xyz", &first_frame(|l| l[0] = "x3".into())),
+            vec![],
+            "count.xyz:1:",
+        ),
+        (
+            "non-finite number",
+            write(d, "nan.xyz", &first_frame(|l| l[4] = replace_last_field(&l[4], "nan"))),
+            vec![],
+            "nan.xyz:5: column c_diameter[3]",
+        ),
+        (
+            "missing orientation column",
+            write(d, "noq.xyz", &first_frame(|l| l[1] = l[1].replace("c_q:R:4", "q:R:4"))),
+            vec![],
+            "missing orientation column 'c_q'",
+        ),
+        (
+            "missing diameter column",
+            write(
+                d,
+                "nodiam.xyz",
+                &first_frame(|l| l[1] = l[1].replace("c_diameter[3]", "size")),
+            ),
+            vec![],
+            "missing required per-particle column 'c_diameter[3]'",
+        ),
+        (
+            "zero axis",
+            write(d, "zero.xyz", &first_frame(|l| l[3] = replace_last_field(&l[3], "0.0"))),
+            vec![],
+            "zero.xyz: frame 0 (0-based, in that file): particle 1: c_diameter[3] must be positive",
+        ),
+        (
+            "zero quaternion",
+            write(
+                d,
+                "zeroq.xyz",
+                &first_frame(|l| {
+                    let mut f: Vec<String> = l[2].split_whitespace().map(str::to_string).collect();
+                    for v in &mut f[4..8] {
+                        *v = "0".into();
+                    }
+                    l[2] = f.join(" ");
+                }),
+            ),
+            vec![],
+            "particle 0: 'c_q' is a zero or non-finite quaternion",
+        ),
+        (
+            "singular cell",
+            write(
+                d,
+                "cell.xyz",
+                &first_frame(|l| {
+                    let start = l[1].find("Lattice=\"").unwrap() + 9;
+                    let end = start + l[1][start..].find('"').unwrap();
+                    l[1].replace_range(start..end, "1 0 0 2 0 0 0 0 1");
+                }),
+            ),
+            vec![],
+            "cell is singular",
+        ),
+        ("huge cutoff", example(), vec!["--cutoff", "300"], "too large"),
+        ("unknown device", example(), vec!["--device", "tpu"], "unknown device 'tpu'"),
+        ("metal f64", example(), vec!["--device", "metal"], "Metal"),
+        ("unknown dtype", example(), vec!["--dtype", "f16"], "unknown dtype 'f16'"),
+    ];
+    for (label, input, extra, message) in cases {
+        let out = d.join(format!("{}.npy", label.replace(' ', "_")));
+        bin()
+            .args(["compute", "--quiet", "--config"])
+            .arg(config())
+            .args(&extra)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message).from_utf8())
+            .stderr(predicate::str::contains("panicked").not());
+        assert!(!out.exists(), "{label}: output file left behind");
+    }
+    #[cfg(not(feature = "cuda"))]
+    bin()
+        .args(["compute", "--device", "cuda", "--config"])
+        .arg(config())
+        .arg(example())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("built without CUDA support"));
+}
+
+#[test]
+fn bad_hypers_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let int_cutoff = write(
+        d,
+        "int.toml",
+        "max_angular = 2\ncutoff_radius = 4\nradial_gaussian_width = 1.0\n",
+    );
+    let int_width = write(
+        d,
+        "w.json",
+        r#"{"max_angular": 2, "cutoff_radius": 4.0, "radial_gaussian_width": 1}"#,
+    );
+    let mono_width = write(
+        d,
+        "m.toml",
+        "max_angular = 2\ncutoff_radius = 4.0\nradial_basis_name = 'monomial'\nradial_gaussian_width = 1.0\n",
+    );
+    let typo = write(d, "typo.toml", "max_angular = 2\ncutof_radius = 4.0\n");
+    let cases = [
+        (int_cutoff, "r_cut is set as an integer"),
+        (int_width, "radial_gaussian_width is set as an integer"),
+        (
+            mono_width,
+            "Gaussian width can only be provided with GTO basis",
+        ),
+        (typo, "unknown key 'cutof_radius'"),
+    ];
+    for (cfg, message) in cases {
+        bin()
+            .arg("compute")
+            .arg("--config")
+            .arg(&cfg)
+            .arg(example())
+            .arg("-o")
+            .arg(d.join("o.npy"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message));
+    }
+    bin()
+        .args(["compute", "--config"])
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(d.join("missing-dir/o.npy"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("missing-dir"));
+    bin()
+        .args(["compute", "--config"])
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(d.join("o.txt"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown extension '.txt'"));
+    assert!(!d.join("o.npy").exists());
+}

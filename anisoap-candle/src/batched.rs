@@ -14,7 +14,7 @@ use crate::basis::monomials::{recurrence_plan, MonomialIndex};
 use crate::basis::Basis;
 use crate::error::{Error, Result};
 use crate::hypers::RadialBasis;
-use crate::system::System;
+use crate::system::{Layout, Pairs, System};
 use candle_core::{DType, Device, Tensor, D};
 
 /// Where and how the batched path runs.
@@ -250,85 +250,39 @@ impl ParticleTensors {
     }
 }
 
-/// A contiguous range of centres and their pairs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CenterChunk {
-    /// First centre (global index).
-    pub center_start: usize,
-    /// One past the last centre.
-    pub center_end: usize,
-    /// First pair.
-    pub pair_start: usize,
-    /// One past the last pair.
-    pub pair_end: usize,
-}
-
-/// Splits the (centre-sorted) pairs into chunks of whole centres with at most `chunk_pairs`
-/// pairs each (a centre with more pairs gets a chunk of its own).
-pub fn center_chunks(system: &System, chunk_pairs: usize) -> Vec<CenterChunk> {
-    let n = system.particles.len();
-    let mut pair_start = vec![0usize; n + 1];
-    for &c in &system.pairs.centers {
-        pair_start[c + 1] += 1;
-    }
-    for c in 0..n {
-        pair_start[c + 1] += pair_start[c];
-    }
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && pair_start[end + 1] - pair_start[start] <= chunk_pairs.max(1) {
-            end += 1;
-        }
-        chunks.push(CenterChunk {
-            center_start: start,
-            center_end: end,
-            pair_start: pair_start[start],
-            pair_end: pair_start[end],
-        });
-        start = end;
-    }
-    chunks
-}
-
-/// Normalised density of the centres of one chunk: `[C, n_types, K]`.
+/// Normalised density of the centres `centers`, from their `pairs`: `[C, n_types, K]`.
 pub fn chunk_density(
     basis: &BatchedBasis,
     system: &System,
     particles: &ParticleTensors,
-    chunk: &CenterChunk,
+    centers: std::ops::Range<usize>,
+    pairs: &Pairs,
     n_coefficients: usize,
 ) -> Result<Tensor> {
     let options = basis.options();
     let device = &options.device;
     let n_types = system.layout.types.len();
-    let n_centers = chunk.center_end - chunk.center_start;
-    let range = chunk.pair_start..chunk.pair_end;
-    let pairs = &system.pairs;
-    let neighbors = u32_tensor(pairs.neighbors[range.clone()].iter().copied(), device)?;
+    let n_centers = centers.len();
+    let density = Tensor::zeros((n_centers * n_types, n_coefficients), options.dtype, device)?;
+    if pairs.is_empty() {
+        return Ok(density.reshape((n_centers, n_types, n_coefficients))?);
+    }
+    let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
     let destination = u32_tensor(
-        range.clone().map(|p| {
-            let j = pairs.neighbors[p];
-            (pairs.centers[p] - chunk.center_start) * n_types
-                + system.layout.type_slot(system.particles.types[j])
+        pairs.centers.iter().zip(&pairs.neighbors).map(|(&i, &j)| {
+            (i - centers.start) * n_types + system.layout.type_slot(system.particles.types[j])
         }),
         device,
     )?;
-    let r: Vec<f64> = pairs.vectors[range.clone()]
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
-    let r = float_tensor(r, &[range.len(), 3], options)?;
+    let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();
+    let r = float_tensor(r, &[pairs.len(), 3], options)?;
     let coefficients = basis.pair_coefficients(
         &particles.precision.index_select(&neighbors, 0)?,
         &particles.inv_axes_product.index_select(&neighbors, 0)?,
         &r,
     )?;
     let _span = tracing::trace_span!("neighbor_sum").entered();
-    let density = Tensor::zeros((n_centers * n_types, n_coefficients), options.dtype, device)?
-        .index_add(&destination, &coefficients, 0)?;
+    let density = density.index_add(&destination, &coefficients, 0)?;
     Ok(density.reshape((n_centers, n_types, n_coefficients))?)
 }
 
@@ -336,15 +290,15 @@ pub fn chunk_density(
 /// density) of centre block `b`.
 pub fn block_power_spectrum(
     basis: &Basis,
-    system: &System,
+    layout: &Layout,
     density: &Tensor,
     local: &Tensor,
     b: usize,
 ) -> Result<Tensor> {
     let _span = tracing::trace_span!("power_spectrum").entered();
     let device = density.device();
-    let slots = u32_tensor(system.layout.neighbor_slots[b].iter().copied(), device)?;
-    let e_t = system.layout.neighbor_slots[b].len();
+    let slots = u32_tensor(layout.neighbor_slots[b].iter().copied(), device)?;
+    let e_t = layout.neighbor_slots[b].len();
     let selected = density.index_select(local, 0)?.index_select(&slots, 1)?;
     let c_t = selected.dim(0)?;
     let mut parts = Vec::with_capacity(basis.n_radial.len());

@@ -233,7 +233,7 @@ impl Calculator {
             let _span = tracing::info_span!("reference_density").entered();
             reference::density(basis, system)?
         };
-        progress(system.pairs.len(), system.pairs.len());
+        progress(system.n_pairs(), system.n_pairs());
         let _span = tracing::info_span!("reference_output").entered();
         let n_types = layout.types.len();
         let k_len = basis.n_coefficients;
@@ -295,14 +295,24 @@ impl Calculator {
         let layout = &system.layout;
         let device = &options.device;
         let particles = ParticleTensors::new(system, options)?;
-        let total_pairs = system.pairs.len();
-        for chunk in batched::center_chunks(system, options.chunk_pairs) {
-            let _span =
-                tracing::debug_span!("chunk", pairs = chunk.pair_end - chunk.pair_start).entered();
-            let density =
-                batched::chunk_density(batched, system, &particles, &chunk, basis.n_coefficients)?;
+        let total_pairs = system.n_pairs();
+        let mut done_pairs = 0;
+        for chunk in system.center_chunks(options.chunk_pairs) {
+            let pairs = {
+                let _span = tracing::debug_span!("neighbor_list").entered();
+                system.pairs(chunk.clone())?
+            };
+            let _span = tracing::debug_span!("chunk", pairs = pairs.len()).entered();
+            let density = batched::chunk_density(
+                batched,
+                system,
+                &particles,
+                chunk.clone(),
+                &pairs,
+                basis.n_coefficients,
+            )?;
             for (b, (&t, &offset)) in layout.center_types.iter().zip(offsets).enumerate() {
-                let centers: Vec<usize> = (chunk.center_start..chunk.center_end)
+                let centers: Vec<usize> = (chunk.clone())
                     .filter(|&i| row_of[i] != usize::MAX && system.particles.types[i] == t)
                     .collect();
                 if centers.is_empty() {
@@ -311,14 +321,14 @@ impl Calculator {
                 let local = Tensor::from_vec(
                     centers
                         .iter()
-                        .map(|&i| (i - chunk.center_start) as u32)
+                        .map(|&i| (i - chunk.start) as u32)
                         .collect::<Vec<_>>(),
                     centers.len(),
                     device,
                 )?;
                 let block = match quantity {
                     Quantity::Density => density_block(basis, layout, &density, &local, b)?,
-                    _ => batched::block_power_spectrum(basis, system, &density, &local, b)?,
+                    _ => batched::block_power_spectrum(basis, layout, &density, &local, b)?,
                 };
                 let block_width = block.dim(1)?;
                 match quantity {
@@ -358,7 +368,8 @@ impl Calculator {
                     }
                 }
             }
-            progress(chunk.pair_end, total_pairs);
+            done_pairs += pairs.len();
+            progress(done_pairs, total_pairs);
         }
         Ok(())
     }

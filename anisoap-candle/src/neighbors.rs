@@ -556,6 +556,101 @@ pub fn neighbor_list_with_limit(
     Ok(list)
 }
 
+/// A prepared cell-list search over one frame that yields the pairs of one centre at a time,
+/// so that callers can stream pairs in bounded memory instead of holding the whole list.
+pub struct NeighborSearch<'a> {
+    positions: &'a [[f64; 3]],
+    cell: [[f64; 3]; 3],
+    grid: Option<Grid>,
+    cutoff2: f64,
+}
+
+/// One pair found by [`NeighborSearch::center_pairs`]: neighbour, cell shift, `r_ij`.
+pub type CenterPair = (usize, [i32; 3], [f64; 3]);
+
+impl<'a> NeighborSearch<'a> {
+    /// Validates the inputs (as [`neighbor_list`]), refuses cutoffs whose expected pair count
+    /// exceeds `max_pairs` ([`Error::TooLarge`]), and bins the particles.
+    pub fn new(
+        positions: &'a [[f64; 3]],
+        cell: &[[f64; 3]; 3],
+        pbc: [bool; 3],
+        cutoff: f64,
+        max_pairs: usize,
+    ) -> Result<Self> {
+        let geo = validate(positions, cell, pbc, cutoff)?;
+        let n = positions.len();
+        let n2 = (n as f64) * (n as f64);
+        let images: f64 = (0..3)
+            .filter(|&k| pbc[k])
+            .map(|k| 2.0 * cutoff / geo.widths[k])
+            .product();
+        let estimate = match pbc.iter().filter(|&&p| p).count() {
+            3 => n2 * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3) / geo.volume,
+            2 if images > 1.0 => n2 * images * std::f64::consts::FRAC_PI_4,
+            1 if images > 1.0 => n2 * images,
+            _ => 0.0,
+        };
+        if estimate > max_pairs as f64 {
+            return Err(Error::TooLarge(format!(
+                "neighbour list would hold about {estimate:.3e} pairs ({n} particles, cutoff \
+                 {cutoff}, cell widths {:?}), more than the limit of {max_pairs}",
+                geo.widths
+            )));
+        }
+        let grid = if n == 0 {
+            None
+        } else {
+            Some(Grid::new(&geo, positions, cutoff)?)
+        };
+        Ok(NeighborSearch {
+            positions,
+            cell: geo.cell,
+            grid,
+            cutoff2: cutoff * cutoff,
+        })
+    }
+
+    /// Replaces `row` with the pairs of centre `i` (self pair first when `self_pairs`), sorted
+    /// by (neighbour, shift): the same pairs and order as [`neighbor_list`] gives for `i`.
+    pub fn center_pairs(
+        &self,
+        i: usize,
+        self_pairs: bool,
+        row: &mut Vec<CenterPair>,
+    ) -> Result<()> {
+        row.clear();
+        let Some(grid) = &self.grid else {
+            return Ok(());
+        };
+        if self_pairs {
+            row.push((i, [0; 3], [0.0; 3]));
+        }
+        let mut failure = None;
+        grid.for_each_candidate(i, |j, s| {
+            if i == j && s == [0; 3] {
+                return;
+            }
+            match shift_i32(s) {
+                Ok(s) => {
+                    let r = pair_vector(self.positions[i], self.positions[j], s, &self.cell);
+                    if dot(r, r) < self.cutoff2 {
+                        row.push((j, s, r));
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        row.sort_unstable_by_key(|a| (a.0, a.1));
+        Ok(())
+    }
+}
+
 /// Reference `O(N²)` neighbour list with the same pair set, order and errors as
 /// [`neighbor_list`] (without the pair limit). For every pair `(i, j)` it tries every shift in
 /// a range around the one that brings `j` closest to `i`, wide enough for the cutoff
@@ -901,6 +996,45 @@ mod tests {
                 prop_assert_eq!(&fast, &slow);
                 check_invariants(&fast, &pos, &cell, cutoff, self_pairs);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use super::*;
+
+    #[test]
+    fn per_center_search_equals_full_list() {
+        let cell = [[5.0, 0.0, 0.0], [1.0, 4.5, 0.0], [0.5, 0.7, 4.0]];
+        let positions: Vec<[f64; 3]> = (0..40)
+            .map(|k| {
+                let t = k as f64;
+                [(t * 1.37) % 6.0, (t * 2.11) % 5.0 - 0.5, (t * 0.73) % 4.5]
+            })
+            .collect();
+        for (pbc, self_pairs) in [
+            ([true; 3], true),
+            ([true, false, true], false),
+            ([false; 3], true),
+        ] {
+            let full = neighbor_list(&positions, &cell, pbc, 3.1, self_pairs).unwrap();
+            let search =
+                NeighborSearch::new(&positions, &cell, pbc, 3.1, DEFAULT_MAX_PAIRS).unwrap();
+            let mut row = Vec::new();
+            let mut k = 0;
+            for i in 0..positions.len() {
+                search.center_pairs(i, self_pairs, &mut row).unwrap();
+                for &(j, s, r) in &row {
+                    assert_eq!(
+                        (full.centers[k], full.neighbors[k], full.shifts[k]),
+                        (i, j, s)
+                    );
+                    assert_eq!(full.vectors[k], r);
+                    k += 1;
+                }
+            }
+            assert_eq!(k, full.len());
         }
     }
 }

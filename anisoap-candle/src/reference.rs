@@ -143,32 +143,35 @@ pub fn density(basis: &Basis, system: &System) -> Result<Vec<f64>> {
     let degree = basis.max_degree;
     let s = degree + 1;
     let mut raw = vec![0.0; particles.len() * n_types * k_len];
-    for p in 0..system.pairs.len() {
-        let (i, j) = (system.pairs.centers[p], system.pairs.neighbors[p]);
-        let g = pair_gaussian(
-            hypers.radial_basis,
-            hypers.radial_gaussian_width,
-            &particles.precision[j],
-            particles.semi_axes[j],
-            system.pairs.vectors[p],
-        )
-        .map_err(|e| match e {
-            Error::Frame { message, .. } => Error::Frame {
-                frame: particles.frame[i],
-                message: format!("pair ({i}, {j}): {message}"),
-            },
-            other => other,
-        })?;
-        let m = moments_cube(g.mu, &g.sigma, degree);
-        let base = (i * n_types + system.layout.type_slot(particles.types[j])) * k_len;
-        for (l, &n_l) in basis.n_radial.iter().enumerate() {
-            for m_index in 0..2 * l + 1 {
-                for n in 0..n_l {
-                    let value: f64 = basis.harmonics.tables[l][m_index][n]
-                        .iter()
-                        .map(|(e, c)| c * m[(e[0] * s + e[1]) * s + e[2]])
-                        .sum();
-                    raw[base + basis.column(l, m_index, n)] += g.scale * value;
+    for chunk in system.center_chunks(1 << 16) {
+        let pairs = system.pairs(chunk)?;
+        for p in 0..pairs.len() {
+            let (i, j) = (pairs.centers[p], pairs.neighbors[p]);
+            let g = pair_gaussian(
+                hypers.radial_basis,
+                hypers.radial_gaussian_width,
+                &particles.precision[j],
+                particles.semi_axes[j],
+                pairs.vectors[p],
+            )
+            .map_err(|e| match e {
+                Error::Frame { message, .. } => Error::Frame {
+                    frame: particles.frame[i],
+                    message: format!("pair ({i}, {j}): {message}"),
+                },
+                other => other,
+            })?;
+            let m = moments_cube(g.mu, &g.sigma, degree);
+            let base = (i * n_types + system.layout.type_slot(particles.types[j])) * k_len;
+            for (l, &n_l) in basis.n_radial.iter().enumerate() {
+                for m_index in 0..2 * l + 1 {
+                    for n in 0..n_l {
+                        let value: f64 = basis.harmonics.tables[l][m_index][n]
+                            .iter()
+                            .map(|(e, c)| c * m[(e[0] * s + e[1]) * s + e[2]])
+                            .sum();
+                        raw[base + basis.column(l, m_index, n)] += g.scale * value;
+                    }
                 }
             }
         }

@@ -123,15 +123,24 @@ impl Layout {
     }
 }
 
-/// A prepared batch of frames: particles, pairs and layout.
-#[derive(Debug, Clone)]
-pub struct System {
+/// A prepared batch of frames: particles and layout, with pairs streamed per centre range
+/// (the full pair list is never held, so memory stays bounded for large systems).
+pub struct System<'a> {
     /// Per-particle data.
     pub particles: Particles,
-    /// All pairs.
-    pub pairs: Pairs,
     /// Output layout.
     pub layout: Layout,
+    /// Number of pairs of each particle as a centre.
+    pub pair_counts: Vec<usize>,
+    searches: Vec<neighbors::NeighborSearch<'a>>,
+    self_pairs: bool,
+}
+
+fn reframe(f: usize) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::Frame { message, .. } => frame_error(f, message),
+        other => other,
+    }
 }
 
 fn frame_error(frame: usize, message: String) -> Error {
@@ -231,15 +240,16 @@ fn push_frame_particles(
     Ok(())
 }
 
-impl System {
-    /// Validates the frames and builds particles, pairs and layout for `basis`.
-    pub fn new(frames: &[Frame], basis: &Basis) -> Result<Self> {
+impl<'a> System<'a> {
+    /// Validates the frames, reads per-particle data, and runs one pass of the neighbour
+    /// search to find the types, pair-type keys and samples (pairs are not stored).
+    pub fn new(frames: &'a [Frame], basis: &Basis) -> Result<Self> {
         let hypers = &basis.hypers;
+        let self_pairs = !hypers.subtract_center_contribution;
         let mut particles = Particles::default();
-        let mut pairs = Pairs::default();
+        let mut searches = Vec::with_capacity(frames.len());
         for (f, frame) in frames.iter().enumerate() {
-            let start = particles.len();
-            particles.frame_start.push(start);
+            particles.frame_start.push(particles.len());
             if frame.numbers.len() != frame.len() {
                 return Err(frame_error(
                     f,
@@ -258,69 +268,132 @@ impl System {
                 ));
             }
             push_frame_particles(&mut particles, frame, f, hypers)?;
-            let _span = tracing::debug_span!("neighbor_list", frame = f).entered();
             let (cell, pbc) = if frame.is_periodic() {
                 (frame.cell, frame.pbc)
             } else {
                 ([[0.0; 3]; 3], [false; 3])
             };
-            let list = neighbors::neighbor_list(
-                &frame.positions,
-                &cell,
-                pbc,
-                hypers.cutoff_radius,
-                !hypers.subtract_center_contribution,
-            )
-            .map_err(|e| match e {
-                Error::Frame { message, .. } => frame_error(f, message),
-                other => other,
-            })?;
-            pairs
-                .centers
-                .extend(list.centers.iter().map(|&i| i + start));
-            pairs
-                .neighbors
-                .extend(list.neighbors.iter().map(|&j| j + start));
-            pairs.vectors.extend_from_slice(&list.vectors);
+            searches.push(
+                neighbors::NeighborSearch::new(
+                    &frame.positions,
+                    &cell,
+                    pbc,
+                    hypers.cutoff_radius,
+                    neighbors::DEFAULT_MAX_PAIRS,
+                )
+                .map_err(reframe(f))?,
+            );
         }
         particles.frame_start.push(particles.len());
-        let layout = build_layout(&particles, &pairs, basis, frames.len());
+        let mut types = particles.types.clone();
+        types.sort_unstable();
+        types.dedup();
+        let slot = |t: i32| types.binary_search(&t).expect("known type");
+        let mut key_seen = vec![vec![false; types.len()]; types.len()];
+        let mut pair_counts = vec![0usize; particles.len()];
+        let mut row = Vec::new();
+        {
+            let _span = tracing::info_span!("neighbor_list_pass").entered();
+            for (f, search) in searches.iter().enumerate() {
+                let start = particles.frame_start[f];
+                for i in 0..particles.frame_start[f + 1] - start {
+                    search
+                        .center_pairs(i, self_pairs, &mut row)
+                        .map_err(reframe(f))?;
+                    let ti = slot(particles.types[start + i]);
+                    for &(j, _, _) in &row {
+                        key_seen[ti][slot(particles.types[start + j])] = true;
+                    }
+                    pair_counts[start + i] = row.len();
+                }
+            }
+        }
+        let total: usize = pair_counts.iter().sum();
+        if total > neighbors::DEFAULT_MAX_PAIRS {
+            return Err(Error::TooLarge(format!(
+                "{total} pairs in all frames, more than the limit of {}",
+                neighbors::DEFAULT_MAX_PAIRS
+            )));
+        }
+        let is_sample = pair_counts.iter().map(|&c| c > 0).collect();
+        let mut center_types = Vec::new();
+        let mut neighbor_slots = Vec::new();
+        for (a, &t) in types.iter().enumerate() {
+            let slots: Vec<usize> = (0..types.len()).filter(|&b| key_seen[a][b]).collect();
+            if !slots.is_empty() {
+                center_types.push(t);
+                neighbor_slots.push(slots);
+            }
+        }
+        let layout = Layout {
+            types,
+            center_types,
+            neighbor_slots,
+            n_radial: basis.n_radial.clone(),
+            is_sample,
+            n_frames: frames.len(),
+        };
         Ok(System {
             particles,
-            pairs,
             layout,
+            pair_counts,
+            searches,
+            self_pairs,
         })
     }
-}
 
-/// Global type set, pair-type keys and samples, as the original derives them.
-fn build_layout(particles: &Particles, pairs: &Pairs, basis: &Basis, n_frames: usize) -> Layout {
-    let mut types = particles.types.clone();
-    types.sort_unstable();
-    types.dedup();
-    let slot = |t: i32| types.binary_search(&t).expect("known type");
-    let mut key_seen = vec![vec![false; types.len()]; types.len()];
-    let mut is_sample = vec![false; particles.len()];
-    for (&i, &j) in pairs.centers.iter().zip(&pairs.neighbors) {
-        key_seen[slot(particles.types[i])][slot(particles.types[j])] = true;
-        is_sample[i] = true;
+    /// Total number of pairs.
+    pub fn n_pairs(&self) -> usize {
+        self.pair_counts.iter().sum()
     }
-    let mut center_types = Vec::new();
-    let mut neighbor_slots = Vec::new();
-    for (a, &t) in types.iter().enumerate() {
-        let slots: Vec<usize> = (0..types.len()).filter(|&b| key_seen[a][b]).collect();
-        if !slots.is_empty() {
-            center_types.push(t);
-            neighbor_slots.push(slots);
+
+    /// Pairs of the centres in `centers` (global indices), centre by centre.
+    pub fn pairs(&self, centers: std::ops::Range<usize>) -> Result<Pairs> {
+        let capacity = self.pair_counts[centers.clone()].iter().sum();
+        let mut pairs = Pairs {
+            centers: Vec::with_capacity(capacity),
+            neighbors: Vec::with_capacity(capacity),
+            vectors: Vec::with_capacity(capacity),
+        };
+        let mut row = Vec::new();
+        for i in centers {
+            let f = self.particles.frame[i];
+            let start = self.particles.frame_start[f];
+            self.searches[f]
+                .center_pairs(i - start, self.self_pairs, &mut row)
+                .map_err(reframe(f))?;
+            for &(j, _, r) in &row {
+                pairs.centers.push(i);
+                pairs.neighbors.push(j + start);
+                pairs.vectors.push(r);
+            }
         }
+        Ok(pairs)
     }
-    Layout {
-        types,
-        center_types,
-        neighbor_slots,
-        n_radial: basis.n_radial.clone(),
-        is_sample,
-        n_frames,
+
+    /// All pairs of all frames (for small systems and tests; large inputs should stream
+    /// with [`System::pairs`] over centre ranges).
+    pub fn all_pairs(&self) -> Result<Pairs> {
+        self.pairs(0..self.particles.len())
+    }
+
+    /// Splits the centres into contiguous ranges with at most `chunk_pairs` pairs each (a
+    /// centre with more pairs gets a range of its own).
+    pub fn center_chunks(&self, chunk_pairs: usize) -> Vec<std::ops::Range<usize>> {
+        let n = self.particles.len();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let mut end = start;
+            let mut count = 0;
+            while end < n && (end == start || count + self.pair_counts[end] <= chunk_pairs.max(1)) {
+                count += self.pair_counts[end];
+                end += 1;
+            }
+            chunks.push(start..end);
+            start = end;
+        }
+        chunks
     }
 }
 

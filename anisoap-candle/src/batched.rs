@@ -26,6 +26,9 @@ pub struct BatchedOptions {
     pub dtype: DType,
     /// Upper bound on pairs per chunk (a single centre with more pairs forms its own chunk).
     pub chunk_pairs: usize,
+    /// On the CPU, compute the moments with the fused kernel ([`crate::fused`]) instead of
+    /// degree-by-degree tensor ops (same numbers; much faster; no backward).
+    pub fused_cpu_moments: bool,
 }
 
 impl BatchedOptions {
@@ -35,6 +38,7 @@ impl BatchedOptions {
             device: Device::Cpu,
             dtype: DType::F64,
             chunk_pairs: 1 << 16,
+            fused_cpu_moments: true,
         }
     }
 }
@@ -52,6 +56,7 @@ struct DegreeStep {
 /// Constants of the batched path on the device.
 pub struct BatchedBasis {
     contraction: Tensor,
+    fused: Option<crate::fused::FusedMoments>,
     steps: Vec<DegreeStep>,
     inv_width2: f64,
     options: BatchedOptions,
@@ -77,8 +82,9 @@ impl BatchedBasis {
             )));
         }
         let device = &options.device;
+        let dense_b = basis.contraction_matrix();
         let contraction = float_tensor(
-            basis.contraction_matrix(),
+            dense_b.clone(),
             &[basis.monomials.len(), basis.n_coefficients],
             options,
         )?;
@@ -103,7 +109,7 @@ impl BatchedBasis {
                 dir: u32_tensor(part.iter().map(|s| s.dir), device)?,
                 sigma_columns: u32_tensor(sigma_columns, device)?,
                 grandparents: u32_tensor(grandparents, device)?,
-                weights: float_tensor(weights, &[1, 3, count], options)?,
+                weights: float_tensor(weights, &[3 * count, 1], options)?,
                 count,
             });
         }
@@ -114,8 +120,11 @@ impl BatchedBasis {
             }
             RadialBasis::Monomial => 0.0,
         };
+        let fused = (options.fused_cpu_moments && options.device.is_cpu())
+            .then(|| crate::fused::FusedMoments::new(plan.clone(), &dense_b, basis.n_coefficients));
         Ok(BatchedBasis {
             contraction,
+            fused,
             steps,
             inv_width2,
             options: options.clone(),
@@ -127,24 +136,37 @@ impl BatchedBasis {
         &self.options
     }
 
-    /// Moments `m` `[P, M_D]` of N(μ, Σ) from `mu` `[P, 3]` and `sigma` `[P, 9]`.
+    /// Moments `m` `[M_D, P]` (monomial-major) of N(μ, Σ) from `mu` `[3, P]` and `sigma`
+    /// `[9, P]`. The monomial-major layout makes every gather a copy of contiguous rows.
     pub fn moments(&self, mu: &Tensor, sigma: &Tensor) -> Result<Tensor> {
         let _span = tracing::trace_span!("moments").entered();
-        let p = mu.dim(0)?;
-        let mut m = Tensor::ones((p, 1), mu.dtype(), mu.device())?;
+        let mut m = Tensor::ones((1, mu.dim(1)?), mu.dtype(), mu.device())?;
         for step in &self.steps {
             let lead = mu
-                .index_select(&step.dir, 1)?
-                .mul(&m.index_select(&step.parent, 1)?)?;
-            let coupling = sigma
-                .index_select(&step.sigma_columns, 1)?
-                .mul(&m.index_select(&step.grandparents, 1)?)?
-                .reshape((p, 3, step.count))?
+                .index_select(&step.dir, 0)?
+                .mul(&m.index_select(&step.parent, 0)?)?;
+            // Σ_j Σ[dir][j] · parent_j · m[parent − e_j], summed j = 0, 1, 2 in order; the
+            // weights are per-row scalars, applied to the gathered Σ rows.
+            let terms = sigma
+                .index_select(&step.sigma_columns, 0)?
                 .broadcast_mul(&step.weights)?
-                .sum(1)?;
-            m = Tensor::cat(&[&m, &(lead + coupling)?], 1)?;
+                .mul(&m.index_select(&step.grandparents, 0)?)?;
+            let n = step.count;
+            let coupling = ((terms.narrow(0, 0, n)? + terms.narrow(0, n, n)?)?
+                + terms.narrow(0, 2 * n, n)?)?;
+            m = Tensor::cat(&[&m, &(lead + coupling)?], 0)?;
         }
         Ok(m)
+    }
+
+    /// Pair coefficients `[P, K]` from moments `[M_D, P]` and the scalar factor `[1, P]`:
+    /// one matmul with the packed matrix `B` (radial normalisation and Löwdin folded in).
+    pub fn contract(&self, moments: &Tensor, scale: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("contraction").entered();
+        Ok(moments
+            .broadcast_mul(scale)?
+            .t()?
+            .matmul(&self.contraction)?)
     }
 
     /// Normalised pair coefficients `[P, K]` from the neighbours' precision rows
@@ -159,21 +181,41 @@ impl BatchedBasis {
             let _span = tracing::trace_span!("gaussian_parameters").entered();
             self.gaussian_parameters(precision, inv_axes_product, r)?
         };
+        if let Some(fused) = &self.fused {
+            let _span = tracing::trace_span!("moments_and_contraction").entered();
+            return Ok(mu.apply_op3_no_bwd(&sigma, &scale, fused)?);
+        }
         let m = self.moments(&mu, &sigma)?;
-        let _span = tracing::trace_span!("contraction").entered();
-        Ok(m.broadcast_mul(&scale)?.matmul(&self.contraction)?)
+        self.contract(&m, &scale)
     }
 
-    /// `μ` `[P,3]`, `Σ` `[P,9]` and the scalar factor `[P,1]` of every pair.
+    /// True when the fused CPU moment kernel is in use.
+    pub fn uses_fused_moments(&self) -> bool {
+        self.fused.is_some()
+    }
+
+    /// `μ` `[3, P]`, `Σ` `[9, P]` (row-major 3×3 entries) and the scalar factor `[1, P]` of
+    /// every pair, from precision rows `[P, 6]`, `1/(a1 a2 a3)` `[P]` and `r_ij` `[P, 3]`.
+    /// Everything is computed component-major, so each entry is a contiguous row.
     pub fn gaussian_parameters(
         &self,
         precision: &Tensor,
         inv_axes_product: &Tensor,
         r: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let col = |t: &Tensor, k: usize| t.narrow(1, k, 1);
-        let (a00, a01, a02) = (col(precision, 0)?, col(precision, 1)?, col(precision, 2)?);
-        let (a11, a12, a22) = (col(precision, 3)?, col(precision, 4)?, col(precision, 5)?);
+        let precision = precision.t()?.contiguous()?;
+        let r = r.t()?.contiguous()?;
+        let row = |t: &Tensor, k: usize| t.narrow(0, k, 1);
+        let (a00, a01, a02) = (
+            row(&precision, 0)?,
+            row(&precision, 1)?,
+            row(&precision, 2)?,
+        );
+        let (a11, a12, a22) = (
+            row(&precision, 3)?,
+            row(&precision, 4)?,
+            row(&precision, 5)?,
+        );
         let s = self.inv_width2;
         let (b00, b11, b22) = if s != 0.0 {
             (
@@ -191,15 +233,15 @@ impl BatchedBasis {
         let c12 = ((&a01 * &a02)? - (&b00 * &a12)?)?;
         let c22 = ((&b00 * &b11)? - (&a01 * &a01)?)?;
         let det = (((&b00 * &c00)? + (&a01 * &c01)?)? + (&a02 * &c02)?)?;
-        let sigma = Tensor::cat(&[&c00, &c01, &c02, &c01, &c11, &c12, &c02, &c12, &c22], 1)?
+        let sigma = Tensor::cat(&[&c00, &c01, &c02, &c01, &c11, &c12, &c02, &c12, &c22], 0)?
             .broadcast_div(&det)?;
-        let (rx, ry, rz) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
-        let inv_prod = inv_axes_product.unsqueeze(1)?;
+        let (rx, ry, rz) = (row(&r, 0)?, row(&r, 1)?, row(&r, 2)?);
+        let inv_prod = inv_axes_product.unsqueeze(0)?;
         let scale_base = inv_prod.div(&det.sqrt()?)?;
         if s == 0.0 {
-            return Ok((r.clone(), sigma, scale_base));
+            return Ok((r, sigma, scale_base));
         }
-        let sc = |k: usize| sigma.narrow(1, k, 1);
+        let sc = |k: usize| sigma.narrow(0, k, 1);
         let sr_x = (((sc(0)? * &rx)? + (sc(1)? * &ry)?)? + (sc(2)? * &rz)?)?;
         let sr_y = (((sc(3)? * &rx)? + (sc(4)? * &ry)?)? + (sc(5)? * &rz)?)?;
         let sr_z = (((sc(6)? * &rx)? + (sc(7)? * &ry)?)? + (sc(8)? * &rz)?)?;
@@ -212,7 +254,7 @@ impl BatchedBasis {
                 (&ry - sr_y.affine(s, 0.0)?)?,
                 (&rz - sr_z.affine(s, 0.0)?)?,
             ],
-            1,
+            0,
         )?;
         let kappa =
             ((((&sr_x * &ar_x)? + (&sr_y * &ar_y)?)? + (&sr_z * &ar_z)?)?).affine(s, 0.0)?;

@@ -26,6 +26,7 @@ pub mod device;
 pub mod elements;
 pub mod error;
 pub mod frame;
+pub mod fused;
 pub mod hypers;
 pub mod neighbors;
 pub mod reference;

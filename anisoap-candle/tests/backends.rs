@@ -24,11 +24,12 @@ fn compute(hypers: &Hypers, backend: Backend, frames: &[Frame], q: Quantity) -> 
         .unwrap()
 }
 
-fn batched(dtype: DType, chunk_pairs: usize) -> Backend {
+fn batched(dtype: DType, chunk_pairs: usize, fused_cpu_moments: bool) -> Backend {
     Backend::Batched(BatchedOptions {
         device: candle_core::Device::Cpu,
         dtype,
         chunk_pairs,
+        fused_cpu_moments,
     })
 }
 
@@ -64,21 +65,65 @@ fn check_all(label: &str, hypers: &Hypers, frames: &[Frame]) {
             "{label}: all zero"
         );
         for chunk in [1, 97, 1 << 16] {
-            let got = compute(hypers, batched(DType::F64, chunk), frames, q);
-            assert_columns_close(
-                &format!("{label} {q:?} f64 chunk {chunk}"),
-                &got,
-                &expected,
-                1e-10,
-            );
+            for fused in [true, false] {
+                let got = compute(hypers, batched(DType::F64, chunk, fused), frames, q);
+                let what = format!("{label} {q:?} f64 chunk {chunk} fused {fused}");
+                assert_columns_close(&what, &got, &expected, 1e-10);
+            }
         }
-        let got = compute(hypers, batched(DType::F32, 1 << 16), frames, q);
+        let got = compute(hypers, batched(DType::F32, 1 << 16, true), frames, q);
         assert_columns_close(&format!("{label} {q:?} f32"), &got, &expected, F32_RTOL);
     }
 }
 
 /// Documented float32 bound (README): error relative to each column's largest magnitude.
 const F32_RTOL: f64 = 1e-4;
+
+/// The fused CPU moment kernel and the tensor-op moments are the same computation in the same
+/// order: identical pair coefficients.
+#[test]
+fn fused_moments_equal_tensor_ops() {
+    use anisoap_candle::basis::Basis;
+    use anisoap_candle::batched::BatchedBasis;
+    use candle_core::Tensor;
+    let hypers = Hypers::gto(6, 5.0, 1.3);
+    let basis = Basis::new(&hypers).unwrap();
+    let p = 300;
+    let dev = candle_core::Device::Cpu;
+    // Diagonally dominant (positive-definite) precision rows a00, a01, a02, a11, a12, a22.
+    let precision = Tensor::rand(0.2f64, 1.0, (p, 6), &dev)
+        .unwrap()
+        .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &dev).unwrap())
+        .unwrap();
+    let inv = Tensor::rand(0.5f64, 2.0, p, &dev).unwrap();
+    let r = Tensor::rand(-3.0f64, 3.0, (p, 3), &dev).unwrap();
+    let fused = BatchedBasis::new(&basis, &BatchedOptions::cpu_f64()).unwrap();
+    assert!(fused.uses_fused_moments());
+    let plain_options = BatchedOptions {
+        fused_cpu_moments: false,
+        ..BatchedOptions::cpu_f64()
+    };
+    let plain = BatchedBasis::new(&basis, &plain_options).unwrap();
+    assert!(!plain.uses_fused_moments());
+    let a = fused
+        .pair_coefficients(&precision, &inv, &r)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = plain
+        .pair_coefficients(&precision, &inv, &r)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-14 * scale, "{x} vs {y}");
+    }
+}
 
 #[test]
 fn gto_periodic_two_species() {

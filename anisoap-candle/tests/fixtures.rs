@@ -71,18 +71,41 @@ fn run(dir: &Path, backend: Backend, quantity: Quantity) -> Features {
 }
 
 fn backends() -> Vec<(&'static str, Backend, f64)> {
-    let batched = |dtype, chunk_pairs| {
+    let batched = |dtype, chunk_pairs, fused_cpu_moments| {
         Backend::Batched(BatchedOptions {
             device: candle_core::Device::Cpu,
             dtype,
             chunk_pairs,
+            fused_cpu_moments,
         })
     };
     vec![
         ("reference", Backend::Reference, F64_RTOL),
-        ("candle-cpu f64", batched(DType::F64, 1 << 16), F64_RTOL),
-        ("candle-cpu f64 chunk 50", batched(DType::F64, 50), F64_RTOL),
-        ("candle-cpu f32", batched(DType::F32, 1 << 16), F32_RTOL),
+        (
+            "candle-cpu f64",
+            batched(DType::F64, 1 << 16, true),
+            F64_RTOL,
+        ),
+        (
+            "candle-cpu f64 tensor-op moments",
+            batched(DType::F64, 1 << 16, false),
+            F64_RTOL,
+        ),
+        (
+            "candle-cpu f64 chunk 50",
+            batched(DType::F64, 50, true),
+            F64_RTOL,
+        ),
+        (
+            "candle-cpu f32",
+            batched(DType::F32, 1 << 16, true),
+            F32_RTOL,
+        ),
+        (
+            "candle-cpu f32 tensor-op moments",
+            batched(DType::F32, 1 << 16, false),
+            F32_RTOL,
+        ),
     ]
 }
 

@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// Pairs per chunk of the batched path; bounds peak memory (~ chunk × monomials × 8 bytes).
     #[arg(long, default_value_t = 1 << 16)]
     pub chunk_pairs: usize,
+    /// On the CPU, compute moments with degree-by-degree tensor ops instead of the fused
+    /// kernel (same numbers, slower; for checking and profiling).
+    #[arg(long)]
+    pub tensor_op_moments: bool,
 }
 
 impl RunArgs {
@@ -181,6 +185,7 @@ impl RunArgs {
             device,
             dtype,
             chunk_pairs: self.chunk_pairs,
+            fused_cpu_moments: !self.tensor_op_moments,
         }))
     }
 

@@ -289,25 +289,44 @@ impl<'a> System<'a> {
         types.sort_unstable();
         types.dedup();
         let slot = |t: i32| types.binary_search(&t).expect("known type");
-        let mut key_seen = vec![vec![false; types.len()]; types.len()];
-        let mut pair_counts = vec![0usize; particles.len()];
-        let mut row = Vec::new();
-        {
+        let n_types = types.len();
+        let (pair_counts, key_seen) = {
+            use rayon::prelude::*;
             let _span = tracing::info_span!("neighbor_list_pass").entered();
-            for (f, search) in searches.iter().enumerate() {
-                let start = particles.frame_start[f];
-                for i in 0..particles.frame_start[f + 1] - start {
-                    search
-                        .center_pairs(i, self_pairs, &mut row)
-                        .map_err(reframe(f))?;
-                    let ti = slot(particles.types[start + i]);
-                    for &(j, _, _) in &row {
-                        key_seen[ti][slot(particles.types[start + j])] = true;
+            let n = particles.len();
+            let blocks: Vec<std::ops::Range<usize>> =
+                (0..n).step_by(1024).map(|s| s..(s + 1024).min(n)).collect();
+            let parts: Vec<(Vec<usize>, Vec<bool>)> = blocks
+                .into_par_iter()
+                .map(|block| {
+                    let mut counts = Vec::with_capacity(block.len());
+                    let mut seen = vec![false; n_types * n_types];
+                    let mut row = Vec::new();
+                    for i in block {
+                        let f = particles.frame[i];
+                        let start = particles.frame_start[f];
+                        searches[f]
+                            .center_pairs(i - start, self_pairs, &mut row)
+                            .map_err(reframe(f))?;
+                        let ti = slot(particles.types[i]);
+                        for &(j, _, _) in &row {
+                            seen[ti * n_types + slot(particles.types[start + j])] = true;
+                        }
+                        counts.push(row.len());
                     }
-                    pair_counts[start + i] = row.len();
+                    Ok((counts, seen))
+                })
+                .collect::<Result<_>>()?;
+            let mut counts = Vec::with_capacity(n);
+            let mut seen = vec![vec![false; n_types]; n_types];
+            for (c, s) in parts {
+                counts.extend(c);
+                for (k, v) in s.into_iter().enumerate() {
+                    seen[k / n_types][k % n_types] |= v;
                 }
             }
-        }
+            (counts, seen)
+        };
         let total: usize = pair_counts.iter().sum();
         if total > neighbors::DEFAULT_MAX_PAIRS {
             return Err(Error::TooLarge(format!(
@@ -347,26 +366,53 @@ impl<'a> System<'a> {
         self.pair_counts.iter().sum()
     }
 
-    /// Pairs of the centres in `centers` (global indices), centre by centre.
+    /// Pairs of the centres in `centers` (global indices), centre by centre. The search runs
+    /// in parallel over blocks of centres (rayon); the order is deterministic.
     pub fn pairs(&self, centers: std::ops::Range<usize>) -> Result<Pairs> {
-        let capacity = self.pair_counts[centers.clone()].iter().sum();
+        use rayon::prelude::*;
+        let blocks: Vec<std::ops::Range<usize>> = centers
+            .clone()
+            .step_by(1024)
+            .map(|s| s..(s + 1024).min(centers.end))
+            .collect();
+        let parts: Vec<Pairs> = blocks
+            .into_par_iter()
+            .map(|block| {
+                let capacity = self.pair_counts[block.clone()].iter().sum();
+                let mut pairs = Pairs {
+                    centers: Vec::with_capacity(capacity),
+                    neighbors: Vec::with_capacity(capacity),
+                    vectors: Vec::with_capacity(capacity),
+                };
+                let mut row = Vec::new();
+                for i in block {
+                    let f = self.particles.frame[i];
+                    let start = self.particles.frame_start[f];
+                    self.searches[f]
+                        .center_pairs(i - start, self.self_pairs, &mut row)
+                        .map_err(reframe(f))?;
+                    for &(j, _, r) in &row {
+                        pairs.centers.push(i);
+                        pairs.neighbors.push(j + start);
+                        pairs.vectors.push(r);
+                    }
+                }
+                Ok(pairs)
+            })
+            .collect::<Result<_>>()?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let capacity = parts.iter().map(Pairs::len).sum();
         let mut pairs = Pairs {
             centers: Vec::with_capacity(capacity),
             neighbors: Vec::with_capacity(capacity),
             vectors: Vec::with_capacity(capacity),
         };
-        let mut row = Vec::new();
-        for i in centers {
-            let f = self.particles.frame[i];
-            let start = self.particles.frame_start[f];
-            self.searches[f]
-                .center_pairs(i - start, self.self_pairs, &mut row)
-                .map_err(reframe(f))?;
-            for &(j, _, r) in &row {
-                pairs.centers.push(i);
-                pairs.neighbors.push(j + start);
-                pairs.vectors.push(r);
-            }
+        for part in parts {
+            pairs.centers.extend(part.centers);
+            pairs.neighbors.extend(part.neighbors);
+            pairs.vectors.extend(part.vectors);
         }
         Ok(pairs)
     }

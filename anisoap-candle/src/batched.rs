@@ -293,6 +293,10 @@ impl ParticleTensors {
 }
 
 /// Normalised density of the centres `centers`, from their `pairs`: `[C, n_types, K]`.
+///
+/// The neighbour sum is an `index_add` on the CPU. On GPUs, candle's `index_add` kernel walks
+/// the index list serially per output column, so there the sum is a padded batched matmul
+/// instead ([`padded_neighbor_sum`]); both are tested to agree.
 pub fn chunk_density(
     basis: &BatchedBasis,
     system: &System,
@@ -305,17 +309,14 @@ pub fn chunk_density(
     let device = &options.device;
     let n_types = system.layout.types.len();
     let n_centers = centers.len();
-    let density = Tensor::zeros((n_centers * n_types, n_coefficients), options.dtype, device)?;
     if pairs.is_empty() {
-        return Ok(density.reshape((n_centers, n_types, n_coefficients))?);
+        return Ok(Tensor::zeros(
+            (n_centers, n_types, n_coefficients),
+            options.dtype,
+            device,
+        )?);
     }
     let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
-    let destination = u32_tensor(
-        pairs.centers.iter().zip(&pairs.neighbors).map(|(&i, &j)| {
-            (i - centers.start) * n_types + system.layout.type_slot(system.particles.types[j])
-        }),
-        device,
-    )?;
     let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();
     let r = float_tensor(r, &[pairs.len(), 3], options)?;
     let coefficients = basis.pair_coefficients(
@@ -324,8 +325,81 @@ pub fn chunk_density(
         &r,
     )?;
     let _span = tracing::trace_span!("neighbor_sum").entered();
-    let density = density.index_add(&destination, &coefficients, 0)?;
-    Ok(density.reshape((n_centers, n_types, n_coefficients))?)
+    let type_slots: Vec<usize> = pairs
+        .neighbors
+        .iter()
+        .map(|&j| system.layout.type_slot(system.particles.types[j]))
+        .collect();
+    if device.is_cpu() {
+        index_add_neighbor_sum(&coefficients, pairs, &type_slots, centers, n_types)
+    } else {
+        padded_neighbor_sum(&coefficients, pairs, &type_slots, centers, n_types)
+    }
+}
+
+/// Neighbour sum `[C, n_types, K]` of pair coefficients `[P, K]` with `index_add`.
+pub fn index_add_neighbor_sum(
+    coefficients: &Tensor,
+    pairs: &Pairs,
+    type_slots: &[usize],
+    centers: std::ops::Range<usize>,
+    n_types: usize,
+) -> Result<Tensor> {
+    let k = coefficients.dim(1)?;
+    let destination = u32_tensor(
+        pairs
+            .centers
+            .iter()
+            .zip(type_slots)
+            .map(|(&i, &t)| (i - centers.start) * n_types + t),
+        coefficients.device(),
+    )?;
+    let density = Tensor::zeros(
+        (centers.len() * n_types, k),
+        coefficients.dtype(),
+        coefficients.device(),
+    )?
+    .index_add(&destination, coefficients, 0)?;
+    Ok(density.reshape((centers.len(), n_types, k))?)
+}
+
+/// Neighbour sum `[C, n_types, K]` as dense GPU-friendly ops: the (centre-sorted) pair rows are
+/// gathered into a zero-padded `[C, W, K]` block (W = most pairs of any centre), and a batched
+/// matmul with a one-hot neighbour-type mask `[C, n_types, W]` sums them by type.
+pub fn padded_neighbor_sum(
+    coefficients: &Tensor,
+    pairs: &Pairs,
+    type_slots: &[usize],
+    centers: std::ops::Range<usize>,
+    n_types: usize,
+) -> Result<Tensor> {
+    let (p, k) = coefficients.dims2()?;
+    let n_centers = centers.len();
+    let mut counts = vec![0usize; n_centers];
+    for &i in &pairs.centers {
+        counts[i - centers.start] += 1;
+    }
+    let width = counts.iter().copied().max().unwrap_or(0).max(1);
+    // Gather index into [coefficients; zero row], and the one-hot type mask.
+    let mut gather = vec![p as u32; n_centers * width];
+    let mut mask = vec![0.0f64; n_centers * n_types * width];
+    let mut filled = vec![0usize; n_centers];
+    for (q, (&i, &t)) in pairs.centers.iter().zip(type_slots).enumerate() {
+        let c = i - centers.start;
+        let w = filled[c];
+        filled[c] += 1;
+        gather[c * width + w] = q as u32;
+        mask[(c * n_types + t) * width + w] = 1.0;
+    }
+    let device = coefficients.device();
+    let dtype = coefficients.dtype();
+    let padded = Tensor::cat(&[coefficients, &Tensor::zeros((1, k), dtype, device)?], 0)?;
+    let gather = Tensor::from_vec(gather, n_centers * width, device)?;
+    let blocks = padded
+        .index_select(&gather, 0)?
+        .reshape((n_centers, width, k))?;
+    let mask = Tensor::from_vec(mask, (n_centers, n_types, width), device)?.to_dtype(dtype)?;
+    Ok(mask.matmul(&blocks)?)
 }
 
 /// Per-centre power spectrum `[C_t, F_t]` of the centres `local` (indices into the chunk's

@@ -335,20 +335,31 @@ impl Calculator {
                     Quantity::PowerSpectrumMean => {
                         let first_frame = system.particles.frame[centers[0]];
                         let last_frame = system.particles.frame[*centers.last().expect("nonempty")];
-                        let frames_local = Tensor::from_vec(
-                            centers
-                                .iter()
-                                .map(|&i| (system.particles.frame[i] - first_frame) as u32)
-                                .collect::<Vec<_>>(),
-                            centers.len(),
-                            device,
-                        )?;
-                        let sums = Tensor::zeros(
-                            (last_frame - first_frame + 1, block_width),
-                            options.dtype,
-                            device,
-                        )?
-                        .index_add(&frames_local, &block, 0)?;
+                        // Frame sums: index_add on the CPU; a one-hot matmul on GPUs (their
+                        // index_add is serial over the index list), unless the one-hot matrix
+                        // would be large (many tiny frames in one chunk).
+                        let n_local = last_frame - first_frame + 1;
+                        let local_frames: Vec<usize> = centers
+                            .iter()
+                            .map(|&i| system.particles.frame[i] - first_frame)
+                            .collect();
+                        let sums = if device.is_cpu() || n_local * centers.len() > 1 << 24 {
+                            let index = Tensor::from_vec(
+                                local_frames.iter().map(|&f| f as u32).collect::<Vec<_>>(),
+                                centers.len(),
+                                device,
+                            )?;
+                            Tensor::zeros((n_local, block_width), options.dtype, device)?
+                                .index_add(&index, &block, 0)?
+                        } else {
+                            let mut one_hot = vec![0.0f64; n_local * centers.len()];
+                            for (k, &f) in local_frames.iter().enumerate() {
+                                one_hot[f * centers.len() + k] = 1.0;
+                            }
+                            Tensor::from_vec(one_hot, (n_local, centers.len()), device)?
+                                .to_dtype(options.dtype)?
+                                .matmul(&block)?
+                        };
                         let sums = to_host(&sums)?;
                         for (k, row) in sums.chunks(block_width).enumerate() {
                             let start = (first_frame + k) * values.cols + offset;

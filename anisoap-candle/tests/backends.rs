@@ -125,6 +125,45 @@ fn fused_moments_equal_tensor_ops() {
     }
 }
 
+/// The GPU neighbour sum (padded batched matmul) equals the CPU one (index_add).
+#[test]
+fn padded_neighbor_sum_equals_index_add() {
+    use anisoap_candle::basis::Basis;
+    use anisoap_candle::batched::{index_add_neighbor_sum, padded_neighbor_sum};
+    use anisoap_candle::system::System;
+    let frames = frames(SystemKind::EllipsoidLiquid, 20, 3, true, 8);
+    let basis = Basis::new(&Hypers::gto(2, 4.0, 1.2)).unwrap();
+    let system = System::new(&frames, &basis).unwrap();
+    let n_types = system.layout.types.len();
+    for chunk in system.center_chunks(300) {
+        let pairs = system.pairs(chunk.clone()).unwrap();
+        let slots: Vec<usize> = pairs
+            .neighbors
+            .iter()
+            .map(|&j| system.layout.type_slot(system.particles.types[j]))
+            .collect();
+        let coefficients =
+            candle_core::Tensor::rand(-1.0f64, 1.0, (pairs.len(), 7), &candle_core::Device::Cpu)
+                .unwrap();
+        let a = index_add_neighbor_sum(&coefficients, &pairs, &slots, chunk.clone(), n_types)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let b = padded_neighbor_sum(&coefficients, &pairs, &slots, chunk.clone(), n_types)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-13, "{x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn gto_periodic_two_species() {
     let hypers = Hypers::gto(4, 4.0, 1.2);

@@ -1,9 +1,12 @@
 //! `anisoap-candle`: AniSOAP descriptors of ellipsoidal particles from the command line.
 
+mod aggregate;
+mod bench;
 mod compare;
 mod compute;
 mod generate;
 mod output;
+mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,13 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Write synthetic systems of ellipsoids (extended XYZ) for tests and benchmarks.
     Generate(generate::GenerateArgs),
+    /// Benchmark systems x backends x settings from a config or preset; one metrics JSON per
+    /// run under OUT/logs.
+    Bench(Box<bench::BenchArgs>),
+    /// Combine OUT/logs/*.metrics.json into OUT/tables/combined_from_metrics.csv.
+    Aggregate(aggregate::AggregateArgs),
+    /// Draw OUT/figures/*.png from OUT/tables/combined_from_metrics.csv.
+    Plot(plot::PlotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +51,9 @@ fn main() -> std::process::ExitCode {
         Command::Compute(args) => compute::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Aggregate(args) => aggregate::run(&args),
+        Command::Plot(args) => plot::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

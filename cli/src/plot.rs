@@ -90,7 +90,12 @@ fn read_rows(path: &Path) -> Result<Vec<Row>> {
             n,
             species: num("species").unwrap_or(0.0) as u32,
             lmax: num("lmax").unwrap_or(0.0) as u32,
-            label: get("label").to_string(),
+            // CPU runs from the GPU preset ran on the GPU machine's host: keep them apart.
+            label: if get("preset") == "gpu" && !get("backend").contains("cuda") {
+                format!("{} [GPU host]", get("label"))
+            } else {
+                get("label").to_string()
+            },
             sweeps: get("sweeps").split(';').map(str::to_string).collect(),
             median,
             pairs_per_s: num("pairs_per_s").unwrap_or(0.0),

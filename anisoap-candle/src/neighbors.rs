@@ -383,32 +383,6 @@ impl Grid {
             }
         }
     }
-
-    /// Upper bound on the number of candidate pairs the search visits.
-    fn candidate_bound(&self) -> f64 {
-        let mut total = 0.0;
-        let n_total = self.start.len() - 1;
-        for l in 0..n_total {
-            let count = self.start[l + 1] - self.start[l];
-            if count == 0 {
-                continue;
-            }
-            let i = self.sorted[self.start[l]];
-            let mut around = 0usize;
-            let b = self.bin_of[i];
-            let [oa, ob, oc] = [0, 1, 2].map(|k| self.offsets(k, b[k]));
-            for &(ta, _) in &oa {
-                for &(tb, _) in &ob {
-                    for &(tc, _) in &oc {
-                        let m = (ta * self.nbins[1] + tb) * self.nbins[2] + tc;
-                        around += self.start[m + 1] - self.start[m];
-                    }
-                }
-            }
-            total += count as f64 * around as f64;
-        }
-        total
-    }
 }
 
 /// Convert a shift to `i32`, reporting overflow as [`Error::TooLarge`].
@@ -441,12 +415,9 @@ pub fn neighbor_list(
 /// [`neighbor_list`] with an explicit bound on the number of pairs.
 ///
 /// Before searching, the expected number of pairs is estimated from the particle count, the
-/// cutoff and the cell (`N² · (4π/3) r_c³ / V` when fully periodic; `N²` times the number of
-/// periodic images across the cutoff sphere for mixed periodicity, when that exceeds one), and
-/// [`Error::TooLarge`] is returned when it exceeds `max_pairs`. When the cell list's candidate
-/// count exceeds `max_pairs`, the pairs are counted exactly first (no pair is stored); more
-/// than `max_pairs` pairs is also [`Error::TooLarge`]. Runs in `O(N)` time for a fixed density
-/// and cutoff.
+/// cutoff and the cell (see [`NeighborSearch::new`]) and [`Error::TooLarge`] is returned when
+/// it exceeds `max_pairs`; the search also stops with [`Error::TooLarge`] as soon as the list
+/// would exceed `max_pairs`. Runs in `O(N)` time for a fixed density and cutoff.
 pub fn neighbor_list_with_limit(
     positions: &[[f64; 3]],
     cell: &[[f64; 3]; 3],
@@ -455,100 +426,19 @@ pub fn neighbor_list_with_limit(
     self_pairs: bool,
     max_pairs: usize,
 ) -> Result<PairList> {
-    let geo = validate(positions, cell, pbc, cutoff)?;
-    let n = positions.len();
+    let search = NeighborSearch::new(positions, cell, pbc, cutoff, max_pairs)?;
     let mut list = PairList::default();
-    if n == 0 {
-        return Ok(list);
-    }
-    let n2 = (n as f64) * (n as f64);
-    let n_periodic = pbc.iter().filter(|&&p| p).count();
-    let images: f64 = (0..3)
-        .filter(|&k| pbc[k])
-        .map(|k| 2.0 * cutoff / geo.widths[k])
-        .product();
-    let estimate = match n_periodic {
-        0 => 0.0,
-        3 => n2 * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3) / geo.volume,
-        // Mixed periodicity: only guard against an explosion of periodic images.
-        2 if images > 1.0 => n2 * images * std::f64::consts::FRAC_PI_4,
-        1 if images > 1.0 => n2 * images,
-        _ => 0.0,
-    };
-    if estimate > max_pairs as f64 {
-        return Err(Error::TooLarge(format!(
-            "neighbour list would hold about {estimate:.3e} pairs ({n} particles, cutoff {cutoff}, \
-             cell widths {:?}), more than the limit of {max_pairs}",
-            geo.widths
-        )));
-    }
-
-    let grid = Grid::new(&geo, positions, cutoff)?;
-    let cell = &geo.cell;
-    let cutoff2 = cutoff * cutoff;
-    let extra = if self_pairs { n } else { 0 };
-    let too_many = |count: usize| {
-        Error::TooLarge(format!(
-            "neighbour list holds at least {count} pairs ({n} particles, cutoff {cutoff}), \
-             more than the limit of {max_pairs}"
-        ))
-    };
-    // Exact count first when the cheap bound does not rule out exceeding the limit.
-    let bound = grid.candidate_bound() + extra as f64;
-    if bound > max_pairs as f64 {
-        let mut count = extra;
-        for i in 0..n {
-            grid.for_each_candidate(i, |j, s| {
-                if i == j && s == [0; 3] {
-                    return;
-                }
-                if let Ok(s) = shift_i32(s) {
-                    let r = pair_vector(positions[i], positions[j], s, cell);
-                    if dot(r, r) < cutoff2 {
-                        count += 1;
-                    }
-                }
-            });
-            if count > max_pairs {
-                return Err(too_many(count));
-            }
-        }
-        list.centers.reserve(count);
-        list.neighbors.reserve(count);
-        list.vectors.reserve(count);
-        list.shifts.reserve(count);
-    }
-
-    let mut row: Vec<(usize, [i32; 3], [f64; 3])> = Vec::new();
-    let mut failure: Option<Error> = None;
-    for i in 0..n {
-        row.clear();
-        if self_pairs {
-            row.push((i, [0; 3], [0.0; 3]));
-        }
-        grid.for_each_candidate(i, |j, s| {
-            if i == j && s == [0; 3] {
-                return;
-            }
-            match shift_i32(s) {
-                Ok(s) => {
-                    let r = pair_vector(positions[i], positions[j], s, cell);
-                    if dot(r, r) < cutoff2 {
-                        row.push((j, s, r));
-                    }
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        });
-        if let Some(e) = failure.take() {
-            return Err(e);
-        }
+    let mut row = Vec::new();
+    for i in 0..positions.len() {
+        search.center_pairs(i, self_pairs, &mut row)?;
         if list.len() + row.len() > max_pairs {
-            return Err(too_many(list.len() + row.len()));
+            return Err(Error::TooLarge(format!(
+                "neighbour list holds at least {} pairs ({} particles, cutoff {cutoff}), \
+                 more than the limit of {max_pairs}",
+                list.len() + row.len(),
+                positions.len()
+            )));
         }
-        row.sort_unstable_by_key(|a| (a.0, a.1));
         for &(j, s, r) in &row {
             list.push(i, j, r, s);
         }

@@ -402,8 +402,37 @@ pub fn padded_neighbor_sum(
     Ok(mask.matmul(&blocks)?)
 }
 
+/// Density of the centres `local` (indices into the chunk's density `[C, n_types, K]`) of
+/// centre block `b`, channel by channel in the original's value layout: for each `l`, a tensor
+/// `[C_t, 2l+1, N_l E_t]` with columns `p = n E_t + e` over the block's neighbour types.
+pub fn block_channels(
+    basis: &Basis,
+    layout: &Layout,
+    density: &Tensor,
+    local: &Tensor,
+    b: usize,
+) -> Result<Vec<Tensor>> {
+    let slots = u32_tensor(layout.neighbor_slots[b].iter().copied(), density.device())?;
+    let e_t = layout.neighbor_slots[b].len();
+    let selected = density.index_select(local, 0)?.index_select(&slots, 1)?;
+    let c_t = selected.dim(0)?;
+    basis
+        .n_radial
+        .iter()
+        .enumerate()
+        .map(|(l, &n_l)| {
+            Ok(selected
+                .narrow(2, basis.channel_offsets[l], (2 * l + 1) * n_l)?
+                .reshape((c_t, e_t, 2 * l + 1, n_l))?
+                .permute((0, 2, 3, 1))?
+                .contiguous()?
+                .reshape((c_t, 2 * l + 1, n_l * e_t))?)
+        })
+        .collect()
+}
+
 /// Per-centre power spectrum `[C_t, F_t]` of the centres `local` (indices into the chunk's
-/// density) of centre block `b`.
+/// density) of centre block `b`: per channel the Gram matrix `(-1)^l/sqrt(2l+1) cᵀc`.
 pub fn block_power_spectrum(
     basis: &Basis,
     layout: &Layout,
@@ -412,22 +441,14 @@ pub fn block_power_spectrum(
     b: usize,
 ) -> Result<Tensor> {
     let _span = tracing::trace_span!("power_spectrum").entered();
-    let device = density.device();
-    let slots = u32_tensor(layout.neighbor_slots[b].iter().copied(), device)?;
-    let e_t = layout.neighbor_slots[b].len();
-    let selected = density.index_select(local, 0)?.index_select(&slots, 1)?;
-    let c_t = selected.dim(0)?;
     let mut parts = Vec::with_capacity(basis.n_radial.len());
-    for (l, &n_l) in basis.n_radial.iter().enumerate() {
-        let width = n_l * e_t;
+    for (l, x) in block_channels(basis, layout, density, local, b)?
+        .into_iter()
+        .enumerate()
+    {
+        let (c_t, _, width) = x.dims3()?;
         let sign = if l % 2 == 0 { 1.0 } else { -1.0 };
         let factor = sign / ((2 * l + 1) as f64).sqrt();
-        let x = selected
-            .narrow(2, basis.channel_offsets[l], (2 * l + 1) * n_l)?
-            .reshape((c_t, e_t, 2 * l + 1, n_l))?
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((c_t, 2 * l + 1, width))?;
         let gram = x.transpose(1, 2)?.contiguous()?.matmul(&x)?;
         parts.push(gram.affine(factor, 0.0)?.reshape((c_t, width * width))?);
     }

@@ -395,22 +395,10 @@ fn density_block(
     local: &Tensor,
     b: usize,
 ) -> Result<Tensor> {
-    let slots: Vec<u32> = layout.neighbor_slots[b].iter().map(|&s| s as u32).collect();
-    let e_t = slots.len();
-    let slots = Tensor::from_vec(slots, e_t, density.device())?;
-    let selected = density.index_select(local, 0)?.index_select(&slots, 1)?;
-    let c_t = selected.dim(0)?;
-    let mut parts = Vec::new();
-    for (l, &n_l) in basis.n_radial.iter().enumerate() {
-        parts.push(
-            selected
-                .narrow(2, basis.channel_offsets[l], (2 * l + 1) * n_l)?
-                .reshape((c_t, e_t, 2 * l + 1, n_l))?
-                .permute((0, 2, 3, 1))?
-                .contiguous()?
-                .reshape((c_t, (2 * l + 1) * n_l * e_t))?,
-        );
-    }
+    let parts = batched::block_channels(basis, layout, density, local, b)?
+        .into_iter()
+        .map(|x| x.flatten_from(1))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(Tensor::cat(&parts, 1)?)
 }
 

@@ -23,6 +23,7 @@ pub mod basis;
 pub mod batched;
 pub mod descriptor;
 pub mod device;
+pub mod differentiable;
 pub mod elements;
 pub mod error;
 pub mod frame;

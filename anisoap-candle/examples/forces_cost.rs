@@ -1,0 +1,115 @@
+//! Cost of forces: the differentiable descriptor's forward pass against forward + backward
+//! (positions and quaternions), for about 1000 ellipsoids, on the CPU or a GPU.
+//!
+//! ```text
+//! cargo run --release -p anisoap-candle --example forces_cost [cpu|cuda]
+//! ```
+//!
+//! Writes `results/gradients/forces_cost_<device>.json` (or into `$FORCES_COST_DIR`). Timings are medians of 3 repetitions,
+//! after one warm-up; the host neighbour list is timed separately.
+
+use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
+use anisoap_candle::Hypers;
+use candle_core::{DType, Device, Tensor, Var};
+use std::time::Instant;
+
+type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> Res<()> {
+    let device_name = std::env::args().nth(1).unwrap_or_else(|| "cpu".into());
+    let device: Device = anisoap_candle::device::open_device(&device_name)?;
+    let spec = SyntheticSpec {
+        kind: SystemKind::EllipsoidLiquid,
+        n_particles: 1000,
+        n_species: 1,
+        periodic: true,
+        density: 0.3,
+        seed: 7,
+    };
+    let frame = generate_frame(&spec, 0);
+    let inputs = FrameTensors::from_frame(&frame, "c_q", &device, DType::F64)?;
+    let mut rows = Vec::new();
+    for max_angular in [4, 6] {
+        let hypers = Hypers::gto(max_angular, 4.0, 1.0);
+        let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64)?;
+        let positions = Var::from_tensor(&inputs.positions)?;
+        let quaternions = Var::from_tensor(&inputs.quaternions)?;
+        let species = SpeciesLayout::Fixed(vec![1]);
+        let t = Instant::now();
+        let neighbors = descriptor.neighbors(
+            &positions,
+            &inputs.types,
+            &inputs.cell,
+            inputs.pbc,
+            &species,
+        )?;
+        let neighbor_seconds = t.elapsed().as_secs_f64();
+        let forward = || -> Res<Tensor> {
+            Ok(descriptor.power_spectrum(
+                &positions,
+                &quaternions,
+                &inputs.semi_axes,
+                &neighbors,
+            )?)
+        };
+        let n_features = forward()?.dim(1)?;
+        let weights = Tensor::ones((n_features, 1), DType::F64, &device)?;
+        let (mut fwd, mut both) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let t = Instant::now();
+            let x = forward()?;
+            x.sum_all()?.to_scalar::<f64>()?;
+            fwd.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let energy = forward()?.matmul(&weights)?.sum_all()?;
+            let grads = energy.backward()?;
+            let forces = grads.get(&positions).ok_or("no gradient")?.neg()?;
+            forces.sum_all()?.to_scalar::<f64>()?;
+            both.push(t.elapsed().as_secs_f64());
+        }
+        let (fwd, both) = (median(fwd), median(both));
+        println!(
+            "lmax {max_angular}: {} pairs, {n_features} features; neighbour list {neighbor_seconds:.3} s, \
+             forward {fwd:.3} s, forward + backward {both:.3} s (ratio {:.2})",
+            neighbors.len(),
+            both / fwd
+        );
+        rows.push(serde_json::json!({
+            "max_angular": max_angular,
+            "pairs": neighbors.len(),
+            "features": n_features,
+            "neighbor_list_seconds": neighbor_seconds,
+            "forward_seconds": fwd,
+            "forward_backward_seconds": both,
+            "ratio": both / fwd,
+        }));
+    }
+    let report = serde_json::json!({
+        "device": device_name,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "system": {"kind": "EllipsoidLiquid", "particles": 1000, "density": 0.3,
+            "periodic": true, "seed": 7},
+        "hypers": {"basis": "gto", "cutoff_radius": 4.0, "radial_gaussian_width": 1.0,
+            "max_radial": "default"},
+        "dtype": "f64",
+        "gradients": "positions and quaternions (Var), energy = sum of all per-centre features",
+        "timing": "median of 3 after a warm-up forward",
+        "results": rows,
+    });
+    let dir = std::env::var("FORCES_COST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients")
+        });
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("forces_cost_{}.json", device_name.replace(':', "")));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! The descriptor as a differentiable function of tensors: forces and torques by autograd.
+//!
+//! [`Calculator`](crate::Calculator) takes frames and returns host matrices. This module
+//! builds the same per-centre power spectrum from **tensors** (on any Candle device) with
+//! every step that depends on positions, orientations or semi-axes written as Candle ops
+//! that have a backward pass in candle 0.11. Positions, quaternions and semi-axes may be
+//! [`candle_core::Var`]s, so `loss.backward()` yields `∂loss/∂positions` (minus the forces of
+//! a model energy), `∂loss/∂quaternions` (torques) and `∂loss/∂semi_axes`, and the descriptor
+//! can be embedded in a Candle model.
+//!
+//! # Pipeline
+//!
+//! 1. **Neighbour list on the host** ([`DifferentiableDescriptor::neighbors`]): the positions
+//!    are detached and copied to the host, [`neighbors::neighbor_list`] finds all pairs
+//!    (featomic's full list, self pairs unless `subtract_center_contribution`), and the pairs
+//!    are stored as `u32` centre and neighbour index tensors plus the constant displacement
+//!    `S · cell` of their integer cell shifts `S`. The pair set is piecewise constant in the
+//!    positions, so it carries no gradient.
+//! 2. **`r_ij = pos[j] - pos[i] + S·cell`** with `index_select`: gradients flow to positions.
+//! 3. **Orientation** ([`rotation_matrices`], [`precision_rows`]): quaternions `(w, x, y, z)`
+//!    are normalised, turned into `R` with scipy's formula (§1.2 of the maths notes), and
+//!    `A = R diag(a⁻²) Rᵀ` is formed element-wise: gradients flow to quaternions and semi-axes.
+//!    Only the direction of a quaternion matters, so its gradient is orthogonal to it.
+//! 4. [`BatchedBasis::pair_coefficients`] (cofactor inverse, moments, contraction), neighbour
+//!    sum by `(centre, neighbour type)` with `index_add`, and the power spectrum per centre type
+//!    with [`batched::block_power_spectrum`].
+//!
+//! Every op used (`index_select`, `index_add`, `narrow`, `cat`, `reshape`, `permute`,
+//! `transpose`, `contiguous`, `matmul` (batched too), `sum`, `broadcast_*`, `affine`, `sqrt`,
+//! `exp`, `sqr`, element-wise `+ - * /`) has a backward in candle-core 0.11
+//! (`candle-core/src/backprop.rs`).
+//!
+//! # Output
+//!
+//! [`DifferentiableDescriptor::power_spectrum`] returns one row per particle, `[N, F]`, in the
+//! column layout of [`Quantity::PowerSpectrumPerCenter`](crate::Quantity) for one frame: the
+//! centre-type blocks side by side, each row filled in its own centre type's block and zero
+//! elsewhere. With [`SpeciesLayout::FromPairs`] the blocks and neighbour-type columns are those
+//! the original derives from the pair list (so the values equal the calculator's to rounding);
+//! with [`SpeciesLayout::Fixed`] every listed type is a centre block and a neighbour column,
+//! so the width stays the same whatever the configuration (what a model needs). Particles
+//! that are not samples (no pair at all, only possible with `subtract_center_contribution`)
+//! get a zero row, where the calculator omits the row. [`TensorNeighbors::frame_mean`] gives
+//! the original's per-frame mean `[1, F]`.
+//!
+//! # The cutoff
+//!
+//! The original has **no smooth cutoff** (§3): a neighbour's whole Gaussian counts while its
+//! centre is strictly inside `r_c`, and vanishes when it crosses. The descriptor is therefore
+//! discontinuous: when a neighbour crosses `r_c` the density of the centre jumps by exactly
+//! that pair's coefficients, and the power spectrum by the corresponding change of its
+//! quadratic form. The gradient computed here is the gradient of the smooth piece with the
+//! current pair list (the jump contributes a Dirac term that no autograd can represent), so a
+//! model energy built on these features is not conservative across crossings: expect energy
+//! jumps in MD. With the GTO basis the contribution of a pair at `r_c` carries the radial
+//! weight `e^{-r²/2σ²}` and is small when `r_c ≫ σ`; with the monomial basis it is not small.
+//!
+//! # Example
+//!
+//! A linear model energy `E = Σ_i w · X_i`, its position gradient and the forces `-∂E/∂x`:
+//!
+//! ```
+//! use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+//! use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
+//! use anisoap_candle::Hypers;
+//! use candle_core::{DType, Device, Tensor, Var};
+//!
+//! let spec = SyntheticSpec { kind: SystemKind::EllipsoidLiquid, n_particles: 6, n_species: 2,
+//!     periodic: true, density: 0.2, seed: 3 };
+//! let frame = generate_frame(&spec, 0);
+//! let hypers = Hypers::gto(3, 3.0, 1.0);
+//! let descriptor = DifferentiableDescriptor::new(&hypers, &Device::Cpu, DType::F64).unwrap();
+//! let inputs = FrameTensors::from_frame(&frame, "c_q", &Device::Cpu, DType::F64).unwrap();
+//!
+//! let positions = Var::from_tensor(&inputs.positions).unwrap();
+//! let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
+//! let neighbors = descriptor
+//!     .neighbors(&positions, &inputs.types, &inputs.cell, inputs.pbc,
+//!                &SpeciesLayout::Fixed(vec![1, 6]))
+//!     .unwrap();
+//! let features = descriptor
+//!     .power_spectrum(&positions, &quaternions, &inputs.semi_axes, &neighbors)
+//!     .unwrap(); // [N, F]
+//! let n_features = features.dim(1).unwrap();
+//! let weights = Tensor::randn(0.0f64, 1.0, (n_features, 1), &Device::Cpu).unwrap();
+//! let energy = features.matmul(&weights).unwrap().sum_all().unwrap();
+//! let grads = energy.backward().unwrap();
+//! let forces = grads.get(&positions).unwrap().neg().unwrap(); // [N, 3]
+//! let dq = grads.get(&quaternions).unwrap(); // [N, 4]
+//! assert_eq!(forces.dims(), &[6, 3]);
+//! assert_eq!(dq.dims(), &[6, 4]);
+//! // The total force vanishes (translation invariance).
+//! let total = forces.sum(0).unwrap().to_vec1::<f64>().unwrap();
+//! assert!(total.iter().all(|f| f.abs() < 1e-10));
+//! ```
+
+use crate::basis::Basis;
+use crate::batched::{self, BatchedBasis, BatchedOptions};
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::hypers::Hypers;
+use crate::neighbors;
+use crate::system::Layout;
+use candle_core::{DType, Device, Tensor};
+
+/// Which centre blocks and neighbour-type columns the output has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpeciesLayout {
+    /// As the original: types present in the frame; a centre block for every type that centres
+    /// a pair; neighbour-type columns for the pair types that occur. The width can change
+    /// when pairs appear or disappear.
+    FromPairs,
+    /// Every listed type (sorted, deduplicated) is a centre block and a neighbour-type column of
+    /// every block, whether or not it occurs: a fixed width, as a model needs. Every particle
+    /// type must be listed.
+    Fixed(Vec<i32>),
+}
+
+/// The inputs of one frame as tensors (positions, quaternions, semi-axes) plus the host data
+/// (types, cell, pbc), read from a [`Frame`].
+#[derive(Debug, Clone)]
+pub struct FrameTensors {
+    /// `[N, 3]` positions.
+    pub positions: Tensor,
+    /// `[N, 4]` orientation quaternions `(w, x, y, z)`, as stored (not normalised).
+    pub quaternions: Tensor,
+    /// `[N, 3]` semi-axes `c_diameter[k] / 2`.
+    pub semi_axes: Tensor,
+    /// Type of each particle.
+    pub types: Vec<i32>,
+    /// Cell vectors as rows.
+    pub cell: [[f64; 3]; 3],
+    /// Periodicity along a, b, c.
+    pub pbc: [bool; 3],
+}
+
+impl FrameTensors {
+    /// Reads positions, the quaternion column `rotation_key` and `c_diameter[1..3]` of `frame`
+    /// into tensors of `dtype` on `device`.
+    pub fn from_frame(
+        frame: &Frame,
+        rotation_key: &str,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let n = frame.len();
+        let err = |message: String| Error::Frame { frame: 0, message };
+        let q = frame
+            .arrays
+            .get(rotation_key)
+            .filter(|a| a.ncols == 4)
+            .ok_or_else(|| {
+                err(format!(
+                    "missing quaternion column '{rotation_key}' (4 reals)"
+                ))
+            })?;
+        let mut axes = Vec::with_capacity(3 * n);
+        let columns = (1..=3)
+            .map(|k| {
+                let name = format!("c_diameter[{k}]");
+                frame
+                    .arrays
+                    .get(&name)
+                    .filter(|a| a.ncols == 1)
+                    .ok_or_else(|| err(format!("missing column '{name}'")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for i in 0..n {
+            for column in &columns {
+                axes.push(column.values[i] / 2.0);
+            }
+        }
+        let upload = |v: Vec<f64>, cols: usize| -> Result<Tensor> {
+            Ok(Tensor::from_vec(v, (n, cols), device)?.to_dtype(dtype)?)
+        };
+        Ok(FrameTensors {
+            positions: upload(frame.positions.iter().flatten().copied().collect(), 3)?,
+            quaternions: upload(q.values.clone(), 4)?,
+            semi_axes: upload(axes, 3)?,
+            types: frame.numbers.clone(),
+            cell: frame.cell,
+            pbc: frame.pbc,
+        })
+    }
+}
+
+/// Column `k` of a 2-D tensor as `[N, 1]`.
+fn col(t: &Tensor, k: usize) -> Result<Tensor> {
+    Ok(t.narrow(1, k, 1)?)
+}
+
+/// Row-major rotation matrices `[N, 9]` of quaternions `[N, 4]` `(w, x, y, z)`: normalised,
+/// then scipy's formula (§1.2), as differentiable tensor ops. A zero quaternion gives NaN.
+pub fn rotation_matrices(quaternions: &Tensor) -> Result<Tensor> {
+    let norm = quaternions.sqr()?.sum_keepdim(1)?.sqrt()?;
+    let q = quaternions.broadcast_div(&norm)?;
+    let (w, x, y, z) = (col(&q, 0)?, col(&q, 1)?, col(&q, 2)?, col(&q, 3)?);
+    let (ww, xx, yy, zz) = (w.sqr()?, x.sqr()?, y.sqr()?, z.sqr()?);
+    let twice = |a: &Tensor, b: &Tensor, c: &Tensor, d: &Tensor, plus: bool| -> Result<Tensor> {
+        let (ab, cd) = ((a * b)?, (c * d)?);
+        let s = if plus { (ab + cd)? } else { (ab - cd)? };
+        Ok(s.affine(2.0, 0.0)?)
+    };
+    let r00 = (((&ww + &xx)? - &yy)? - &zz)?;
+    let r01 = twice(&x, &y, &z, &w, false)?;
+    let r02 = twice(&x, &z, &y, &w, true)?;
+    let r10 = twice(&x, &y, &z, &w, true)?;
+    let r11 = (((&ww - &xx)? + &yy)? - &zz)?;
+    let r12 = twice(&y, &z, &x, &w, false)?;
+    let r20 = twice(&x, &z, &y, &w, false)?;
+    let r21 = twice(&y, &z, &x, &w, true)?;
+    let r22 = (((&ww - &xx)? - &yy)? + &zz)?;
+    Ok(Tensor::cat(
+        &[&r00, &r01, &r02, &r10, &r11, &r12, &r20, &r21, &r22],
+        1,
+    )?)
+}
+
+/// Precision rows `[N, 6]` `(a00, a01, a02, a11, a12, a22)` of `A = R diag(a⁻²) Rᵀ` and
+/// `1/(a1 a2 a3)` `[N]`, from row-major rotations `[N, 9]` and semi-axes `[N, 3]`, as
+/// differentiable tensor ops (the layout [`BatchedBasis::pair_coefficients`] takes).
+pub fn precision_rows(rotations: &Tensor, semi_axes: &Tensor) -> Result<(Tensor, Tensor)> {
+    let a2 = semi_axes.sqr()?;
+    let r = |i: usize, k: usize| col(rotations, 3 * i + k);
+    let entry = |i: usize, j: usize| -> Result<Tensor> {
+        let mut sum: Option<Tensor> = None;
+        for k in 0..3 {
+            let term = (r(i, k)? * r(j, k)?)?.div(&col(&a2, k)?)?;
+            sum = Some(match sum {
+                None => term,
+                Some(s) => (s + term)?,
+            });
+        }
+        Ok(sum.expect("three terms"))
+    };
+    let precision = Tensor::cat(
+        &[
+            &entry(0, 0)?,
+            &entry(0, 1)?,
+            &entry(0, 2)?,
+            &entry(1, 1)?,
+            &entry(1, 2)?,
+            &entry(2, 2)?,
+        ],
+        1,
+    )?;
+    let product = ((col(semi_axes, 0)? * col(semi_axes, 1)?)? * col(semi_axes, 2)?)?;
+    let inv_product = product.recip()?.squeeze(1)?;
+    Ok((precision, inv_product))
+}
+
+/// A frame's pair list and output layout, computed on the host, as device tensors.
+///
+/// Valid for the positions it was built from (and any displacement that moves no pair across
+/// the cutoff); rebuild it when the particles move.
+#[derive(Debug, Clone)]
+pub struct TensorNeighbors {
+    /// `u32 [P]` centre `i` of each pair.
+    pub centers: Tensor,
+    /// `u32 [P]` neighbour `j` of each pair.
+    pub neighbors: Tensor,
+    /// `[P, 3]` constant displacement `S · cell` of each pair's cell shift.
+    pub shift_vectors: Tensor,
+    /// Integer cell shift `S` of each pair (host).
+    pub cell_shifts: Vec<[i32; 3]>,
+    /// Host copy of the centres.
+    pub host_centers: Vec<usize>,
+    /// Host copy of the neighbours.
+    pub host_neighbors: Vec<usize>,
+    /// Blocks, neighbour-type columns and samples of the output.
+    pub layout: Layout,
+    /// `u32 [P]` row of each pair in the `[N · n_types, K]` density: `i · n_types + slot(t_j)`.
+    destination: Tensor,
+    /// For each centre block: `u32` indices of the particles of that type.
+    block_members: Vec<Option<Tensor>>,
+    /// Samples per centre block.
+    block_counts: Vec<usize>,
+    n_particles: usize,
+}
+
+impl TensorNeighbors {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.host_centers.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.host_centers.is_empty()
+    }
+
+    /// Number of particles of the frame.
+    pub fn n_particles(&self) -> usize {
+        self.n_particles
+    }
+
+    /// Column offset of each centre block and the total width `F` of a power-spectrum row.
+    pub fn power_spectrum_offsets(&self) -> (Vec<usize>, usize) {
+        self.layout
+            .block_offsets(|b| self.layout.power_spectrum_width(b))
+    }
+
+    /// Number of sample centres of each centre block (the divisors of the per-frame mean).
+    pub fn block_counts(&self) -> &[usize] {
+        &self.block_counts
+    }
+
+    /// The original's per-frame mean `[1, F]` of a per-centre power spectrum `[N, F]`: each
+    /// centre block averaged over the sample centres of its type (a block without samples
+    /// stays zero). Differentiable.
+    pub fn frame_mean(&self, per_center: &Tensor) -> Result<Tensor> {
+        let (offsets, total) = self.power_spectrum_offsets();
+        let mut scale = vec![0.0; total];
+        for (b, &offset) in offsets.iter().enumerate() {
+            let count = self.block_counts[b];
+            if count > 0 {
+                let width = self.layout.power_spectrum_width(b);
+                scale[offset..offset + width].fill(1.0 / count as f64);
+            }
+        }
+        let scale = Tensor::from_vec(scale, (1, total), per_center.device())?
+            .to_dtype(per_center.dtype())?;
+        Ok(per_center.sum_keepdim(0)?.broadcast_mul(&scale)?)
+    }
+}
+
+/// Builds AniSOAP features from tensors, differentiably (see the module documentation).
+pub struct DifferentiableDescriptor {
+    basis: Basis,
+    batched: BatchedBasis,
+    options: BatchedOptions,
+}
+
+impl DifferentiableDescriptor {
+    /// Validates `hypers`, builds the basis constants and uploads them to `device` in `dtype`
+    /// (`F64` or `F32`). Only quaternion orientations are supported.
+    pub fn new(hypers: &Hypers, device: &Device, dtype: DType) -> Result<Self> {
+        let basis = Basis::new(hypers)?;
+        let options = BatchedOptions {
+            device: device.clone(),
+            dtype,
+            chunk_pairs: usize::MAX,
+            fused_cpu_moments: false,
+        };
+        let batched = BatchedBasis::new(&basis, &options)?;
+        Ok(DifferentiableDescriptor {
+            basis,
+            batched,
+            options,
+        })
+    }
+
+    /// The basis constants.
+    pub fn basis(&self) -> &Basis {
+        &self.basis
+    }
+
+    /// Computes the pair list of one frame on the host from the (detached) `positions` `[N, 3]`
+    /// and builds the index tensors and the output layout. `cell` (rows a, b, c) is used only
+    /// when some `pbc` is true.
+    pub fn neighbors(
+        &self,
+        positions: &Tensor,
+        types: &[i32],
+        cell: &[[f64; 3]; 3],
+        pbc: [bool; 3],
+        species: &SpeciesLayout,
+    ) -> Result<TensorNeighbors> {
+        let hypers = &self.basis.hypers;
+        let device = &self.options.device;
+        let host: Vec<[f64; 3]> = positions
+            .detach()
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()?
+            .into_iter()
+            .map(|p| [p[0], p[1], p[2]])
+            .collect();
+        let n = host.len();
+        if types.len() != n {
+            return Err(Error::Frame {
+                frame: 0,
+                message: format!("{} types for {n} positions", types.len()),
+            });
+        }
+        let periodic = pbc.iter().any(|&p| p);
+        let (cell, pbc) = if periodic {
+            (*cell, pbc)
+        } else {
+            ([[0.0; 3]; 3], [false; 3])
+        };
+        let list = neighbors::neighbor_list(
+            &host,
+            &cell,
+            pbc,
+            hypers.cutoff_radius,
+            !hypers.subtract_center_contribution,
+        )?;
+        let layout = self.layout(types, &list, species)?;
+        let n_types = layout.types.len();
+        let u32s = |v: Vec<u32>| -> Result<Tensor> {
+            let len = v.len();
+            Ok(Tensor::from_vec(v, len, device)?)
+        };
+        let destination = list
+            .centers
+            .iter()
+            .zip(&list.neighbors)
+            .map(|(&i, &j)| (i * n_types + layout.type_slot(types[j])) as u32)
+            .collect();
+        let shift_vectors: Vec<f64> = list
+            .shifts
+            .iter()
+            .flat_map(|s| {
+                (0..3).map(move |d| {
+                    (0..3)
+                        .map(|k| s[k] as f64 * cell[k][d])
+                        .fold(0.0, |acc, v| acc + v)
+                })
+            })
+            .collect();
+        let mut block_members = Vec::new();
+        let mut block_counts = Vec::new();
+        for &t in &layout.center_types {
+            let members: Vec<u32> = (0..n)
+                .filter(|&i| types[i] == t)
+                .map(|i| i as u32)
+                .collect();
+            block_counts.push(
+                (0..n)
+                    .filter(|&i| types[i] == t && layout.is_sample[i])
+                    .count(),
+            );
+            block_members.push(if members.is_empty() {
+                None
+            } else {
+                Some(u32s(members)?)
+            });
+        }
+        let n_pairs = list.len();
+        Ok(TensorNeighbors {
+            centers: u32s(list.centers.iter().map(|&i| i as u32).collect())?,
+            neighbors: u32s(list.neighbors.iter().map(|&j| j as u32).collect())?,
+            shift_vectors: Tensor::from_vec(shift_vectors, (n_pairs, 3), device)?
+                .to_dtype(self.options.dtype)?,
+            cell_shifts: list.shifts,
+            host_centers: list.centers,
+            host_neighbors: list.neighbors,
+            destination: u32s(destination)?,
+            block_members,
+            block_counts,
+            layout,
+            n_particles: n,
+        })
+    }
+
+    fn layout(
+        &self,
+        types: &[i32],
+        list: &neighbors::PairList,
+        species: &SpeciesLayout,
+    ) -> Result<Layout> {
+        let mut is_sample = vec![false; types.len()];
+        for &i in &list.centers {
+            is_sample[i] = true;
+        }
+        let n_radial = self.basis.n_radial.clone();
+        match species {
+            SpeciesLayout::FromPairs => {
+                let mut all = types.to_vec();
+                all.sort_unstable();
+                all.dedup();
+                let slot = |t: i32| all.binary_search(&t).expect("known type");
+                let mut seen = vec![vec![false; all.len()]; all.len()];
+                for (&i, &j) in list.centers.iter().zip(&list.neighbors) {
+                    seen[slot(types[i])][slot(types[j])] = true;
+                }
+                let mut center_types = Vec::new();
+                let mut neighbor_slots = Vec::new();
+                for (a, &t) in all.iter().enumerate() {
+                    let slots: Vec<usize> = (0..all.len()).filter(|&b| seen[a][b]).collect();
+                    if !slots.is_empty() {
+                        center_types.push(t);
+                        neighbor_slots.push(slots);
+                    }
+                }
+                Ok(Layout {
+                    types: all,
+                    center_types,
+                    neighbor_slots,
+                    n_radial,
+                    is_sample,
+                    n_frames: 1,
+                })
+            }
+            SpeciesLayout::Fixed(list_types) => {
+                let mut all = list_types.clone();
+                all.sort_unstable();
+                all.dedup();
+                if let Some(t) = types.iter().find(|t| all.binary_search(t).is_err()) {
+                    return Err(Error::Frame {
+                        frame: 0,
+                        message: format!("particle type {t} is not in the fixed species list"),
+                    });
+                }
+                let e = all.len();
+                Ok(Layout {
+                    center_types: all.clone(),
+                    neighbor_slots: vec![(0..e).collect(); e],
+                    types: all,
+                    n_radial,
+                    is_sample,
+                    n_frames: 1,
+                })
+            }
+        }
+    }
+
+    /// Pair vectors `r_ij = pos[j] - pos[i] + S·cell` `[P, 3]` (differentiable in `positions`).
+    pub fn pair_vectors(&self, positions: &Tensor, neighbors: &TensorNeighbors) -> Result<Tensor> {
+        let xj = positions.index_select(&neighbors.neighbors, 0)?;
+        let xi = positions.index_select(&neighbors.centers, 0)?;
+        Ok(((xj - xi)? + &neighbors.shift_vectors)?)
+    }
+
+    /// Normalised density coefficients `[N, n_types, K]` (columns of `K` in the
+    /// [`Basis::column`] layout, types as in `neighbors.layout.types`), differentiable in
+    /// positions `[N, 3]`, quaternions `[N, 4]` and semi-axes `[N, 3]`.
+    pub fn density(
+        &self,
+        positions: &Tensor,
+        quaternions: &Tensor,
+        semi_axes: &Tensor,
+        neighbors: &TensorNeighbors,
+    ) -> Result<Tensor> {
+        let n = neighbors.n_particles;
+        for (name, t, cols) in [
+            ("positions", positions, 3),
+            ("quaternions", quaternions, 4),
+            ("semi_axes", semi_axes, 3),
+        ] {
+            if t.dims() != [n, cols] {
+                return Err(Error::Frame {
+                    frame: 0,
+                    message: format!("{name} has shape {:?}, expected [{n}, {cols}]", t.dims()),
+                });
+            }
+            if t.dtype() != self.options.dtype || !t.device().same_device(&self.options.device) {
+                return Err(Error::Device(format!(
+                    "{name} is {:?} on {:?}; the descriptor was built for {:?} on {:?}",
+                    t.dtype(),
+                    t.device(),
+                    self.options.dtype,
+                    self.options.device
+                )));
+            }
+        }
+        let n_types = neighbors.layout.types.len();
+        let k = self.basis.n_coefficients;
+        let zeros = Tensor::zeros((n * n_types, k), self.options.dtype, &self.options.device)?;
+        if neighbors.is_empty() {
+            return Ok(zeros.reshape((n, n_types, k))?);
+        }
+        let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
+        let r = self.pair_vectors(positions, neighbors)?;
+        let coefficients = self.batched.pair_coefficients(
+            &precision.index_select(&neighbors.neighbors, 0)?,
+            &inv_product.index_select(&neighbors.neighbors, 0)?,
+            &r,
+        )?;
+        Ok(zeros
+            .index_add(&neighbors.destination, &coefficients, 0)?
+            .reshape((n, n_types, k))?)
+    }
+
+    /// Per-centre power spectrum `[N, F]` in the layout of
+    /// [`Quantity::PowerSpectrumPerCenter`](crate::Quantity) for one frame (see the module
+    /// documentation), differentiable in positions, quaternions and semi-axes.
+    pub fn power_spectrum(
+        &self,
+        positions: &Tensor,
+        quaternions: &Tensor,
+        semi_axes: &Tensor,
+        neighbors: &TensorNeighbors,
+    ) -> Result<Tensor> {
+        let density = self.density(positions, quaternions, semi_axes, neighbors)?;
+        self.power_spectrum_of_density(&density, neighbors)
+    }
+
+    /// Per-centre power spectrum `[N, F]` of a density `[N, n_types, K]` from
+    /// [`DifferentiableDescriptor::density`].
+    pub fn power_spectrum_of_density(
+        &self,
+        density: &Tensor,
+        neighbors: &TensorNeighbors,
+    ) -> Result<Tensor> {
+        let n = neighbors.n_particles;
+        let (offsets, total) = neighbors.power_spectrum_offsets();
+        let (dtype, device) = (density.dtype(), density.device());
+        let mut out = Tensor::zeros((n, total), dtype, device)?;
+        for (b, members) in neighbors.block_members.iter().enumerate() {
+            let Some(members) = members else { continue };
+            let block =
+                batched::block_power_spectrum(&self.basis, &neighbors.layout, density, members, b)?;
+            let (rows, width) = block.dims2()?;
+            let mut parts = Vec::with_capacity(3);
+            if offsets[b] > 0 {
+                parts.push(Tensor::zeros((rows, offsets[b]), dtype, device)?);
+            }
+            parts.push(block);
+            let right = total - offsets[b] - width;
+            if right > 0 {
+                parts.push(Tensor::zeros((rows, right), dtype, device)?);
+            }
+            let padded = Tensor::cat(&parts, 1)?;
+            out = out.index_add(members, &padded, 0)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,698 @@
+//! The differentiable descriptor (`anisoap_candle::differentiable`): forward pass against the
+//! reference backend, autograd gradients against central finite differences of the reference
+//! backend, and what happens when a neighbour crosses the cutoff.
+//!
+//! Scalar checked: `L = Σ_i Σ_f w_f X_if` with fixed random weights `w` over the per-centre
+//! power spectrum `X` (f64). Finite differences: central, step `1e-5` (positions, quaternion
+//! components, semi-axes), reference backend. Each gradient (positions, quaternions,
+//! semi-axes) must agree to `max |g_ad - g_fd| ≤ 1e-6 · max |g_fd|`. Every system is checked
+//! to have no pair within `1e-3` of the cutoff, so no finite-difference step changes the pair
+//! list. The measured errors are written to `results/gradients/fd_verification.json`.
+
+// Index loops over particles, components and columns read most clearly here.
+#![allow(clippy::needless_range_loop)]
+
+use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+use anisoap_candle::hypers::MaxRadial;
+use anisoap_candle::neighbors::neighbor_list;
+use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
+use anisoap_candle::{Backend, Calculator, Features, Frame, Hypers, PerParticle, Quantity};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Mutex;
+
+#[path = "../examples/gay_berne/potential.rs"]
+#[allow(dead_code)]
+mod gay_berne;
+
+const FD_STEP: f64 = 1e-5;
+const FD_TOLERANCE: f64 = 1e-6;
+
+/// Serialises writes of the FD report by the tests of this process.
+static REPORT: Mutex<()> = Mutex::new(());
+
+/// Adds (or replaces) one system's entry in `results/gradients/fd_verification.json`.
+fn record(entry: serde_json::Value) {
+    let _guard = REPORT.lock().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fd_verification.json");
+    let mut systems: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["systems"].as_array().cloned())
+        .unwrap_or_default();
+    systems.retain(|s| s["system"] != entry["system"]);
+    systems.push(entry);
+    systems.sort_by_key(|s| s["system"].as_str().unwrap_or("").to_string());
+    let report = serde_json::json!({
+        "scalar": "L = sum_i sum_f w_f X_if (per-centre power spectrum), w ~ U(-1, 1) fixed",
+        "finite_differences": format!("central, step {FD_STEP:e}, reference backend, f64"),
+        "metric": "max|g_autograd - g_fd| / max|g_fd|, per gradient",
+        "tolerance": FD_TOLERANCE,
+        "systems": systems,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
+}
+
+/// A synthetic frame of the Gay-Berne-like liquid.
+fn liquid(n: usize, species: usize, periodic: bool, density: f64, seed: u64) -> Frame {
+    generate_frame(
+        &SyntheticSpec {
+            kind: SystemKind::EllipsoidLiquid,
+            n_particles: n,
+            n_species: species,
+            periodic,
+            density,
+            seed,
+        },
+        0,
+    )
+}
+
+/// Maps a cubic periodic frame onto a triclinic cell (same fractional coordinates).
+fn make_triclinic(mut frame: Frame) -> Frame {
+    let side = frame.cell[0][0];
+    let cell = [
+        [side, 0.0, 0.0],
+        [0.35 * side, 0.9 * side, 0.0],
+        [-0.2 * side, 0.3 * side, 1.1 * side],
+    ];
+    for p in &mut frame.positions {
+        let s = [p[0] / side, p[1] / side, p[2] / side];
+        *p = [0, 1, 2].map(|d| (0..3).map(|k| s[k] * cell[k][d]).sum());
+    }
+    frame.cell = cell;
+    frame
+}
+
+/// Gives every quaternion a non-unit norm (only the direction matters).
+fn scale_quaternions(mut frame: Frame) -> Frame {
+    let q = frame.arrays.get_mut("c_q").unwrap();
+    for (k, v) in q.values.iter_mut().enumerate() {
+        *v *= 0.7 + 0.1 * ((k / 4) % 5) as f64;
+    }
+    frame
+}
+
+fn reference(hypers: &Hypers, frame: &Frame, quantity: Quantity) -> Features {
+    Calculator::new(hypers, Backend::Reference)
+        .unwrap()
+        .compute(std::slice::from_ref(frame), quantity, &mut |_, _| {})
+        .unwrap()
+}
+
+/// Smallest `| |r_ij| - r_c |` over all pairs found with a slightly larger cutoff.
+fn cutoff_margin(frame: &Frame, cutoff: f64) -> f64 {
+    let (cell, pbc) = if frame.is_periodic() {
+        (frame.cell, frame.pbc)
+    } else {
+        ([[0.0; 3]; 3], [false; 3])
+    };
+    let list = neighbor_list(&frame.positions, &cell, pbc, cutoff + 0.01, false).unwrap();
+    list.vectors
+        .iter()
+        .map(|r| ((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt() - cutoff).abs())
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn weights(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+fn weighted_sum(features: &Features, w: &[f64]) -> f64 {
+    let v = &features.values;
+    assert_eq!(v.cols, w.len());
+    v.data
+        .chunks(v.cols)
+        .map(|row| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>())
+        .sum()
+}
+
+/// Autograd gradients of `L` w.r.t. positions, quaternions and semi-axes (flattened).
+fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, [Vec<f64>; 3]) {
+    let device = Device::Cpu;
+    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
+    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
+    let positions = Var::from_tensor(&inputs.positions).unwrap();
+    let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
+    let axes = Var::from_tensor(&inputs.semi_axes).unwrap();
+    let neighbors = descriptor
+        .neighbors(
+            &positions,
+            &inputs.types,
+            &inputs.cell,
+            inputs.pbc,
+            &SpeciesLayout::FromPairs,
+        )
+        .unwrap();
+    let x = descriptor
+        .power_spectrum(&positions, &quaternions, &axes, &neighbors)
+        .unwrap();
+    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), &device).unwrap();
+    let loss = x.broadcast_mul(&wt).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let flat = |v: &Var| {
+        grads
+            .get(v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    (
+        loss.to_scalar::<f64>().unwrap(),
+        [flat(&positions), flat(&quaternions), flat(&axes)],
+    )
+}
+
+/// Central finite differences of `L` (reference backend) for the three inputs.
+fn finite_differences(hypers: &Hypers, frame: &Frame, w: &[f64]) -> [Vec<f64>; 3] {
+    let value =
+        |f: &Frame| weighted_sum(&reference(hypers, f, Quantity::PowerSpectrumPerCenter), w);
+    let central = |edit: &dyn Fn(&mut Frame, f64)| {
+        let (mut plus, mut minus) = (frame.clone(), frame.clone());
+        edit(&mut plus, FD_STEP);
+        edit(&mut minus, -FD_STEP);
+        (value(&plus) - value(&minus)) / (2.0 * FD_STEP)
+    };
+    let n = frame.len();
+    let mut out: [Vec<f64>; 3] = Default::default();
+    for i in 0..n {
+        for d in 0..3 {
+            out[0].push(central(&|f: &mut Frame, h| f.positions[i][d] += h));
+        }
+        for k in 0..4 {
+            out[1].push(central(&|f: &mut Frame, h| {
+                f.arrays.get_mut("c_q").unwrap().values[4 * i + k] += h
+            }));
+        }
+        for k in 0..3 {
+            let name = format!("c_diameter[{}]", k + 1);
+            // Semi-axis a = diameter / 2: a step h in a is 2h in the diameter.
+            out[2].push(central(&|f: &mut Frame, h| {
+                f.arrays.get_mut(&name).unwrap().values[i] += 2.0 * h
+            }));
+        }
+    }
+    out
+}
+
+fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
+    let margin = cutoff_margin(frame, hypers.cutoff_radius);
+    assert!(
+        margin > 1e-3,
+        "{label}: a pair lies {margin:e} from the cutoff; pick another configuration"
+    );
+    let expected = reference(hypers, frame, Quantity::PowerSpectrumPerCenter);
+    let w = weights(expected.values.cols, seed);
+    let (loss, ad) = autograd(hypers, frame, &w);
+    let ref_loss = weighted_sum(&expected, &w);
+    assert!(
+        (loss - ref_loss).abs() <= 1e-12 * ref_loss.abs().max(1.0),
+        "{label}: loss {loss} vs reference {ref_loss}"
+    );
+    let fd = finite_differences(hypers, frame, &w);
+    let mut errors = Vec::new();
+    for (name, (a, f)) in ["positions", "quaternions", "semi_axes"]
+        .iter()
+        .zip(ad.iter().zip(&fd))
+    {
+        let scale = f.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(f)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        let rel = worst / scale;
+        eprintln!("{label}: d/d{name}: max|ad-fd| = {worst:.3e}, scale {scale:.3e}, rel {rel:.3e}");
+        assert!(scale > 0.0, "{label}: zero gradient for {name}");
+        assert!(
+            rel <= FD_TOLERANCE,
+            "{label}: d/d{name} relative error {rel:e} > {FD_TOLERANCE:e}\nad {a:?}\nfd {f:?}"
+        );
+        errors.push((name.to_string(), rel));
+    }
+    let mut entry = serde_json::json!({
+        "system": label,
+        "particles": frame.len(),
+        "features": expected.values.cols,
+        "cutoff_margin": margin,
+    });
+    for (name, rel) in errors {
+        entry[name] = serde_json::json!(rel);
+    }
+    record(entry);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward pass
+
+/// Column-scaled comparison of the differentiable per-centre rows with the reference backend.
+fn check_forward(label: &str, hypers: &Hypers, frame: &Frame) {
+    let device = Device::Cpu;
+    let expected = reference(hypers, frame, Quantity::PowerSpectrumPerCenter);
+    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
+    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
+    let neighbors = descriptor
+        .neighbors(
+            &inputs.positions,
+            &inputs.types,
+            &inputs.cell,
+            inputs.pbc,
+            &SpeciesLayout::FromPairs,
+        )
+        .unwrap();
+    assert_eq!(neighbors.layout, expected.layout, "{label}: layout");
+    let x = descriptor
+        .power_spectrum(
+            &inputs.positions,
+            &inputs.quaternions,
+            &inputs.semi_axes,
+            &neighbors,
+        )
+        .unwrap();
+    let rows = x.to_vec2::<f64>().unwrap();
+    let e = &expected.values;
+    // The reference has one row per sample centre (all particles unless some has no pair).
+    let samples = expected.center.as_ref().unwrap();
+    assert_eq!(rows[0].len(), e.cols, "{label}: width");
+    for i in 0..frame.len() {
+        if !samples.contains(&i) {
+            assert!(rows[i].iter().all(|&v| v == 0.0), "{label}: non-sample row");
+        }
+    }
+    for c in 0..e.cols {
+        let scale = (0..e.rows)
+            .map(|r| e.data[r * e.cols + c].abs())
+            .fold(0.0, f64::max);
+        for (r, &i) in samples.iter().enumerate() {
+            let (a, b) = (rows[i][c], e.data[r * e.cols + c]);
+            assert!(
+                (a - b).abs() <= 1e-12 * scale + 1e-300,
+                "{label}: centre {i} col {c}: {a} vs {b} (column scale {scale})"
+            );
+        }
+    }
+    // Per-frame mean helper against the original's default output.
+    let mean_expected = reference(hypers, frame, Quantity::PowerSpectrumMean);
+    let mean = neighbors.frame_mean(&x).unwrap().to_vec2::<f64>().unwrap();
+    for c in 0..e.cols {
+        let b = mean_expected.values.data[c];
+        let scale = b.abs().max(1e-300);
+        assert!(
+            (mean[0][c] - b).abs() <= 1e-12 * scale.max(1e-3 * column_max(e, c)),
+            "{label}: mean col {c}: {} vs {b}",
+            mean[0][c]
+        );
+    }
+}
+
+fn column_max(m: &anisoap_candle::Matrix, c: usize) -> f64 {
+    (0..m.rows)
+        .map(|r| m.data[r * m.cols + c].abs())
+        .fold(0.0, f64::max)
+}
+
+fn gto_radial(max_angular: usize, cutoff: f64, width: f64, max_radial: MaxRadial) -> Hypers {
+    let mut h = Hypers::gto(max_angular, cutoff, width);
+    h.max_radial = max_radial;
+    h
+}
+
+#[test]
+fn forward_matches_reference_per_center() {
+    let open = liquid(9, 1, false, 0.2, 11);
+    check_forward("open gto", &Hypers::gto(4, 3.5, 1.0), &open);
+    check_forward("open monomial", &Hypers::monomial(3, 3.0), &open);
+    let periodic = scale_quaternions(liquid(10, 2, true, 0.25, 12));
+    check_forward(
+        "periodic gto 2 species",
+        &Hypers::gto(5, 3.0, 0.8),
+        &periodic,
+    );
+    let triclinic = make_triclinic(liquid(8, 3, true, 0.2, 13));
+    check_forward(
+        "triclinic gto 3 species max_radial 2",
+        &gto_radial(3, 3.2, 0.9, MaxRadial::Uniform(2)),
+        &triclinic,
+    );
+    // Small cell: images of the particle itself within the cutoff.
+    let small = liquid(4, 2, true, 0.3, 14);
+    assert!(small.cell[0][0] < 3.0);
+    check_forward("small cell monomial", &Hypers::monomial(2, 3.0), &small);
+    let mut subtract = Hypers::gto(3, 2.0, 1.0);
+    subtract.subtract_center_contribution = true;
+    check_forward(
+        "subtract centre, open",
+        &subtract,
+        &liquid(7, 2, false, 0.05, 15),
+    );
+}
+
+#[test]
+fn fixed_layout_equals_pair_layout_when_all_pair_types_occur() {
+    let frame = liquid(10, 2, true, 0.3, 21);
+    let hypers = Hypers::gto(3, 3.0, 1.0);
+    let device = Device::Cpu;
+    let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64).unwrap();
+    let inputs = FrameTensors::from_frame(&frame, "c_q", &device, DType::F64).unwrap();
+    let compute = |species: SpeciesLayout| {
+        let nl = descriptor
+            .neighbors(
+                &inputs.positions,
+                &inputs.types,
+                &inputs.cell,
+                inputs.pbc,
+                &species,
+            )
+            .unwrap();
+        descriptor
+            .power_spectrum(
+                &inputs.positions,
+                &inputs.quaternions,
+                &inputs.semi_axes,
+                &nl,
+            )
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap()
+    };
+    let a = compute(SpeciesLayout::FromPairs);
+    let b = compute(SpeciesLayout::Fixed(vec![6, 1]));
+    assert_eq!(a, b);
+    // A species list with an extra type widens every block; the values of the present
+    // neighbour types keep their magnitude (checked through the l = 0, n = 0 diagonal).
+    let c = compute(SpeciesLayout::Fixed(vec![1, 6, 8]));
+    assert!(c[0].len() > a[0].len());
+    assert!(descriptor
+        .neighbors(
+            &inputs.positions,
+            &inputs.types,
+            &inputs.cell,
+            inputs.pbc,
+            &SpeciesLayout::Fixed(vec![1])
+        )
+        .is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradients against finite differences
+
+#[test]
+fn gradients_open_gto_one_species() {
+    let frame = liquid(8, 1, false, 0.15, 31);
+    check_gradients(
+        "open, GTO lmax 4, 1 species",
+        &Hypers::gto(4, 3.5, 1.0),
+        &frame,
+        1,
+    );
+}
+
+#[test]
+fn gradients_open_monomial_two_species() {
+    let frame = scale_quaternions(liquid(7, 2, false, 0.15, 32));
+    check_gradients(
+        "open, monomial lmax 3, 2 species, non-unit quaternions",
+        &Hypers::monomial(3, 3.0),
+        &frame,
+        2,
+    );
+}
+
+#[test]
+fn gradients_periodic_cubic_gto_two_species() {
+    let frame = liquid(8, 2, true, 0.25, 33);
+    check_gradients(
+        "periodic cubic, GTO lmax 4 max_radial 2, 2 species",
+        &gto_radial(4, 3.0, 0.8, MaxRadial::Uniform(2)),
+        &frame,
+        3,
+    );
+}
+
+#[test]
+fn gradients_periodic_triclinic_three_species() {
+    let frame = make_triclinic(liquid(8, 3, true, 0.2, 34));
+    check_gradients(
+        "periodic triclinic, GTO lmax 3, 3 species",
+        &Hypers::gto(3, 3.2, 0.9),
+        &frame,
+        4,
+    );
+    check_gradients(
+        "periodic triclinic, monomial lmax 2, 3 species",
+        &Hypers::monomial(2, 2.75),
+        &frame,
+        5,
+    );
+}
+
+#[test]
+fn gradients_small_cell_with_self_images() {
+    let frame = liquid(4, 2, true, 0.3, 35);
+    check_gradients(
+        "small periodic cell (self images), GTO lmax 3, 2 species",
+        &Hypers::gto(3, 3.0, 1.0),
+        &frame,
+        6,
+    );
+}
+
+#[test]
+fn gradients_subtract_center_contribution() {
+    let mut hypers = Hypers::gto(3, 3.0, 1.0);
+    hypers.subtract_center_contribution = true;
+    let frame = liquid(7, 2, false, 0.15, 36);
+    check_gradients("open, GTO lmax 3, subtract centre", &hypers, &frame, 7);
+}
+
+#[test]
+fn gradient_symmetries() {
+    // Periodic: the total force vanishes. Any system: quaternion gradients are orthogonal to
+    // the quaternions (only their direction matters).
+    let frame = scale_quaternions(liquid(12, 2, true, 0.3, 37));
+    let hypers = Hypers::gto(4, 3.0, 1.0);
+    let expected = reference(&hypers, &frame, Quantity::PowerSpectrumPerCenter);
+    let w = weights(expected.values.cols, 8);
+    let (_, [dx, dq, _]) = autograd(&hypers, &frame, &w);
+    let scale = dx.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for d in 0..3 {
+        let total: f64 = dx.iter().skip(d).step_by(3).sum();
+        assert!(total.abs() < 1e-10 * scale, "total force {d}: {total}");
+    }
+    let q = &frame.arrays["c_q"].values;
+    for i in 0..frame.len() {
+        let dot: f64 = (0..4).map(|k| q[4 * i + k] * dq[4 * i + k]).sum();
+        let norm: f64 = (0..4).map(|k| dq[4 * i + k].powi(2)).sum::<f64>().sqrt();
+        assert!(dot.abs() < 1e-10 * norm.max(1e-30), "q·dq = {dot}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cutoff
+
+/// Centre 0 (type 1) at the origin, neighbour 1 (type 6) on the x axis at distance `d`,
+/// particle 2 (type 6) well inside the cutoff of 0 and 1's partner for the pair types.
+fn crossing_frame(d: f64, with_neighbor: bool) -> Frame {
+    let mut positions = vec![[0.0, 0.0, 0.0], [0.3, 1.1, -0.4]];
+    let mut numbers = vec![1, 6];
+    let mut q = vec![0.9, 0.1, -0.3, 0.2, 0.5, 0.5, -0.5, 0.5];
+    let mut axes = vec![[0.5, 0.6, 1.5], [0.5, 0.5, 1.4]];
+    if with_neighbor {
+        positions.push([d, 0.0, 0.0]);
+        numbers.push(6);
+        q.extend_from_slice(&[0.3, -0.7, 0.2, 0.6]);
+        axes.push([0.45, 0.55, 1.5]);
+    }
+    let mut frame = Frame {
+        positions,
+        numbers,
+        ..Frame::default()
+    };
+    frame.arrays.insert(
+        "c_q".into(),
+        PerParticle {
+            ncols: 4,
+            values: q,
+        },
+    );
+    for k in 0..3 {
+        frame.arrays.insert(
+            format!("c_diameter[{}]", k + 1),
+            PerParticle {
+                ncols: 1,
+                values: axes.iter().map(|a| 2.0 * a[k]).collect(),
+            },
+        );
+    }
+    frame
+}
+
+#[test]
+fn crossing_the_cutoff_jumps_by_exactly_the_pair_contribution() {
+    for hypers in [Hypers::gto(4, 3.0, 1.0), Hypers::monomial(3, 3.0)] {
+        let rc = hypers.cutoff_radius;
+        let inside = crossing_frame(rc * (1.0 - 1e-12), true);
+        let outside = crossing_frame(rc * (1.0 + 1e-12), true);
+        let removed = crossing_frame(0.0, false);
+        // Density of centre 0 (reference backend; both frames have the same pair types).
+        let d_in = reference(&hypers, &inside, Quantity::Density);
+        let d_out = reference(&hypers, &outside, Quantity::Density);
+        assert_eq!(d_in.layout, d_out.layout);
+        let row = |f: &Features, i: usize| f.values.row(i).to_vec();
+        let jump: Vec<f64> = row(&d_in, 0)
+            .iter()
+            .zip(row(&d_out, 0))
+            .map(|(a, b)| a - b)
+            .collect();
+        // The isolated pair (0, 2) coefficient: the density of centre 0 in the two-particle
+        // frame {0, 2} minus that of 0 alone (differentiable path, fixed species layout),
+        // converted to the reference's (l, m, n E + e) column order.
+        let device = Device::Cpu;
+        let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64).unwrap();
+        let centre_density = |frame: &Frame| {
+            let t = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
+            let nl = descriptor
+                .neighbors(
+                    &t.positions,
+                    &t.types,
+                    &t.cell,
+                    t.pbc,
+                    &SpeciesLayout::Fixed(vec![1, 6]),
+                )
+                .unwrap();
+            let d = descriptor
+                .density(&t.positions, &t.quaternions, &t.semi_axes, &nl)
+                .unwrap();
+            d.get(0).unwrap().to_vec2::<f64>().unwrap()
+        };
+        let mut pair_only = crossing_frame(rc * (1.0 - 1e-12), true);
+        pair_only.positions[1] = [0.0, -50.0, 0.0]; // particle 1 far away
+        let mut alone = pair_only.clone();
+        alone.positions[2] = [0.0, 50.0, 0.0];
+        let (with, without) = (centre_density(&pair_only), centre_density(&alone));
+        let basis = descriptor.basis();
+        let mut pair = Vec::new();
+        for (l, &n_l) in basis.n_radial.iter().enumerate() {
+            for m in 0..2 * l + 1 {
+                for n in 0..n_l {
+                    for slot in 0..2 {
+                        let k = basis.column(l, m, n);
+                        pair.push(with[slot][k] - without[slot][k]);
+                    }
+                }
+            }
+        }
+        let scale = pair.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(
+            scale > 1e-6,
+            "the pair contribution at r_c is not negligible here"
+        );
+        for (k, (j, p)) in jump.iter().zip(&pair).enumerate() {
+            assert!(
+                (j - p).abs() <= 1e-10 * scale,
+                "{:?}: coefficient {k}: jump {j} vs pair contribution {p}",
+                hypers.radial_basis
+            );
+        }
+        // Nothing more: with the neighbour just outside, every feature equals that of the
+        // frame without it (other rows), and the jump of the power spectrum is the change
+        // of its quadratic form by that pair's coefficients only.
+        let ps_out = reference(&hypers, &outside, Quantity::PowerSpectrumPerCenter);
+        let ps_removed = reference(&hypers, &removed, Quantity::PowerSpectrumPerCenter);
+        let ps_in = reference(&hypers, &inside, Quantity::PowerSpectrumPerCenter);
+        let e_scale = ps_in.values.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_eq!(
+            ps_out.layout.neighbor_slots,
+            ps_removed.layout.neighbor_slots
+        );
+        for c in 0..ps_out.values.cols {
+            let (a, b) = (ps_out.values.row(0)[c], ps_removed.values.row(0)[c]);
+            assert!(
+                (a - b).abs() <= 1e-13 * e_scale,
+                "outside vs removed: {a} {b}"
+            );
+        }
+        let ps_jump = ps_in
+            .values
+            .row(0)
+            .iter()
+            .zip(ps_out.values.row(0))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "{:?}: density jump at r_c: max {scale:.3e}; power-spectrum jump of the centre: \
+             {ps_jump:.3e} (largest feature {e_scale:.3e})",
+            hypers.radial_basis
+        );
+        assert!(ps_jump > 0.0);
+        // Autograd just inside the cutoff is the derivative of the smooth piece: finite,
+        // and equal to finite differences that do not cross.
+        let inside_margin = crossing_frame(rc * (1.0 - 1e-3), true);
+        let expected = reference(&hypers, &inside_margin, Quantity::PowerSpectrumPerCenter);
+        let w = weights(expected.values.cols, 9);
+        let (_, ad) = autograd(&hypers, &inside_margin, &w);
+        let fd = finite_differences(&hypers, &inside_margin, &w);
+        let scale = fd[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, f) in ad[0].iter().zip(&fd[0]) {
+            assert!((a - f).abs() <= FD_TOLERANCE * scale, "{a} vs {f}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gay-Berne potential of the example: analytic forces and torques against finite differences
+
+#[test]
+fn gay_berne_forces_match_finite_differences() {
+    use gay_berne::{GayBerne, Particle};
+    let gb = GayBerne::standard();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let particles: Vec<Particle> = (0..6)
+        .map(|i| {
+            let q: [f64; 4] = [0, 1, 2, 3].map(|_| rng.gen_range(-1.0..1.0));
+            Particle {
+                position: [
+                    i as f64 * 1.7,
+                    rng.gen_range(-0.5..0.5),
+                    rng.gen_range(0.0..2.5),
+                ],
+                quaternion: q,
+            }
+        })
+        .collect();
+    let (_, forces, dq) = gb.energy_forces(&particles);
+    let h = 1e-6;
+    let energy = |p: &[Particle]| gb.energy_forces(p).0;
+    let mut worst = (0.0f64, 0.0f64);
+    let mut scale = (0.0f64, 0.0f64);
+    for i in 0..particles.len() {
+        for d in 0..3 {
+            let (mut a, mut b) = (particles.clone(), particles.clone());
+            a[i].position[d] += h;
+            b[i].position[d] -= h;
+            let fd = -(energy(&a) - energy(&b)) / (2.0 * h);
+            worst.0 = worst.0.max((fd - forces[i][d]).abs());
+            scale.0 = scale.0.max(fd.abs());
+        }
+        for k in 0..4 {
+            let (mut a, mut b) = (particles.clone(), particles.clone());
+            a[i].quaternion[k] += h;
+            b[i].quaternion[k] -= h;
+            let fd = (energy(&a) - energy(&b)) / (2.0 * h);
+            worst.1 = worst.1.max((fd - dq[i][k]).abs());
+            scale.1 = scale.1.max(fd.abs());
+        }
+    }
+    eprintln!("Gay-Berne: force error {worst:?} of scale {scale:?}");
+    assert!(worst.0 <= 1e-6 * scale.0, "forces {worst:?} {scale:?}");
+    assert!(
+        worst.1 <= 1e-6 * scale.1,
+        "quaternion gradient {worst:?} {scale:?}"
+    );
+}

@@ -40,36 +40,9 @@ import resource
 import sys
 import time
 import warnings
-from importlib import metadata
 
-PACKAGES = ["anisoap", "featomic", "metatensor", "metatensor-core",
-            "metatensor-operations", "numpy", "scipy", "ase"]
-
-
-def package_versions():
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def read_frames(path):
-    import ase.io
-
-    frames = ase.io.read(path, index=":")
-    for index, frame in enumerate(frames):
-        for k in (1, 2, 3):
-            good, mangled = f"c_diameter[{k}]", f"c_diameter{k}"
-            if good not in frame.arrays and mangled in frame.arrays:
-                frame.arrays[good] = frame.arrays.pop(mangled)
-            if good not in frame.arrays:
-                raise SystemExit(f"{path}: frame {index} has no column {good}")
-        if "c_q" not in frame.arrays:
-            raise SystemExit(f"{path}: frame {index} has no column c_q")
-    return frames
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from anisoap_io import package_versions, read_frames  # noqa: E402
 
 
 class StageClock:

@@ -18,6 +18,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Write a Chrome trace (open in chrome://tracing or ui.perfetto.dev) of every stage span
+    /// (neighbour list, Gaussian parameters, moments, contraction, neighbour sum, power
+    /// spectrum) to FILE. Logs on stderr follow ANISOAP_LOG (default: warn).
+    #[arg(long, global = true, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -38,15 +43,38 @@ enum Command {
     Plot(plot::PlotArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
+/// Logs on stderr (filtered by `ANISOAP_LOG`) and, with `--trace`, a Chrome trace of all
+/// spans of the library and the CLI. The returned guard flushes the trace when dropped.
+fn init_tracing(trace: Option<&std::path::Path>) -> Option<tracing_chrome::FlushGuard> {
+    use tracing_subscriber::prelude::*;
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_env_filter(
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("ANISOAP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        );
+    let (chrome, guard) = match trace {
+        Some(path) => {
+            let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                .file(path)
+                .include_args(true)
+                .build();
+            let spans = tracing_subscriber::filter::Targets::new()
+                .with_target("anisoap_candle", tracing::Level::TRACE);
+            (Some(layer.with_filter(spans)), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(chrome)
         .init();
+    guard
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _trace_guard = init_tracing(cli.trace.as_deref());
     let result = match cli.command {
         Command::Compute(args) => compute::run(&args),
         Command::Compare(args) => compare::run(&args),

@@ -7,6 +7,7 @@ mod compute;
 mod generate;
 mod output;
 mod plot;
+mod plot_fit;
 mod progress;
 
 use clap::{Parser, Subcommand};

@@ -52,7 +52,7 @@ struct Row {
     backend: String,
 }
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *ONCE.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
@@ -548,7 +548,14 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         .input
         .clone()
         .unwrap_or_else(|| args.results.join("tables/combined_from_metrics.csv"));
-    let written = plot_table(&table, &args.results.join("figures"))?;
+    let mut written = plot_table(&table, &args.results.join("figures"))?;
+    let fit = args.results.join("gradients/gay_berne_fit.json");
+    if fit.exists() {
+        written.push(crate::plot_fit::plot_gay_berne(
+            &fit,
+            &args.results.join("figures"),
+        )?);
+    }
     for p in &written {
         eprintln!("plot: {}", p.display());
     }

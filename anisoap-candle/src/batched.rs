@@ -328,7 +328,7 @@ pub fn chunk_density(
     let type_slots: Vec<usize> = pairs
         .neighbors
         .iter()
-        .map(|&j| system.layout.type_slot(system.particles.types[j]))
+        .map(|&j| system.type_slots[j])
         .collect();
     if device.is_cpu() {
         index_add_neighbor_sum(&coefficients, pairs, &type_slots, centers, n_types)

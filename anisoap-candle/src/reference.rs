@@ -162,7 +162,7 @@ pub fn density(basis: &Basis, system: &System) -> Result<Vec<f64>> {
                 other => other,
             })?;
             let m = moments_cube(g.mu, &g.sigma, degree);
-            let base = (i * n_types + system.layout.type_slot(particles.types[j])) * k_len;
+            let base = (i * n_types + system.type_slots[j]) * k_len;
             for (l, &n_l) in basis.n_radial.iter().enumerate() {
                 for m_index in 0..2 * l + 1 {
                     for n in 0..n_l {

@@ -132,6 +132,8 @@ pub struct System<'a> {
     pub layout: Layout,
     /// Number of pairs of each particle as a centre.
     pub pair_counts: Vec<usize>,
+    /// Index into `layout.types` of each particle's type (looked up once, used per pair).
+    pub type_slots: Vec<usize>,
     searches: Vec<neighbors::NeighborSearch<'a>>,
     self_pairs: bool,
 }
@@ -352,10 +354,16 @@ impl<'a> System<'a> {
             is_sample,
             n_frames: frames.len(),
         };
+        let type_slots = particles
+            .types
+            .iter()
+            .map(|&t| layout.type_slot(t))
+            .collect();
         Ok(System {
             particles,
             layout,
             pair_counts,
+            type_slots,
             searches,
             self_pairs,
         })

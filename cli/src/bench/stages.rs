@@ -127,7 +127,7 @@ pub fn candle(
         let type_slots: Vec<usize> = pairs
             .neighbors
             .iter()
-            .map(|&j| layout.type_slot(system.particles.types[j]))
+            .map(|&j| system.type_slots[j])
             .collect();
         let density = if device.is_cpu() {
             batched::index_add_neighbor_sum(

@@ -2,6 +2,7 @@
 # Runs ON the GPU machine from the repo root (see README, "CUDA"): parity of candle-cuda
 # against the original AniSOAP fixtures, then throughput (pairs/s, wall time, peak GPU memory)
 # for benzene-like systems of 1e4..1e6+ pairs at lmax 4, 6, 8 in f64 and f32.
+# COMMIT=<sha> labels the rows when .git is not on the GPU machine.
 # Writes results/tables/cuda_parity.csv and results/tables/cuda_throughput.csv (or under $OUT).
 set -uo pipefail
 OUT="${OUT:-results/tables}"
@@ -11,7 +12,7 @@ mkdir -p "$OUT"
 run() { bash scripts/gpu-check.sh "$@" 2>&1 | grep -v '^==\|^   \|^LD_LIBRARY_PATH\|lib.*=>' ; }
 gpu="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 version="$(run --version | tail -1)"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+commit="${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 echo "gpu: $gpu; $version; commit $commit"
 
 echo "case,quantity,dtype,rtol,status,detail" > "$OUT/cuda_parity.csv"

@@ -474,23 +474,7 @@ impl DifferentiableDescriptor {
                 for (&i, &j) in list.centers.iter().zip(&list.neighbors) {
                     seen[slot(types[i])][slot(types[j])] = true;
                 }
-                let mut center_types = Vec::new();
-                let mut neighbor_slots = Vec::new();
-                for (a, &t) in all.iter().enumerate() {
-                    let slots: Vec<usize> = (0..all.len()).filter(|&b| seen[a][b]).collect();
-                    if !slots.is_empty() {
-                        center_types.push(t);
-                        neighbor_slots.push(slots);
-                    }
-                }
-                Ok(Layout {
-                    types: all,
-                    center_types,
-                    neighbor_slots,
-                    n_radial,
-                    is_sample,
-                    n_frames: 1,
-                })
+                Ok(Layout::from_pair_keys(all, &seen, n_radial, is_sample, 1))
             }
             SpeciesLayout::Fixed(list_types) => {
                 let mut all = list_types.clone();

@@ -82,6 +82,36 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The original's layout from the sorted distinct `types` and the pair-type keys seen in
+    /// the pair list (`key_seen[a][b]`: a pair with centre type `types[a]` and neighbour type
+    /// `types[b]` exists): a centre type has a block when it has any key, and its neighbour
+    /// columns are the types it is keyed with, ascending.
+    pub fn from_pair_keys(
+        types: Vec<i32>,
+        key_seen: &[Vec<bool>],
+        n_radial: Vec<usize>,
+        is_sample: Vec<bool>,
+        n_frames: usize,
+    ) -> Layout {
+        let mut center_types = Vec::new();
+        let mut neighbor_slots = Vec::new();
+        for (a, &t) in types.iter().enumerate() {
+            let slots: Vec<usize> = (0..types.len()).filter(|&b| key_seen[a][b]).collect();
+            if !slots.is_empty() {
+                center_types.push(t);
+                neighbor_slots.push(slots);
+            }
+        }
+        Layout {
+            types,
+            center_types,
+            neighbor_slots,
+            n_radial,
+            is_sample,
+            n_frames,
+        }
+    }
+
     /// Index into `types` of a type.
     pub fn type_slot(&self, t: i32) -> usize {
         self.types
@@ -337,23 +367,13 @@ impl<'a> System<'a> {
             )));
         }
         let is_sample = pair_counts.iter().map(|&c| c > 0).collect();
-        let mut center_types = Vec::new();
-        let mut neighbor_slots = Vec::new();
-        for (a, &t) in types.iter().enumerate() {
-            let slots: Vec<usize> = (0..types.len()).filter(|&b| key_seen[a][b]).collect();
-            if !slots.is_empty() {
-                center_types.push(t);
-                neighbor_slots.push(slots);
-            }
-        }
-        let layout = Layout {
+        let layout = Layout::from_pair_keys(
             types,
-            center_types,
-            neighbor_slots,
-            n_radial: basis.n_radial.clone(),
+            &key_seen,
+            basis.n_radial.clone(),
             is_sample,
-            n_frames: frames.len(),
-        };
+            frames.len(),
+        );
         let type_slots = particles
             .types
             .iter()

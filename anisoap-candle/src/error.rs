@@ -33,18 +33,26 @@ pub enum Error {
     /// The requested device or dtype is unavailable.
     #[error("device: {0}")]
     Device(String),
-    /// An I/O failure on a named file.
-    #[error("{path}: {source}")]
+    /// An I/O failure on a named file. The message already includes the underlying error, so
+    /// it is not also exposed as `source()` (error reports would print it twice).
+    #[error("{path}: {error}")]
     Io {
         /// File concerned.
         path: PathBuf,
         /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An error from the Candle tensor library.
     #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+/// The Candle message is part of ours, so it is not also exposed as `source()` (error reports
+/// would print it twice).
+impl From<candle_core::Error> for Error {
+    fn from(error: candle_core::Error) -> Self {
+        Error::Candle(error)
+    }
 }
 
 /// Result alias used throughout the crate.

@@ -626,9 +626,9 @@ pub fn read_xyz_str(text: &str, path: &Path) -> Result<Vec<Frame>> {
 ///
 /// I/O failures (including text that is not UTF-8) are [`Error::Io`].
 pub fn read_xyz_file(path: &Path) -> Result<Vec<Frame>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     read_xyz_str(&text, path)
 }

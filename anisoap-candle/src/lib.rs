@@ -30,6 +30,7 @@ pub mod frame;
 pub mod fused;
 pub mod hypers;
 pub mod neighbors;
+pub mod npy;
 pub mod reference;
 pub mod rotation;
 pub mod synthetic;

@@ -1,6 +1,6 @@
 //! `compare` subcommand: compares two `.npy` arrays (ours vs another backend or the original).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `anisoap-candle compare`.
@@ -18,7 +18,7 @@ pub struct CompareArgs {
     pub atol: f64,
 }
 
-/// A 2-D array read from `.npy` (1-D arrays become one row).
+/// A 2-D view of an array read from `.npy` (1-D arrays become one row).
 struct Array {
     rows: usize,
     cols: usize,
@@ -26,73 +26,20 @@ struct Array {
 }
 
 fn read_npy(path: &Path) -> Result<Array> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        bail!("{}: not an NPY file", path.display());
-    }
-    let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        _ => bail!("{}: truncated NPY header", path.display()),
-    };
-    let header = bytes
-        .get(start..start + len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .with_context(|| format!("{}: bad NPY header", path.display()))?;
-    if header.contains("'fortran_order': True") {
-        bail!(
-            "{}: Fortran-ordered arrays are not supported",
-            path.display()
-        );
-    }
-    let width = if header.contains("'<f8'") {
-        8
-    } else if header.contains("'<f4'") {
-        4
-    } else {
-        bail!(
-            "{}: only little-endian float64/float32 arrays are supported",
-            path.display()
-        );
-    };
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .with_context(|| format!("{}: NPY header has no shape", path.display()))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("{}: bad shape '{shape_text}'", path.display()))?;
-    let (rows, cols) = match shape.as_slice() {
+    let array = anisoap_candle::npy::read_npy(path)?;
+    let (rows, cols) = match array.shape.as_slice() {
         [n] => (1, *n),
         [r, c] => (*r, *c),
-        _ => bail!(
+        shape => bail!(
             "{}: expected a 1-D or 2-D array, got shape {shape:?}",
             path.display()
         ),
     };
-    let body = &bytes[start + len..];
-    if body.len() != rows * cols * width {
-        bail!(
-            "{}: data size does not match shape {shape:?}",
-            path.display()
-        );
-    }
-    let data = body
-        .chunks_exact(width)
-        .map(|c| match width {
-            8 => f64::from_le_bytes(c.try_into().expect("8 bytes")),
-            _ => f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64,
-        })
-        .collect();
-    Ok(Array { rows, cols, data })
+    Ok(Array {
+        rows,
+        cols,
+        data: array.data,
+    })
 }
 
 /// Runs the comparison; fails when any entry is out of tolerance.

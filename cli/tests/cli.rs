@@ -21,30 +21,6 @@ fn config() -> PathBuf {
     repo().join("configs/example.toml")
 }
 
-fn read_f64_npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
-    let bytes = std::fs::read(path).unwrap();
-    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
-    assert!(header.contains("'<f8'"), "{header}");
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape = shape
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let data = bytes[10 + len..]
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    (shape, data)
-}
-
 #[test]
 fn example_runs_and_matches_reference_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +46,10 @@ fn example_runs_and_matches_reference_backend() {
         .arg(&reference)
         .assert()
         .success();
-    let (shape, values) = read_f64_npy(&candle);
+    let anisoap_candle::npy::NpyArray {
+        shape,
+        data: values,
+    } = anisoap_candle::npy::read_npy(&candle).unwrap();
     assert_eq!(shape, vec![3, 352]);
     assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v != 0.0));
     bin()

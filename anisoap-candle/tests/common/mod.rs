@@ -1,67 +1,14 @@
-//! Helpers shared by the integration tests: a minimal NPY reader and comparison.
+//! Helpers shared by the integration tests: NPY reading and comparison.
 
 #![allow(dead_code)]
 
 use std::path::Path;
 
-/// A float64 array read from an NPY file: shape and row-major values.
-pub struct NpyArray {
-    pub shape: Vec<usize>,
-    pub data: Vec<f64>,
-}
+pub use anisoap_candle::npy::NpyArray;
 
-/// Reads a little-endian `<f8` or `<i8` NPY file (C order), converting to f64.
+/// Reads an NPY file (fixtures are `<f8` or `<i8`), panicking with the path on failure.
 pub fn read_npy(path: &Path) -> NpyArray {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &bytes[..6],
-        b"\x93NUMPY",
-        "{}: not an NPY file",
-        path.display()
-    );
-    let (header_len, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let is_int = header.contains("'<i8'");
-    assert!(is_int || header.contains("'<f8'"), "{header}");
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data = bytes[start + header_len..]
-        .chunks_exact(8)
-        .map(|c| {
-            let raw: [u8; 8] = c.try_into().unwrap();
-            if is_int {
-                i64::from_le_bytes(raw) as f64
-            } else {
-                f64::from_le_bytes(raw)
-            }
-        })
-        .collect::<Vec<_>>();
-    assert_eq!(
-        data.len(),
-        shape.iter().product::<usize>(),
-        "{}",
-        path.display()
-    );
-    NpyArray { shape, data }
+    anisoap_candle::npy::read_npy(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Largest |got - expected| / (atol + rtol |expected|) over all entries; ≤ 1 means they match.

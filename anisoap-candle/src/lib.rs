@@ -29,6 +29,7 @@ pub mod error;
 pub mod frame;
 pub mod fused;
 pub mod hypers;
+pub mod labels;
 pub mod neighbors;
 pub mod npy;
 pub mod reference;

@@ -7,3 +7,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The cuda/metal features must at least resolve on Linux (metal pulls nothing off macOS).
 cargo check -p anisoap-candle --features metal --quiet
 cargo test --workspace --release
+# The Python package: build it into target/py-venv, run its pytest suite.
+bash scripts/test_python.sh

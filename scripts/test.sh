@@ -7,5 +7,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The cuda/metal features must at least resolve on Linux (metal pulls nothing off macOS).
 cargo check -p anisoap-candle --features metal --quiet
 cargo test --workspace --release
+# Fuzz targets with overflow checks and debug assertions on (the `fuzz` profile); in the
+# release run above they print that they are skipped and why.
+cargo test --profile fuzz -p anisoap-candle --test fuzz
 # The Python package: build it into target/py-venv, run its pytest suite.
 bash scripts/test_python.sh

@@ -330,11 +330,28 @@ pub fn chunk_density(
         .iter()
         .map(|&j| system.type_slots[j])
         .collect();
-    if device.is_cpu() {
+    // The padded form allocates [C, W, K] with W the most pairs of any centre: when the
+    // centres' pair counts are very uneven that is many times the pairs themselves, so it is
+    // used only while the padding stays within 4× the pair rows.
+    let padded_rows = padded_rows(pairs, &centers);
+    if device.is_cpu() || padded_rows.is_none_or(|rows| rows > 4 * pairs.len()) {
         index_add_neighbor_sum(&coefficients, pairs, &type_slots, centers, n_types)
     } else {
         padded_neighbor_sum(&coefficients, pairs, &type_slots, centers, n_types)
     }
+}
+
+/// `C × W` of the padded neighbour sum (centres × most pairs of any centre), `None` if it
+/// overflows.
+fn padded_rows(pairs: &Pairs, centers: &std::ops::Range<usize>) -> Option<usize> {
+    let mut counts = vec![0usize; centers.len()];
+    let mut width = 1;
+    for &i in &pairs.centers {
+        let c = &mut counts[i - centers.start];
+        *c += 1;
+        width = width.max(*c);
+    }
+    centers.len().checked_mul(width)
 }
 
 /// Neighbour sum `[C, n_types, K]` of pair coefficients `[P, K]` with `index_add`.

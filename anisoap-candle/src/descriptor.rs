@@ -1,14 +1,15 @@
 //! The public entry point: a calculator that turns frames into AniSOAP features with the
 //! chosen backend, in exactly the original's feature layout.
 
+use crate::backend::{
+    block_width, CandleBackend, ChunkBackend, ChunkOutput, OutputPlan, ReferenceBackend,
+};
 use crate::basis::Basis;
-use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
-use crate::error::Result;
+use crate::batched::BatchedOptions;
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::hypers::Hypers;
-use crate::reference;
 use crate::system::{Layout, System};
-use candle_core::{DType, Tensor};
 
 /// Which implementation computes the features.
 #[derive(Debug, Clone)]
@@ -74,11 +75,32 @@ pub struct Features {
     pub counts: Option<Vec<usize>>,
 }
 
-/// AniSOAP calculator for one hyperparameter set and backend.
+/// One block of finished output rows, in output order, handed to a sink as soon as it is done.
+#[derive(Debug, Clone, Copy)]
+pub struct RowBlock<'a> {
+    /// Row-major values, `cols` per row.
+    pub values: &'a [f64],
+    /// Columns per row.
+    pub cols: usize,
+    /// Frame (index in the system) of each row.
+    pub frame: &'a [usize],
+    /// Particle index within its frame of each row (`None` for per-frame means).
+    pub center: Option<&'a [usize]>,
+}
+
+impl RowBlock<'_> {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.frame.len()
+    }
+}
+
+/// AniSOAP calculator for one hyperparameter set, on one backend or spread over several
+/// devices (one [`ChunkBackend`] each).
 pub struct Calculator {
     basis: Basis,
     backend: Backend,
-    batched: Option<BatchedBasis>,
+    workers: Vec<Box<dyn ChunkBackend>>,
 }
 
 /// Progress callback: `(pairs done, pairs in total)`.
@@ -89,14 +111,35 @@ impl Calculator {
     /// check runs here) and uploads them to the backend's device.
     pub fn new(hypers: &Hypers, backend: Backend) -> Result<Self> {
         let basis = Basis::new(hypers)?;
-        let batched = match &backend {
-            Backend::Batched(options) => Some(BatchedBasis::new(&basis, options)?),
-            Backend::Reference => None,
+        let worker: Box<dyn ChunkBackend> = match &backend {
+            Backend::Batched(options) => Box::new(CandleBackend::new(&basis, options)?),
+            Backend::Reference => Box::new(ReferenceBackend::new(&basis)),
         };
         Ok(Calculator {
             basis,
             backend,
-            batched,
+            workers: vec![worker],
+        })
+    }
+
+    /// The batched path spread over several devices (e.g. `cuda:0`, `cuda:1`), one host thread
+    /// per device taking chunks as it finishes the previous one; rows are assembled in chunk
+    /// order, so the output equals a one-device run (bit for bit on identical devices).
+    pub fn on_devices(hypers: &Hypers, devices: &[BatchedOptions]) -> Result<Self> {
+        let Some(first) = devices.first() else {
+            return Err(Error::Device("no device given".into()));
+        };
+        let basis = Basis::new(hypers)?;
+        let workers = devices
+            .iter()
+            .map(|options| {
+                Ok(Box::new(CandleBackend::new(&basis, options)?) as Box<dyn ChunkBackend>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Calculator {
+            basis,
+            backend: Backend::Batched(first.clone()),
+            workers,
         })
     }
 
@@ -105,9 +148,14 @@ impl Calculator {
         &self.basis
     }
 
-    /// The backend in use.
+    /// The backend in use (the first device's options when on several devices).
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Names of the workers (`reference`, `candle-cpu`, `candle-cuda:0`, ...).
+    pub fn worker_names(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.name()).collect()
     }
 
     /// Per-frame mean power spectrum, rows = frames (the original's default output).
@@ -132,277 +180,235 @@ impl Calculator {
         self.compute_system(&system, quantity, progress)
     }
 
-    /// Like [`Calculator::compute`] on an already prepared system.
+    /// Like [`Calculator::compute`] on an already prepared system, all rows in memory.
     pub fn compute_system(
         &self,
         system: &System,
         quantity: Quantity,
         progress: Progress,
     ) -> Result<Features> {
-        let layout = &system.layout;
-        let width = |b: usize| match quantity {
-            Quantity::Density => layout.density_width(b),
-            _ => layout.power_spectrum_width(b),
-        };
-        let (offsets, total) = layout.block_offsets(width);
-        let samples: Vec<usize> = (0..system.particles.len())
-            .filter(|&i| layout.is_sample[i])
-            .collect();
-        let per_center = quantity != Quantity::PowerSpectrumMean;
-        let mut values = if per_center {
-            Matrix::zeros(samples.len(), total)
-        } else {
-            Matrix::zeros(layout.n_frames, total)
-        };
-        let mut counts = vec![0usize; layout.n_frames * layout.center_types.len()];
-        for &i in &samples {
-            let b = layout
-                .center_block(system.particles.types[i])
-                .expect("sample has a block");
-            counts[system.particles.frame[i] * layout.center_types.len() + b] += 1;
-        }
-        // Row of each sample centre in a per-centre output.
-        let mut row_of = vec![usize::MAX; system.particles.len()];
-        for (row, &i) in samples.iter().enumerate() {
-            row_of[i] = row;
-        }
-        match (&self.backend, &self.batched) {
-            (Backend::Batched(options), Some(batched)) => self.run_batched(
-                system,
-                quantity,
-                options,
-                batched,
-                &offsets,
-                &row_of,
-                &mut values,
-                progress,
-            )?,
-            _ => self.run_reference(system, quantity, &offsets, &row_of, &mut values, progress)?,
-        }
-        if !per_center {
-            let n_blocks = layout.center_types.len();
-            for f in 0..layout.n_frames {
-                for b in 0..n_blocks {
-                    let count = counts[f * n_blocks + b];
-                    if count == 0 {
-                        tracing::warn!(
-                            frame = f,
-                            center_type = layout.center_types[b],
-                            "frame has no centre of this type: its block is left at zero"
-                        );
-                        continue;
-                    }
-                    let start = f * total + offsets[b];
-                    for v in &mut values.data[start..start + width(b)] {
-                        *v /= count as f64;
-                    }
+        let mut values = Vec::new();
+        let mut frame = Vec::new();
+        let mut center = Vec::new();
+        let mut cols = 0;
+        self.compute_streaming(
+            system,
+            quantity,
+            &mut |block| {
+                cols = block.cols;
+                values.extend_from_slice(block.values);
+                frame.extend_from_slice(block.frame);
+                if let Some(c) = block.center {
+                    center.extend_from_slice(c);
                 }
-            }
+                Ok(())
+            },
+            progress,
+        )?;
+        let per_center = quantity != Quantity::PowerSpectrumMean;
+        if cols == 0 {
+            cols = OutputPlan::new(system, quantity).width;
         }
-        let (frame, center) = if per_center {
-            let frame: Vec<usize> = samples.iter().map(|&i| system.particles.frame[i]).collect();
-            let center = samples
-                .iter()
-                .map(|&i| i - system.particles.frame_start[system.particles.frame[i]])
-                .collect();
-            (frame, Some(center))
-        } else {
-            ((0..layout.n_frames).collect(), None)
-        };
         Ok(Features {
-            values,
+            values: Matrix {
+                rows: frame.len(),
+                cols,
+                data: values,
+            },
             frame,
-            center,
-            layout: layout.clone(),
-            counts: (!per_center).then_some(counts),
+            center: per_center.then_some(center),
+            layout: system.layout.clone(),
+            counts: (!per_center).then(|| block_counts(system)),
         })
     }
 
-    fn run_reference(
+    /// The one chunk loop: computes `quantity` for `system` chunk by chunk and hands finished
+    /// rows to `emit` in output order (per-centre rows after each chunk, per-frame means once
+    /// all chunks are done), so per-centre outputs never have to be held whole.
+    pub fn compute_streaming(
         &self,
         system: &System,
         quantity: Quantity,
-        offsets: &[usize],
-        row_of: &[usize],
-        values: &mut Matrix,
+        emit: &mut dyn FnMut(RowBlock) -> Result<()>,
         progress: Progress,
     ) -> Result<()> {
-        let basis = &self.basis;
-        let layout = &system.layout;
-        let density = {
-            let _span = tracing::info_span!("reference_density").entered();
-            reference::density(basis, system)?
-        };
-        progress(system.n_pairs(), system.n_pairs());
-        let _span = tracing::info_span!("reference_output").entered();
-        let n_types = layout.types.len();
-        let k_len = basis.n_coefficients;
-        for (i, &row) in row_of.iter().enumerate() {
-            if row == usize::MAX {
-                continue;
-            }
-            let b = layout
-                .center_block(system.particles.types[i])
-                .expect("block");
-            let features = match quantity {
-                Quantity::Density => {
-                    let slots = &layout.neighbor_slots[b];
-                    let mut out = Vec::with_capacity(layout.density_width(b));
-                    for (l, &n_l) in basis.n_radial.iter().enumerate() {
-                        for m_index in 0..2 * l + 1 {
-                            for n in 0..n_l {
-                                for &slot in slots {
-                                    out.push(
-                                        density[(i * n_types + slot) * k_len
-                                            + basis.column(l, m_index, n)],
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    out
-                }
-                _ => reference::power_spectrum_row(basis, system, &density, i, b),
-            };
-            let target_row = match quantity {
-                Quantity::PowerSpectrumMean => system.particles.frame[i],
-                _ => row,
-            };
-            let start = target_row * values.cols + offsets[b];
-            for (v, x) in values.data[start..start + features.len()]
-                .iter_mut()
-                .zip(&features)
-            {
-                *v += x;
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_batched(
-        &self,
-        system: &System,
-        quantity: Quantity,
-        options: &BatchedOptions,
-        batched: &BatchedBasis,
-        offsets: &[usize],
-        row_of: &[usize],
-        values: &mut Matrix,
-        progress: Progress,
-    ) -> Result<()> {
-        let basis = &self.basis;
-        let layout = &system.layout;
-        let device = &options.device;
-        let particles = ParticleTensors::new(system, options)?;
+        let plan = OutputPlan::new(system, quantity);
+        let chunks = system.center_chunks(self.workers[0].chunk_pairs());
         let total_pairs = system.n_pairs();
+        let layout = &system.layout;
+        let mut frame_sums = if plan.per_center() {
+            Vec::new()
+        } else {
+            vec![0.0; layout.n_frames * plan.width]
+        };
         let mut done_pairs = 0;
-        for chunk in system.center_chunks(options.chunk_pairs) {
-            let pairs = {
-                let _span = tracing::debug_span!("neighbor_list").entered();
-                system.pairs(chunk.clone())?
-            };
-            let _span = tracing::debug_span!("chunk", pairs = pairs.len()).entered();
-            let density = batched::chunk_density(
-                batched,
-                system,
-                &particles,
-                chunk.clone(),
-                &pairs,
-                basis.n_coefficients,
-            )?;
-            for (b, (&t, &offset)) in layout.center_types.iter().zip(offsets).enumerate() {
-                let centers: Vec<usize> = (chunk.clone())
-                    .filter(|&i| row_of[i] != usize::MAX && system.particles.types[i] == t)
-                    .collect();
-                if centers.is_empty() {
+        let mut apply = |centers: &std::ops::Range<usize>, output: ChunkOutput| -> Result<()> {
+            done_pairs += system.pair_counts[centers.clone()].iter().sum::<usize>();
+            match output {
+                ChunkOutput::Rows(values) => {
+                    let samples: Vec<usize> = centers
+                        .clone()
+                        .filter(|&i| plan.row_of[i] != usize::MAX)
+                        .collect();
+                    let frame: Vec<usize> =
+                        samples.iter().map(|&i| system.particles.frame[i]).collect();
+                    let center: Vec<usize> = samples
+                        .iter()
+                        .map(|&i| i - system.particles.frame_start[system.particles.frame[i]])
+                        .collect();
+                    if !samples.is_empty() {
+                        emit(RowBlock {
+                            values: &values,
+                            cols: plan.width,
+                            frame: &frame,
+                            center: Some(&center),
+                        })?;
+                    }
+                }
+                ChunkOutput::FrameSums {
+                    first_frame,
+                    values,
+                } => {
+                    let start = first_frame * plan.width;
+                    for (acc, v) in frame_sums[start..start + values.len()]
+                        .iter_mut()
+                        .zip(&values)
+                    {
+                        *acc += v;
+                    }
+                }
+            }
+            progress(done_pairs, total_pairs);
+            Ok(())
+        };
+        if self.workers.len() == 1 || chunks.len() <= 1 {
+            let runner = self.workers[0].prepare(system)?;
+            for centers in &chunks {
+                let pairs = {
+                    let _span = tracing::debug_span!("neighbor_list").entered();
+                    system.pairs(centers.clone())?
+                };
+                apply(centers, runner.chunk(centers.clone(), &pairs, &plan)?)?;
+            }
+        } else {
+            run_on_workers(&self.workers, system, &chunks, &plan, &mut apply)?;
+        }
+        if plan.per_center() {
+            return Ok(());
+        }
+        let counts = block_counts(system);
+        let n_blocks = layout.center_types.len();
+        for f in 0..layout.n_frames {
+            for b in 0..n_blocks {
+                let count = counts[f * n_blocks + b];
+                if count == 0 {
+                    tracing::warn!(
+                        frame = f,
+                        center_type = layout.center_types[b],
+                        "frame has no centre of this type: its block is left at zero"
+                    );
                     continue;
                 }
-                let local = Tensor::from_vec(
-                    centers
-                        .iter()
-                        .map(|&i| (i - chunk.start) as u32)
-                        .collect::<Vec<_>>(),
-                    centers.len(),
-                    device,
-                )?;
-                let block = match quantity {
-                    Quantity::Density => density_block(basis, layout, &density, &local, b)?,
-                    _ => batched::block_power_spectrum(basis, layout, &density, &local, b)?,
-                };
-                let block_width = block.dim(1)?;
-                match quantity {
-                    Quantity::PowerSpectrumMean => {
-                        let first_frame = system.particles.frame[centers[0]];
-                        let last_frame = system.particles.frame[*centers.last().expect("nonempty")];
-                        // Frame sums: index_add on the CPU; a one-hot matmul on GPUs (their
-                        // index_add is serial over the index list), unless the one-hot matrix
-                        // would be large (many tiny frames in one chunk).
-                        let n_local = last_frame - first_frame + 1;
-                        let local_frames: Vec<usize> = centers
-                            .iter()
-                            .map(|&i| system.particles.frame[i] - first_frame)
-                            .collect();
-                        let sums = if device.is_cpu() || n_local * centers.len() > 1 << 24 {
-                            let index = Tensor::from_vec(
-                                local_frames.iter().map(|&f| f as u32).collect::<Vec<_>>(),
-                                centers.len(),
-                                device,
-                            )?;
-                            Tensor::zeros((n_local, block_width), options.dtype, device)?
-                                .index_add(&index, &block, 0)?
-                        } else {
-                            let mut one_hot = vec![0.0f64; n_local * centers.len()];
-                            for (k, &f) in local_frames.iter().enumerate() {
-                                one_hot[f * centers.len() + k] = 1.0;
-                            }
-                            Tensor::from_vec(one_hot, (n_local, centers.len()), device)?
-                                .to_dtype(options.dtype)?
-                                .matmul(&block)?
-                        };
-                        let sums = to_host(&sums)?;
-                        for (k, row) in sums.chunks(block_width).enumerate() {
-                            let start = (first_frame + k) * values.cols + offset;
-                            for (v, x) in
-                                values.data[start..start + block_width].iter_mut().zip(row)
-                            {
-                                *v += x;
-                            }
-                        }
-                    }
-                    _ => {
-                        let host = to_host(&block)?;
-                        for (k, row) in host.chunks(block_width).enumerate() {
-                            let start = row_of[centers[k]] * values.cols + offset;
-                            values.data[start..start + block_width].copy_from_slice(row);
-                        }
-                    }
+                let start = f * plan.width + plan.offsets[b];
+                let width = block_width(layout, quantity, b);
+                for v in &mut frame_sums[start..start + width] {
+                    *v /= count as f64;
                 }
             }
-            done_pairs += pairs.len();
-            progress(done_pairs, total_pairs);
         }
-        Ok(())
+        let frame: Vec<usize> = (0..layout.n_frames).collect();
+        emit(RowBlock {
+            values: &frame_sums,
+            cols: plan.width,
+            frame: &frame,
+            center: None,
+        })
     }
 }
 
-/// Density rows `[C_t, Σ_l (2l+1) N_l E_t]` of centre block `b` in the original's value layout
-/// (l, then m, then p = n E_t + e).
-fn density_block(
-    basis: &Basis,
-    layout: &Layout,
-    density: &Tensor,
-    local: &Tensor,
-    b: usize,
-) -> Result<Tensor> {
-    let parts = batched::block_channels(basis, layout, density, local, b)?
-        .into_iter()
-        .map(|x| x.flatten_from(1))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&parts, 1)?)
+/// Per (frame, centre block): number of sample centres.
+fn block_counts(system: &System) -> Vec<usize> {
+    let layout = &system.layout;
+    let mut counts = vec![0usize; layout.n_frames * layout.center_types.len()];
+    for i in (0..system.particles.len()).filter(|&i| layout.is_sample[i]) {
+        let b = layout
+            .center_block(system.particles.types[i])
+            .expect("a sample has a block");
+        counts[system.particles.frame[i] * layout.center_types.len() + b] += 1;
+    }
+    counts
 }
 
-/// Copies a 2-D tensor to the host as f64, row-major.
-fn to_host(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+/// Several workers (one per device) on the chunks of one system: each thread prepares its
+/// device, then takes the next chunk index until none is left (its own neighbour search
+/// included, so host searches overlap with device work); finished chunks are applied in chunk
+/// order. The first error stops every worker.
+fn run_on_workers(
+    workers: &[Box<dyn ChunkBackend>],
+    system: &System,
+    chunks: &[std::ops::Range<usize>],
+    plan: &OutputPlan,
+    apply: &mut dyn FnMut(&std::ops::Range<usize>, ChunkOutput) -> Result<()>,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, Result<ChunkOutput>)>();
+    std::thread::scope(|scope| {
+        for worker in workers {
+            let sender = sender.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                let runner = match worker.prepare(system) {
+                    Ok(runner) => runner,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = sender.send((usize::MAX, Err(e)));
+                        return;
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(centers) = chunks.get(k) else { break };
+                    let output = system
+                        .pairs(centers.clone())
+                        .and_then(|pairs| runner.chunk(centers.clone(), &pairs, plan));
+                    if output.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if sender.send((k, output)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut pending = std::collections::BTreeMap::new();
+        let mut next_to_apply = 0;
+        let mut failure = None;
+        for (k, output) in receiver {
+            match output {
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failure.get_or_insert(e);
+                }
+                Ok(output) if failure.is_none() => {
+                    pending.insert(k, output);
+                    while let Some(output) = pending.remove(&next_to_apply) {
+                        if let Err(e) = apply(&chunks[next_to_apply], output) {
+                            stop.store(true, Ordering::Relaxed);
+                            failure.get_or_insert(e);
+                            break;
+                        }
+                        next_to_apply += 1;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
 }

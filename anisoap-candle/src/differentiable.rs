@@ -100,6 +100,7 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::hypers::Hypers;
 use crate::neighbors;
+use crate::reference;
 use crate::system::Layout;
 use candle_core::{DType, Device, Tensor};
 
@@ -545,6 +546,7 @@ impl DifferentiableDescriptor {
             return Ok(zeros.reshape((n, n_types, k))?);
         }
         let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
+        self.check_dilations(&precision, neighbors)?;
         let r = self.pair_vectors(positions, neighbors)?;
         let coefficients = self.batched.pair_coefficients(
             &precision.index_select(&neighbors.neighbors, 0)?,
@@ -554,6 +556,31 @@ impl DifferentiableDescriptor {
         Ok(zeros
             .index_add(&neighbors.destination, &coefficients, 0)?
             .reshape((n, n_types, k))?)
+    }
+
+    /// The original's singularity rule (and finiteness), as the calculator applies it: every
+    /// particle that is some pair's neighbour must have a usable `A' = A + I/σ²`
+    /// ([`reference::singular_dilation`]). Reads the precision rows `[N, 6]` back to the host.
+    fn check_dilations(&self, precision: &Tensor, neighbors: &TensorNeighbors) -> Result<()> {
+        let hypers = &self.basis.hypers;
+        let shift = reference::dilation_shift(hypers.radial_basis, hypers.radial_gaussian_width);
+        let rows = precision.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let mut checked = vec![false; rows.len()];
+        for (&i, &j) in neighbors.host_centers.iter().zip(&neighbors.host_neighbors) {
+            if std::mem::replace(&mut checked[j], true) {
+                continue;
+            }
+            let a = &rows[j];
+            let matrix = [[a[0], a[1], a[2]], [a[1], a[3], a[4]], [a[2], a[4], a[5]]];
+            let det = reference::dilation_matrix(&matrix, shift).2;
+            if let Some(message) = reference::singular_dilation(det) {
+                return Err(Error::Frame {
+                    frame: 0,
+                    message: format!("pair (centre {i}, neighbour {j}): {message}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Per-centre power spectrum `[N, F]` in the layout of
@@ -599,5 +626,46 @@ impl DifferentiableDescriptor {
             out = out.index_add(members, &padded, 0)?;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Calculator, Quantity};
+
+    /// A neighbour whose `A'` is singular is refused here with the calculator's message.
+    #[test]
+    fn singular_dilation_is_refused_like_the_calculator() {
+        let text = "2\nLattice=\"6 0 0 0 6 0 0 0 6\" Properties=species:S:1:pos:R:3:c_q:R:4:c_diameter[1]:R:1:c_diameter[2]:R:1:c_diameter[3]:R:1 pbc=\"T T T\"\nH 0.1 0.2 0.3 1 0 0 0 1 1 2\nC 1.5 0.2 0.3 0.5 0.5 0.5 0.5 1e5 1e5 1e5\n";
+        let frames = crate::xyz::read_xyz_str(text, std::path::Path::new("<test>")).unwrap();
+        let hypers = Hypers::monomial(2, 3.0);
+        let expected = Calculator::new(&hypers, Backend::Reference)
+            .unwrap()
+            .compute(&frames, Quantity::PowerSpectrumPerCenter, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            expected
+                .contains("pair (centre 0, neighbour 1): The given dilation matrix is singular"),
+            "{expected}"
+        );
+        let descriptor = DifferentiableDescriptor::new(&hypers, &Device::Cpu, DType::F64).unwrap();
+        let t = FrameTensors::from_frame(&frames[0], "c_q", &Device::Cpu, DType::F64).unwrap();
+        let nl = descriptor
+            .neighbors(
+                &t.positions,
+                &t.types,
+                &t.cell,
+                t.pbc,
+                &SpeciesLayout::FromPairs,
+            )
+            .unwrap();
+        let got = descriptor
+            .power_spectrum(&t.positions, &t.quaternions, &t.semi_axes, &nl)
+            .unwrap_err()
+            .to_string();
+        let tail = |s: &str| s[s.find("pair (").unwrap()..].to_string();
+        assert_eq!(tail(&got), tail(&expected));
     }
 }

@@ -60,6 +60,14 @@ pub struct Hypers {
     pub basis_tol: f64,
 }
 
+/// Largest `max_angular` accepted.
+pub const MAX_ANGULAR: usize = 20;
+
+/// Largest polynomial degree `max_l (l + 2 N_l - 2)` of the basis accepted. It also bounds each
+/// `max_radial` entry (`N_l - 1 <= MAX_DEGREE / 2`), so every size derived from the hypers
+/// (monomials, coefficients, Löwdin matrices) is small and computed without overflow.
+pub const MAX_DEGREE: usize = 40;
+
 /// Names of all keys accepted in a hypers file.
 pub const KNOWN_KEYS: [&str; 11] = [
     "max_angular",
@@ -101,13 +109,15 @@ impl Hypers {
         }
     }
 
-    /// Number of radial functions `N_l` for each `l = 0..=max_angular`.
+    /// Number of radial functions `N_l` for each `l = 0..=max_angular`. Saturates instead of
+    /// overflowing on out-of-range hypers (which [`Hypers::validate`] refuses); a per-channel
+    /// list shorter than `max_angular + 1` (also refused) gives `N_l = 1` for missing entries.
     pub fn n_radial(&self) -> Vec<usize> {
         (0..=self.max_angular)
             .map(|l| match &self.max_radial {
                 MaxRadial::Default => (self.max_angular - l) / 2 + 1,
-                MaxRadial::Uniform(k) => k + 1,
-                MaxRadial::PerChannel(list) => list[l] + 1,
+                MaxRadial::Uniform(k) => k.saturating_add(1),
+                MaxRadial::PerChannel(list) => list.get(l).map_or(1, |k| k.saturating_add(1)),
             })
             .collect()
     }
@@ -161,9 +171,9 @@ impl Hypers {
             })? as usize,
             None => return Err(Error::Hypers("missing required key 'max_angular'".into())),
         };
-        if max_angular > 20 {
+        if max_angular > MAX_ANGULAR {
             return Err(Error::Hypers(format!(
-                "max_angular={max_angular} is too large (at most 20 is supported)"
+                "max_angular={max_angular} is too large (at most {MAX_ANGULAR} is supported)"
             )));
         }
         let cutoff_radius = match get("cutoff_radius") {
@@ -226,7 +236,7 @@ impl Hypers {
         let max_radial = match get("max_radial") {
             None => MaxRadial::Default,
             Some(Value::Bool(b)) => MaxRadial::Uniform(usize::from(*b)),
-            Some(v) if v.is_u64() => MaxRadial::Uniform(v.as_u64().unwrap_or(0) as usize),
+            Some(v) if v.is_u64() => MaxRadial::Uniform(radial_count(v.as_u64(), "max_radial")?),
             Some(Value::Array(items)) => {
                 if items.len() < max_angular + 1 {
                     return Err(Error::Hypers(format!(
@@ -239,7 +249,9 @@ impl Hypers {
                 let mut list = Vec::with_capacity(items.len());
                 for (l, item) in items.iter().enumerate() {
                     match item.as_u64() {
-                        Some(k) if item.is_u64() => list.push(k as usize),
+                        Some(k) if item.is_u64() => {
+                            list.push(radial_count(Some(k), &format!("max_radial[{l}]"))?)
+                        }
                         _ => {
                             return Err(Error::Hypers(format!(
                                 "max_radial[{l}] must be a non-negative integer, got {item}"
@@ -322,18 +334,34 @@ impl Hypers {
                 )));
             }
         }
-        if let MaxRadial::PerChannel(list) = &self.max_radial {
-            if list.len() < self.max_angular + 1 {
-                return Err(Error::Hypers(format!(
-                    "max_radial list must have at least max_angular + 1 = {} entries",
-                    self.max_angular + 1
-                )));
+        if self.max_angular > MAX_ANGULAR {
+            return Err(Error::Hypers(format!(
+                "max_angular={} is too large (at most {MAX_ANGULAR} is supported)",
+                self.max_angular
+            )));
+        }
+        match &self.max_radial {
+            MaxRadial::Default => {}
+            MaxRadial::Uniform(k) => {
+                radial_count(Some(*k as u64), "max_radial")?;
+            }
+            MaxRadial::PerChannel(list) => {
+                if list.len() < self.max_angular + 1 {
+                    return Err(Error::Hypers(format!(
+                        "max_radial list must have at least max_angular + 1 = {} entries",
+                        self.max_angular + 1
+                    )));
+                }
+                for (l, &k) in list.iter().enumerate() {
+                    radial_count(Some(k as u64), &format!("max_radial[{l}]"))?;
+                }
             }
         }
         let degree = self.max_degree();
-        if degree > 40 {
+        if degree > MAX_DEGREE {
             return Err(Error::Hypers(format!(
-                "the basis needs polynomial degree {degree}; at most 40 is supported"
+                "the basis needs polynomial degree {degree} (max over l of l + 2*max_radial_l); \
+                 at most {MAX_DEGREE} is supported"
             )));
         }
         if !(self.basis_tol.is_finite() && self.basis_rcond.is_finite()) {
@@ -344,14 +372,31 @@ impl Hypers {
         Ok(())
     }
 
-    /// Highest polynomial degree the basis needs: `max_l (l + 2 N_l - 2)`.
+    /// Highest polynomial degree the basis needs: `max_l (l + 2 N_l - 2)` (saturating, so
+    /// out-of-range hypers give a huge degree that [`Hypers::validate`] refuses, never a
+    /// wrapped small one).
     pub fn max_degree(&self) -> usize {
         self.n_radial()
             .iter()
             .enumerate()
-            .map(|(l, &n)| l + 2 * n - 2)
+            .map(|(l, &n)| l.saturating_add(n.saturating_mul(2)).saturating_sub(2))
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// Checks one `max_radial` value (`N_l - 1`) against the cap `MAX_DEGREE / 2`.
+fn radial_count(value: Option<u64>, name: &str) -> Result<usize> {
+    let cap = (MAX_DEGREE / 2) as u64;
+    match value {
+        Some(k) if k <= cap => Ok(k as usize),
+        Some(k) => Err(Error::Hypers(format!(
+            "{name}={k} is too large: at most {cap} (the basis degree l + 2*max_radial is \
+             capped at {MAX_DEGREE})"
+        ))),
+        None => Err(Error::Hypers(format!(
+            "{name} must be a non-negative integer"
+        ))),
     }
 }
 
@@ -445,6 +490,40 @@ mod tests {
             r#"{"max_angular":2,"cutoff_radius":4.0,"radial_gaussian_width":1.0,"cutof":1.0}"#
         )
         .contains("unknown key 'cutof'"));
+    }
+
+    #[test]
+    fn sizes_are_capped_without_overflow() {
+        // 2^63 once wrapped `l + 2 N_l - 2` past the degree check (issue 9).
+        for k in ["9223372036854775808", "18446744073709551615", "21"] {
+            let e = err(&format!(
+                r#"{{"max_angular":0,"cutoff_radius":3.0,"radial_gaussian_width":1.0,"max_radial":{k}}}"#
+            ));
+            assert!(e.contains("is too large"), "{k}: {e}");
+        }
+        let e = err(
+            r#"{"max_angular":1,"cutoff_radius":3.0,"radial_gaussian_width":1.0,"max_radial":[1,4294967296]}"#,
+        );
+        assert!(e.contains("max_radial[1]=4294967296 is too large"), "{e}");
+        // Built in code, bypassing the parser: validate() refuses it, nothing wraps.
+        let mut h = Hypers::gto(2, 3.0, 1.0);
+        h.max_radial = MaxRadial::Uniform(usize::MAX);
+        assert!(h.max_degree() > usize::MAX / 2);
+        assert!(h.validate().unwrap_err().to_string().contains("too large"));
+        h.max_radial = MaxRadial::PerChannel(vec![1]);
+        assert!(h.validate().unwrap_err().to_string().contains("at least"));
+        h.max_radial = MaxRadial::Default;
+        h.max_angular = usize::MAX;
+        assert!(h
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_angular"));
+        // The largest accepted degree is 40.
+        let mut ok = Hypers::monomial(0, 3.0);
+        ok.max_radial = MaxRadial::Uniform(20);
+        assert_eq!(ok.max_degree(), 40);
+        assert!(ok.validate().is_ok());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! assert_eq!(features.rows, 2);
 //! ```
 
+pub mod backend;
 pub mod basis;
 pub mod batched;
 pub mod descriptor;
@@ -34,12 +35,13 @@ pub mod neighbors;
 pub mod npy;
 pub mod reference;
 pub mod rotation;
+pub mod stream;
 pub mod synthetic;
 pub mod system;
 pub mod xyz;
 
 pub use batched::BatchedOptions;
-pub use descriptor::{Backend, Calculator, Features, Matrix, Quantity};
+pub use descriptor::{Backend, Calculator, Features, Matrix, Quantity, RowBlock};
 pub use error::{Error, Result};
 pub use frame::{Frame, PerParticle};
 pub use hypers::Hypers;

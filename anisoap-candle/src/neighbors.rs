@@ -455,6 +455,27 @@ pub struct NeighborSearch<'a> {
     cutoff2: f64,
 }
 
+/// A lower bound on the pairs of an open system: `N(N-1)` when the whole bounding box fits inside
+/// the cutoff (every pair is a neighbour), else 0. It lets a huge cutoff be refused before any
+/// pair is enumerated.
+fn open_pair_lower_bound(positions: &[[f64; 3]], cutoff: f64) -> f64 {
+    let mut lo = [f64::INFINITY; 3];
+    let mut hi = [f64::NEG_INFINITY; 3];
+    for p in positions {
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    let diagonal2: f64 = (0..3).map(|k| (hi[k] - lo[k]).powi(2)).sum();
+    let n = positions.len() as f64;
+    if positions.is_empty() || diagonal2.sqrt() >= cutoff {
+        0.0
+    } else {
+        n * (n - 1.0)
+    }
+}
+
 /// One pair found by [`NeighborSearch::center_pairs`]: neighbour, cell shift, `r_ij`.
 pub type CenterPair = (usize, [i32; 3], [f64; 3]);
 
@@ -479,6 +500,7 @@ impl<'a> NeighborSearch<'a> {
             3 => n2 * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3) / geo.volume,
             2 if images > 1.0 => n2 * images * std::f64::consts::FRAC_PI_4,
             1 if images > 1.0 => n2 * images,
+            0 => open_pair_lower_bound(positions, cutoff),
             _ => 0.0,
         };
         if estimate > max_pairs as f64 {

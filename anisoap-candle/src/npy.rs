@@ -26,6 +26,12 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         path: path.to_path_buf(),
         error,
     })?;
+    parse_npy(&bytes, path)
+}
+
+/// Parses the bytes of a `.npy` file (`path` names it in errors). Every size comes from the
+/// header and is checked against the bytes present before use.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad(path, "not an NPY file"));
     }
@@ -68,11 +74,20 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         .map(|s| s.parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad(path, format!("bad shape '{shape_text}'")))?;
+    // The shape comes from the file: its product is checked, never allowed to wrap.
+    let expected_bytes = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| bad(path, format!("shape {shape:?} is too large")))?;
     let body = &bytes[start + len..];
-    if body.len() != shape.iter().product::<usize>() * width {
+    if body.len() != expected_bytes {
         return Err(bad(
             path,
-            format!("data size does not match shape {shape:?}"),
+            format!(
+                "data size ({} bytes) does not match shape {shape:?} ({expected_bytes} bytes)",
+                body.len()
+            ),
         ));
     }
     let data = body

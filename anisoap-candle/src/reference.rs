@@ -8,7 +8,7 @@ use crate::basis::Basis;
 use crate::error::{Error, Result};
 use crate::hypers::RadialBasis;
 use crate::rotation::Mat3;
-use crate::system::System;
+use crate::system::{Pairs, System};
 
 /// Gaussian of one pair, ready for the moment routine.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +50,50 @@ fn mat_vec(m: &Mat3, v: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// `|det A'|` below this makes the original refuse a pair ("The given dilation matrix is
+/// singular"); every backend applies the same rule (checked once per neighbour particle when a
+/// [`System`] is prepared, and again pair by pair here).
+pub const SINGULAR_DETERMINANT: f64 = 1e-14;
+
+/// `1/σ²` added to the diagonal of the precision matrix for GTO, 0 for monomials.
+pub fn dilation_shift(basis: RadialBasis, width: Option<f64>) -> f64 {
+    match basis {
+        RadialBasis::Gto => 1.0 / (width.unwrap_or(1.0) * width.unwrap_or(1.0)),
+        RadialBasis::Monomial => 0.0,
+    }
+}
+
+/// `A' = A + shift·I` and its inverse and determinant ([`symmetric_inverse`]). `A'` depends
+/// only on the neighbour particle, not on the pair.
+pub fn dilation_matrix(precision: &Mat3, shift: f64) -> (Mat3, Mat3, f64) {
+    let mut a_prime = *precision;
+    for (d, row) in a_prime.iter_mut().enumerate() {
+        row[d] += shift;
+    }
+    let (sigma, det) = symmetric_inverse(&a_prime);
+    (a_prime, sigma, det)
+}
+
+/// The original's singularity rule, with one message for every backend: `None` when `det`
+/// is usable (finite, `|det| >= 1e-14`), else what is wrong.
+pub fn singular_dilation(det: f64) -> Option<String> {
+    if det.is_finite() && det.abs() >= SINGULAR_DETERMINANT {
+        return None;
+    }
+    Some(if det.is_finite() {
+        format!(
+            "The given dilation matrix is singular (|det A'| = {:e} < 1e-14): the ellipsoid is \
+             too large for this basis",
+            det.abs()
+        )
+    } else {
+        format!(
+            "the dilation matrix A' has a non-finite determinant ({det}): the semi-axes are \
+             too extreme (too small or too large) for floating point"
+        )
+    })
+}
+
 /// The pair Gaussian of §4: precision `A' = A (+ σ⁻² I for GTO)`, centre and scalar factor.
 pub fn pair_gaussian(
     basis: RadialBasis,
@@ -58,24 +102,10 @@ pub fn pair_gaussian(
     semi_axes: [f64; 3],
     r: [f64; 3],
 ) -> Result<PairGaussian> {
-    let mut a_prime = *precision;
-    let inv_s2 = match basis {
-        RadialBasis::Gto => 1.0 / (width.unwrap_or(1.0) * width.unwrap_or(1.0)),
-        RadialBasis::Monomial => 0.0,
-    };
-    for (d, row) in a_prime.iter_mut().enumerate() {
-        row[d] += inv_s2;
-    }
-    let (sigma, det) = symmetric_inverse(&a_prime);
-    if det.abs() < 1e-14 {
-        return Err(Error::Frame {
-            frame: 0,
-            message: format!(
-                "The given dilation matrix is singular (|det A'| = {:e} < 1e-14): the \
-                 ellipsoid is too large for this basis",
-                det.abs()
-            ),
-        });
+    let inv_s2 = dilation_shift(basis, width);
+    let (_, sigma, det) = dilation_matrix(precision, inv_s2);
+    if let Some(message) = singular_dilation(det) {
+        return Err(Error::Frame { frame: 0, message });
     }
     let (mu, kappa) = if inv_s2 == 0.0 {
         (r, 0.0)
@@ -136,42 +166,63 @@ pub fn moments_cube(mu: [f64; 3], sigma: &Mat3, degree: usize) -> Vec<f64> {
 /// Normalised density coefficients of every particle: `[n_particles][n_types][K]` flattened,
 /// where the type index runs over `layout.types` and `K` follows [`Basis::column`].
 pub fn density(basis: &Basis, system: &System) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for chunk in system.center_chunks(1 << 16) {
+        let pairs = system.pairs(chunk.clone())?;
+        out.extend(density_of(basis, system, chunk, &pairs)?);
+    }
+    Ok(out)
+}
+
+/// Normalised density of the centres `centers` from their `pairs`:
+/// `[centers.len()][n_types][K]` flattened (row `i - centers.start` for centre `i`).
+pub fn density_of(
+    basis: &Basis,
+    system: &System,
+    centers: std::ops::Range<usize>,
+    pairs: &Pairs,
+) -> Result<Vec<f64>> {
     let hypers = &basis.hypers;
     let k_len = basis.n_coefficients;
     let n_types = system.layout.types.len();
     let particles = &system.particles;
     let degree = basis.max_degree;
     let s = degree + 1;
-    let mut raw = vec![0.0; particles.len() * n_types * k_len];
-    for chunk in system.center_chunks(1 << 16) {
-        let pairs = system.pairs(chunk)?;
-        for p in 0..pairs.len() {
-            let (i, j) = (pairs.centers[p], pairs.neighbors[p]);
-            let g = pair_gaussian(
-                hypers.radial_basis,
-                hypers.radial_gaussian_width,
-                &particles.precision[j],
-                particles.semi_axes[j],
-                pairs.vectors[p],
-            )
-            .map_err(|e| match e {
-                Error::Frame { message, .. } => Error::Frame {
-                    frame: particles.frame[i],
-                    message: format!("pair ({i}, {j}): {message}"),
-                },
-                other => other,
-            })?;
-            let m = moments_cube(g.mu, &g.sigma, degree);
-            let base = (i * n_types + system.type_slots[j]) * k_len;
-            for (l, &n_l) in basis.n_radial.iter().enumerate() {
-                for m_index in 0..2 * l + 1 {
-                    for n in 0..n_l {
-                        let value: f64 = basis.harmonics.tables[l][m_index][n]
-                            .iter()
-                            .map(|(e, c)| c * m[(e[0] * s + e[1]) * s + e[2]])
-                            .sum();
-                        raw[base + basis.column(l, m_index, n)] += g.scale * value;
-                    }
+    let mut raw = vec![0.0; centers.len() * n_types * k_len];
+    for p in 0..pairs.len() {
+        let (i, j) = (pairs.centers[p], pairs.neighbors[p]);
+        let g = pair_gaussian(
+            hypers.radial_basis,
+            hypers.radial_gaussian_width,
+            &particles.precision[j],
+            particles.semi_axes[j],
+            pairs.vectors[p],
+        )
+        .map_err(|e| match e {
+            Error::Frame { message, .. } => {
+                let f = particles.frame[i];
+                let start = particles.frame_start[f];
+                Error::Frame {
+                    frame: f,
+                    message: format!(
+                        "pair (centre {}, neighbour {}): {message}",
+                        i - start,
+                        j - start
+                    ),
+                }
+            }
+            other => other,
+        })?;
+        let m = moments_cube(g.mu, &g.sigma, degree);
+        let base = ((i - centers.start) * n_types + system.type_slots[j]) * k_len;
+        for (l, &n_l) in basis.n_radial.iter().enumerate() {
+            for m_index in 0..2 * l + 1 {
+                for n in 0..n_l {
+                    let value: f64 = basis.harmonics.tables[l][m_index][n]
+                        .iter()
+                        .map(|(e, c)| c * m[(e[0] * s + e[1]) * s + e[2]])
+                        .sum();
+                    raw[base + basis.column(l, m_index, n)] += g.scale * value;
                 }
             }
         }
@@ -196,8 +247,8 @@ pub fn density(basis: &Basis, system: &System) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Per-centre power spectrum of one sample centre `i` of centre block `b`, in the original's
-/// column order (l, then p, then q with `p = n E_t + e`).
+/// Per-centre power spectrum of one sample centre of centre block `b`, in the original's column
+/// order (l, then p, then q with `p = n E_t + e`); `i` is the centre's row in `density`.
 pub fn power_spectrum_row(
     basis: &Basis,
     system: &System,

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::hypers::{Hypers, RotationType};
 use crate::neighbors;
+use crate::reference;
 use crate::rotation::{self, Mat3};
 
 /// Per-particle data of all frames, concatenated (global particle index).
@@ -110,6 +111,52 @@ impl Layout {
             is_sample,
             n_frames,
         }
+    }
+
+    /// A layout fixed by a species list (`--species`): every type is a centre block, and every
+    /// block has every type as a neighbour column. Unlike the original's layout it does not
+    /// depend on which pairs the frames hold, so any subset of frames gives the same columns.
+    pub fn full(mut types: Vec<i32>, n_radial: Vec<usize>) -> Layout {
+        types.sort_unstable();
+        types.dedup();
+        let e = types.len();
+        Layout {
+            center_types: types.clone(),
+            neighbor_slots: vec![(0..e).collect(); e],
+            types,
+            n_radial,
+            is_sample: Vec::new(),
+            n_frames: 0,
+        }
+    }
+
+    /// The (centre type, neighbour type) keys this layout has columns for.
+    pub fn pair_types(&self) -> Vec<(i32, i32)> {
+        self.center_types
+            .iter()
+            .zip(&self.neighbor_slots)
+            .flat_map(|(&t, slots)| slots.iter().map(move |&s| (t, self.types[s])))
+            .collect()
+    }
+
+    /// The original's layout for the union of several batches: `types` all particle types,
+    /// `pair_types` all (centre, neighbour) type keys seen (see [`Layout::from_pair_keys`]).
+    pub fn from_pair_types(
+        types: &std::collections::BTreeSet<i32>,
+        pair_types: &std::collections::BTreeSet<(i32, i32)>,
+        n_radial: Vec<usize>,
+    ) -> Layout {
+        let types: Vec<i32> = types.iter().copied().collect();
+        let seen: Vec<Vec<bool>> = types
+            .iter()
+            .map(|&a| {
+                types
+                    .iter()
+                    .map(|&b| pair_types.contains(&(a, b)))
+                    .collect()
+            })
+            .collect();
+        Layout::from_pair_keys(types, &seen, n_radial, Vec::new(), 0)
     }
 
     /// Index into `types` of a type.
@@ -262,9 +309,18 @@ fn push_frame_particles(
                 m
             }
         };
-        particles
-            .precision
-            .push(rotation::precision_matrix(&r, semi));
+        let precision = rotation::precision_matrix(&r, semi);
+        let inv_volume = 1.0 / (semi[0] * semi[1] * semi[2]);
+        if !(precision.iter().flatten().all(|v| v.is_finite()) && inv_volume.is_finite()) {
+            return Err(frame_error(
+                f,
+                format!(
+                    "particle {i}: semi-axes {semi:?} (c_diameter / 2) are too extreme: the \
+                     precision matrix or 1/(a1 a2 a3) is not finite in float64"
+                ),
+            ));
+        }
+        particles.precision.push(precision);
         particles.semi_axes.push(semi);
         particles.types.push(frame.numbers[i]);
         particles.frame.push(f);
@@ -276,6 +332,19 @@ impl<'a> System<'a> {
     /// Validates the frames, reads per-particle data, and runs one pass of the neighbour
     /// search to find the types, pair-type keys and samples (pairs are not stored).
     pub fn new(frames: &'a [Frame], basis: &Basis) -> Result<Self> {
+        Self::build(frames, basis, None)
+    }
+
+    /// Like [`System::new`], with the feature columns fixed in advance (`columns`: its types,
+    /// centre blocks and neighbour columns; its `is_sample` and `n_frames` are ignored), so
+    /// that batches of one stream, or shards of one run, share the same columns. Every
+    /// particle type must be in `columns.types` and every pair's (centre type, neighbour type)
+    /// must have a column, else the error names the frame and particle.
+    pub fn with_columns(frames: &'a [Frame], basis: &Basis, columns: &Layout) -> Result<Self> {
+        Self::build(frames, basis, Some(columns))
+    }
+
+    fn build(frames: &'a [Frame], basis: &Basis, columns: Option<&Layout>) -> Result<Self> {
         let hypers = &basis.hypers;
         let self_pairs = !hypers.subtract_center_contribution;
         let mut particles = Particles::default();
@@ -317,22 +386,60 @@ impl<'a> System<'a> {
             );
         }
         particles.frame_start.push(particles.len());
-        let mut types = particles.types.clone();
-        types.sort_unstable();
-        types.dedup();
+        let types = match columns {
+            None => {
+                let mut types = particles.types.clone();
+                types.sort_unstable();
+                types.dedup();
+                types
+            }
+            Some(columns) => {
+                if let Some(i) = (0..particles.len())
+                    .find(|&i| columns.types.binary_search(&particles.types[i]).is_err())
+                {
+                    let f = particles.frame[i];
+                    return Err(frame_error(
+                        f,
+                        format!(
+                            "particle {}: type {} is not among the fixed species {:?}",
+                            i - particles.frame_start[f],
+                            particles.types[i],
+                            columns.types
+                        ),
+                    ));
+                }
+                columns.types.clone()
+            }
+        };
         let slot = |t: i32| types.binary_search(&t).expect("known type");
         let n_types = types.len();
+        // The original's singularity rule depends only on the neighbour particle (A' = A + I/σ²):
+        // evaluated once per particle, enforced for every particle that is some pair's
+        // neighbour, so that all backends refuse the same inputs with the same message.
+        let shift = reference::dilation_shift(hypers.radial_basis, hypers.radial_gaussian_width);
+        let singular: Vec<bool> = particles
+            .precision
+            .iter()
+            .map(|a| reference::singular_dilation(reference::dilation_matrix(a, shift).2).is_some())
+            .collect();
         let (pair_counts, key_seen) = {
             use rayon::prelude::*;
+            use std::sync::atomic::{AtomicUsize, Ordering};
             let _span = tracing::info_span!("neighbor_list_pass").entered();
             let n = particles.len();
+            let limit = neighbors::DEFAULT_MAX_PAIRS;
+            // Running total over all blocks: the pass stops as soon as the limit is passed
+            // (an open system with a huge cutoff would otherwise enumerate N² pairs first).
+            let running = AtomicUsize::new(0);
             let blocks: Vec<std::ops::Range<usize>> =
                 (0..n).step_by(1024).map(|s| s..(s + 1024).min(n)).collect();
-            let parts: Vec<(Vec<usize>, Vec<bool>)> = blocks
+            type BlockCount = (Vec<usize>, Vec<bool>, Option<(usize, usize)>);
+            let parts: Vec<BlockCount> = blocks
                 .into_par_iter()
                 .map(|block| {
                     let mut counts = Vec::with_capacity(block.len());
                     let mut seen = vec![false; n_types * n_types];
+                    let mut first_singular = None;
                     let mut row = Vec::new();
                     for i in block {
                         let f = particles.frame[i];
@@ -340,40 +447,82 @@ impl<'a> System<'a> {
                         searches[f]
                             .center_pairs(i - start, self_pairs, &mut row)
                             .map_err(reframe(f))?;
+                        let so_far = running.fetch_add(row.len(), Ordering::Relaxed) + row.len();
+                        if so_far > limit {
+                            return Err(Error::TooLarge(format!(
+                                "more than {limit} pairs in all frames (the limit); lower the \
+                                 cutoff or split the input"
+                            )));
+                        }
                         let ti = slot(particles.types[i]);
                         for &(j, _, _) in &row {
                             seen[ti * n_types + slot(particles.types[start + j])] = true;
+                            if first_singular.is_none() && singular[start + j] {
+                                first_singular = Some((i, start + j));
+                            }
                         }
                         counts.push(row.len());
                     }
-                    Ok((counts, seen))
+                    Ok((counts, seen, first_singular))
                 })
                 .collect::<Result<_>>()?;
             let mut counts = Vec::with_capacity(n);
             let mut seen = vec![vec![false; n_types]; n_types];
-            for (c, s) in parts {
+            let mut first_singular = None;
+            for (c, s, bad) in parts {
                 counts.extend(c);
                 for (k, v) in s.into_iter().enumerate() {
                     seen[k / n_types][k % n_types] |= v;
                 }
+                first_singular = first_singular.or(bad);
+            }
+            if let Some((i, j)) = first_singular {
+                let f = particles.frame[i];
+                let start = particles.frame_start[f];
+                let det = reference::dilation_matrix(&particles.precision[j], shift).2;
+                let message = reference::singular_dilation(det).unwrap_or_default();
+                return Err(frame_error(
+                    f,
+                    format!(
+                        "pair (centre {}, neighbour {}): {message}",
+                        i - start,
+                        j - start
+                    ),
+                ));
             }
             (counts, seen)
         };
-        let total: usize = pair_counts.iter().sum();
-        if total > neighbors::DEFAULT_MAX_PAIRS {
-            return Err(Error::TooLarge(format!(
-                "{total} pairs in all frames, more than the limit of {}",
-                neighbors::DEFAULT_MAX_PAIRS
-            )));
-        }
         let is_sample = pair_counts.iter().map(|&c| c > 0).collect();
-        let layout = Layout::from_pair_keys(
-            types,
-            &key_seen,
-            basis.n_radial.clone(),
-            is_sample,
-            frames.len(),
-        );
+        let layout = match columns {
+            None => Layout::from_pair_keys(
+                types,
+                &key_seen,
+                basis.n_radial.clone(),
+                is_sample,
+                frames.len(),
+            ),
+            Some(columns) => {
+                for (a, row) in key_seen.iter().enumerate() {
+                    for (b, _) in row.iter().enumerate().filter(|(_, &seen)| seen) {
+                        let covered = columns
+                            .center_block(types[a])
+                            .is_some_and(|block| columns.neighbor_slots[block].contains(&b));
+                        if !covered {
+                            return Err(Error::Hypers(format!(
+                                "species layout: a pair with centre type {} and neighbour type \
+                                 {} has no column in the fixed layout",
+                                types[a], types[b]
+                            )));
+                        }
+                    }
+                }
+                Layout {
+                    is_sample,
+                    n_frames: frames.len(),
+                    ..columns.clone()
+                }
+            }
+        };
         let type_slots = particles
             .types
             .iter()
@@ -453,20 +602,48 @@ impl<'a> System<'a> {
 
     /// Splits the centres into contiguous ranges with at most `chunk_pairs` pairs each (a
     /// centre with more pairs gets a range of its own).
+    ///
+    /// Chunks are frame-aligned: whole frames are packed together, and a frame that does not
+    /// fit in what is left of a chunk starts a new one, so where a frame is cut depends on that
+    /// frame alone. Per-frame sums are then accumulated in the same order whatever frames come
+    /// before it, which makes shards of a run equal the whole run bit for bit.
     pub fn center_chunks(&self, chunk_pairs: usize) -> Vec<std::ops::Range<usize>> {
-        let n = self.particles.len();
+        let limit = chunk_pairs.max(1);
+        let starts = &self.particles.frame_start;
         let mut chunks = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let mut end = start;
-            let mut count = 0;
-            while end < n && (end == start || count + self.pair_counts[end] <= chunk_pairs.max(1)) {
-                count += self.pair_counts[end];
-                end += 1;
+        let mut open: Option<(usize, usize)> = None; // (start, pairs) of the chunk being packed
+        for f in 0..self.particles.n_frames() {
+            let (lo, hi) = (starts[f], starts[f + 1]);
+            let frame_pairs: usize = self.pair_counts[lo..hi].iter().sum();
+            if let Some((start, count)) = open {
+                if count + frame_pairs <= limit {
+                    open = Some((start, count + frame_pairs));
+                    continue;
+                }
+                chunks.push(start..lo);
+                open = None;
             }
-            chunks.push(start..end);
-            start = end;
+            if frame_pairs <= limit {
+                open = Some((lo, frame_pairs));
+                continue;
+            }
+            // A frame larger than a chunk: cut greedily from its first centre.
+            let mut start = lo;
+            while start < hi {
+                let mut end = start;
+                let mut count = 0;
+                while end < hi && (end == start || count + self.pair_counts[end] <= limit) {
+                    count += self.pair_counts[end];
+                    end += 1;
+                }
+                chunks.push(start..end);
+                start = end;
+            }
         }
+        if let Some((start, _)) = open {
+            chunks.push(start..self.particles.len());
+        }
+        chunks.retain(|c| !c.is_empty());
         chunks
     }
 }

@@ -291,6 +291,8 @@ struct Reader<'a> {
     /// Number of lines up to and including the last non-blank one.
     end: usize,
     path: &'a Path,
+    /// Lines of the file before `lines[0]` (a streamed frame starts mid-file).
+    line_offset: usize,
 }
 
 impl Reader<'_> {
@@ -298,7 +300,7 @@ impl Reader<'_> {
     fn err(&self, idx: usize, message: impl Into<String>) -> Error {
         Error::Xyz {
             path: self.path.to_path_buf(),
-            line: idx + 1,
+            line: self.line_offset + idx + 1,
             message: message.into(),
         }
     }
@@ -608,7 +610,12 @@ pub fn read_xyz_str(text: &str, path: &Path) -> Result<Vec<Frame>> {
         .iter()
         .rposition(|l| !l.trim().is_empty())
         .map_or(0, |p| p + 1);
-    let reader = Reader { lines, end, path };
+    let reader = Reader {
+        lines,
+        end,
+        path,
+        line_offset: 0,
+    };
     if end == 0 {
         return Err(reader.err(0, "empty file: expected the number of particles"));
     }
@@ -620,6 +627,23 @@ pub fn read_xyz_str(text: &str, path: &Path) -> Result<Vec<Frame>> {
         idx = next;
     }
     Ok(frames)
+}
+
+/// Parses one frame from its lines (count line, comment line, particle lines, nothing else),
+/// where `lines[0]` is line `line_offset + 1` of `path` (for error messages). Used by the
+/// streaming reader ([`crate::stream`]), which splits a file into frames without holding it.
+pub fn read_frame_lines(lines: &[&str], line_offset: usize, path: &Path) -> Result<Frame> {
+    let reader = Reader {
+        lines: lines.to_vec(),
+        end: lines.len(),
+        path,
+        line_offset,
+    };
+    let (frame, next) = reader.frame(0)?;
+    if next != lines.len() {
+        return Err(reader.err(next, "unexpected line after the frame"));
+    }
+    Ok(frame)
 }
 
 /// Read every frame of an extended XYZ file (see [`read_xyz_str`]).

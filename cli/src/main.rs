@@ -44,9 +44,49 @@ enum Command {
     Plot(plot::PlotArgs),
 }
 
+/// A trace file that never panics: tracing-chrome's writer thread unwraps every write, so
+/// failures (disk full, ...) are kept here and reported by `main` instead.
+struct TraceFile {
+    file: std::io::BufWriter<std::fs::File>,
+    error: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+}
+
+impl std::io::Write for TraceFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Err(e) = self.file.write_all(buf) {
+            self.remember(e);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Err(e) = self.file.flush() {
+            self.remember(e);
+        }
+        Ok(())
+    }
+}
+
+impl TraceFile {
+    fn remember(&self, e: std::io::Error) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+}
+
+/// What `--trace` leaves for `main`: the flush guard and the first write error, if any.
+struct Trace {
+    guard: tracing_chrome::FlushGuard,
+    error: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+    path: std::path::PathBuf,
+}
+
 /// Logs on stderr (filtered by `ANISOAP_LOG`) and, with `--trace`, a Chrome trace of all
-/// spans of the library and the CLI. The returned guard flushes the trace when dropped.
-fn init_tracing(trace: Option<&std::path::Path>) -> Option<tracing_chrome::FlushGuard> {
+/// spans of the library and the CLI. Fails (instead of panicking) when the trace file cannot
+/// be created.
+fn init_tracing(trace: Option<&std::path::Path>) -> anyhow::Result<Option<Trace>> {
+    use anyhow::Context;
     use tracing_subscriber::prelude::*;
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -54,15 +94,29 @@ fn init_tracing(trace: Option<&std::path::Path>) -> Option<tracing_chrome::Flush
             tracing_subscriber::EnvFilter::try_from_env("ANISOAP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         );
-    let (chrome, guard) = match trace {
+    let (chrome, trace) = match trace {
         Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("--trace {}: cannot create the file", path.display()))?;
+            let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let writer = TraceFile {
+                file: std::io::BufWriter::new(file),
+                error: error.clone(),
+            };
             let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
-                .file(path)
+                .writer(writer)
                 .include_args(true)
                 .build();
             let spans = tracing_subscriber::filter::Targets::new()
                 .with_target("anisoap_candle", tracing::Level::TRACE);
-            (Some(layer.with_filter(spans)), Some(guard))
+            (
+                Some(layer.with_filter(spans)),
+                Some(Trace {
+                    guard,
+                    error,
+                    path: path.to_path_buf(),
+                }),
+            )
         }
         None => (None, None),
     };
@@ -70,13 +124,19 @@ fn init_tracing(trace: Option<&std::path::Path>) -> Option<tracing_chrome::Flush
         .with(logs)
         .with(chrome)
         .init();
-    guard
+    Ok(trace)
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _trace_guard = init_tracing(cli.trace.as_deref());
-    let result = match cli.command {
+    let trace = match init_tracing(cli.trace.as_deref()) {
+        Ok(trace) => trace,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut result = match cli.command {
         Command::Compute(args) => compute::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
@@ -84,6 +144,16 @@ fn main() -> std::process::ExitCode {
         Command::Aggregate(args) => aggregate::run(&args),
         Command::Plot(args) => plot::run(&args),
     };
+    if let Some(trace) = trace {
+        drop(trace.guard); // writes the closing bracket and flushes
+        let failed = trace.error.lock().ok().and_then(|mut e| e.take());
+        if let (Some(e), Ok(())) = (failed, &result) {
+            result = Err(anyhow::anyhow!(
+                "--trace {}: writing the trace failed: {e}",
+                trace.path.display()
+            ));
+        }
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

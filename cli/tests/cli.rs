@@ -332,3 +332,237 @@ fn trace_records_every_stage() {
         assert!(names.contains(stage), "no span {stage} in {names:?}");
     }
 }
+
+/// One frame, two particles, the second with diameters `d2` (for singular / overflow cases).
+fn two_particles(d2: &str) -> String {
+    format!(
+        "2\nLattice=\"6 0 0 0 6 0 0 0 6\" Properties=species:S:1:pos:R:3:c_q:R:4:c_diameter[1]:R:1:c_diameter[2]:R:1:c_diameter[3]:R:1 pbc=\"T T T\"\nH 0.1 0.2 0.3 1 0 0 0 1 1 2\nC 1.5 0.2 0.3 0.5 0.5 0.5 0.5 {d2} {d2} {d2}\n"
+    )
+}
+
+/// A `.npy` header claiming `shape` over 6 float64 values.
+fn crafted_npy(shape: &str) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, 48));
+    bytes
+}
+
+/// The hostile inputs of issue 9, each an error that names what is wrong, never a crash, a
+/// panic or an output file; the backends refuse the same inputs with the same message.
+#[test]
+fn hostile_inputs_are_refused_without_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let big = write(d, "big.xyz", &two_particles("1e5"));
+    let tiny = write(d, "tiny.xyz", &two_particles("1e-300"));
+    let small = write(d, "small.xyz", &two_particles("1e-20"));
+    let flags = |extra: &[&str]| -> Vec<String> {
+        ["--max-angular", "2", "--cutoff", "3.0", "--width", "1.0"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let singular = "pair (centre 0, neighbour 1): The given dilation matrix is singular";
+    let cases: Vec<(&str, Vec<String>, PathBuf, &str)> = vec![
+        (
+            "max_radial 2^63 (wrapped the degree check, then overflowed an allocation)",
+            [
+                "--max-angular",
+                "0",
+                "--max-radial",
+                "9223372036854775808",
+                "--cutoff",
+                "3.0",
+                "--width",
+                "1.0",
+            ]
+            .map(String::from)
+            .to_vec(),
+            example(),
+            "max_radial=9223372036854775808 is too large",
+        ),
+        (
+            "max_radial u64::MAX",
+            flags(&["--max-radial", "18446744073709551615"]),
+            example(),
+            "max_radial=18446744073709551615 is too large",
+        ),
+        (
+            "max_radial list entry too large",
+            flags(&["--max-radial", "1,99999999999,1"]),
+            example(),
+            "max_radial[1]=99999999999 is too large",
+        ),
+        (
+            "ordinal overflow",
+            flags(&["--device", "cuda:99999999999999999999999"]),
+            example(),
+            "the device ordinal must be an integer",
+        ),
+        (
+            "empty device",
+            flags(&["--device", ""]),
+            example(),
+            "unknown device",
+        ),
+        (
+            "singular, batched f64",
+            [
+                "--max-angular",
+                "2",
+                "--cutoff",
+                "3.0",
+                "--radial-basis",
+                "monomial",
+            ]
+            .map(String::from)
+            .to_vec(),
+            big.clone(),
+            singular,
+        ),
+        (
+            "singular, reference",
+            [
+                "--max-angular",
+                "2",
+                "--cutoff",
+                "3.0",
+                "--radial-basis",
+                "monomial",
+                "--reference",
+            ]
+            .map(String::from)
+            .to_vec(),
+            big.clone(),
+            singular,
+        ),
+        (
+            "singular, batched f32",
+            [
+                "--max-angular",
+                "2",
+                "--cutoff",
+                "3.0",
+                "--radial-basis",
+                "monomial",
+                "--dtype",
+                "f32",
+            ]
+            .map(String::from)
+            .to_vec(),
+            big.clone(),
+            singular,
+        ),
+        (
+            "diameters 1e-300 (NaN before)",
+            flags(&[]),
+            tiny.clone(),
+            "frame 0 (0-based, in that file): particle 1: semi-axes",
+        ),
+        (
+            "diameters 1e-300, reference",
+            flags(&["--reference"]),
+            tiny,
+            "frame 0 (0-based, in that file): particle 1: semi-axes",
+        ),
+        (
+            "f32 overflow gives non-finite features",
+            flags(&["--dtype", "f32"]),
+            small.clone(),
+            "particle 0: its features are not finite",
+        ),
+        (
+            "f32 overflow, per centre",
+            flags(&["--dtype", "f32", "--per-center"]),
+            small,
+            "particle 0: its features are not finite",
+        ),
+        (
+            "huge cutoff on an open system is refused before enumerating pairs",
+            ["--max-angular", "2", "--cutoff", "1e9", "--width", "1.0"]
+                .map(String::from)
+                .to_vec(),
+            {
+                let path = d.join("open.xyz");
+                bin()
+                    .args(["generate", "--kind", "liquid", "--particles", "40000"])
+                    .args([
+                        "--species",
+                        "1",
+                        "--frames",
+                        "1",
+                        "--open",
+                        "--seed",
+                        "1",
+                        "-o",
+                    ])
+                    .arg(&path)
+                    .assert()
+                    .success();
+                path
+            },
+            "neighbour list would hold about 1.600e9 pairs",
+        ),
+    ];
+    for (label, args, input, message) in cases {
+        let out = d.join("out.npy");
+        bin()
+            .args(["compute", "--quiet"])
+            .args(&args)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message).from_utf8())
+            .stderr(predicate::str::contains("panicked").not());
+        assert!(!out.exists(), "{label}: output file left behind");
+    }
+    // --trace into a missing directory: an error before any work, no panic.
+    bin()
+        .args([
+            "--trace",
+            "/nonexistent-dir/t.json",
+            "compute",
+            "--quiet",
+            "--config",
+        ])
+        .arg(config())
+        .arg(example())
+        .arg("-o")
+        .arg(d.join("t.npy"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--trace /nonexistent-dir/t.json: cannot create",
+        ))
+        .stderr(predicate::str::contains("panicked").not());
+    assert!(!d.join("t.npy").exists());
+    // compare with crafted headers: shapes whose product wraps, or disagree with the data.
+    let good = d.join("good.npy");
+    std::fs::write(&good, crafted_npy("(2, 3)")).unwrap();
+    for (name, shape, message) in [
+        ("wrap.npy", "(4294967296, 4294967296)", "is too large"),
+        ("wrap3.npy", "(18446744073709551615, 2, 1)", "is too large"),
+        ("short.npy", "(3, 3)", "does not match shape"),
+    ] {
+        let path = d.join(name);
+        std::fs::write(&path, crafted_npy(shape)).unwrap();
+        bin()
+            .arg("compare")
+            .arg(&path)
+            .arg(&good)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}

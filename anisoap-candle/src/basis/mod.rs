@@ -52,12 +52,29 @@ impl Basis {
             channel_offsets.push(offset);
             offset += (2 * l + 1) * n;
         }
+        let radial_norms: Vec<f64> = (0..=max_degree)
+            .map(|d| radial::radial_norm(hypers, d))
+            .collect();
+        // ν_d = 1/sqrt(σ^(2d+3) ...) or sqrt((2d+3)/r_c^(2d+3)) under- or overflows for extreme
+        // widths or cutoffs; every feature would then be 0, inf or NaN.
+        if let Some((d, nu)) = radial_norms
+            .iter()
+            .enumerate()
+            .find(|(_, nu)| !(nu.is_finite() && **nu > 0.0))
+        {
+            let what = match hypers.radial_basis {
+                crate::hypers::RadialBasis::Gto => "radial_gaussian_width",
+                crate::hypers::RadialBasis::Monomial => "cutoff_radius",
+            };
+            return Err(crate::error::Error::Hypers(format!(
+                "the radial normalisation of degree {d} is {nu:e}: {what} is too extreme for \
+                 a basis of degree {max_degree} (floating-point range exceeded)"
+            )));
+        }
         Ok(Basis {
             hypers: hypers.clone(),
             harmonics: HarmonicTables::new(hypers.max_angular, &n_radial),
-            radial_norms: (0..=max_degree)
-                .map(|d| radial::radial_norm(hypers, d))
-                .collect(),
+            radial_norms,
             monomials: MonomialIndex::new(max_degree),
             n_radial,
             max_degree,

@@ -1,0 +1,421 @@
+//! Backends as types: each one turns a chunk of centres (and their pairs) into output rows.
+//!
+//! [`ChunkBackend`] is the one interface the chunk loop ([`crate::descriptor::Calculator`])
+//! drives; [`ReferenceBackend`] (plain f64, pair by pair: the oracle) and [`CandleBackend`]
+//! (batched Candle ops on one device, CPU/CUDA/Metal, f64/f32) implement it. A calculator on
+//! several devices simply holds several `CandleBackend`s. Both backends apply the same checks
+//! (singular dilation matrices when the system is prepared, non-finite features here) with the
+//! same messages.
+
+use crate::basis::Basis;
+use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
+use crate::descriptor::Quantity;
+use crate::error::{Error, Result};
+use crate::reference;
+use crate::system::{Layout, Pairs, System};
+use candle_core::{DType, Tensor};
+use std::ops::Range;
+
+/// Where each centre's row goes: block offsets and widths of the output, and the output row
+/// of every sample centre. Built once per prepared system.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    /// What is computed.
+    pub quantity: Quantity,
+    /// Column offset of each centre block.
+    pub offsets: Vec<usize>,
+    /// Columns of a full row.
+    pub width: usize,
+    /// Output row of each particle in a per-centre output (`usize::MAX`: not a sample).
+    pub row_of: Vec<usize>,
+    /// Number of sample centres.
+    pub n_samples: usize,
+}
+
+impl OutputPlan {
+    /// The plan of `quantity` for `system`.
+    pub fn new(system: &System, quantity: Quantity) -> Self {
+        let layout = &system.layout;
+        let (offsets, width) = layout.block_offsets(|b| block_width(layout, quantity, b));
+        let mut row_of = vec![usize::MAX; system.particles.len()];
+        let mut n_samples = 0;
+        for (i, row) in row_of.iter_mut().enumerate() {
+            if layout.is_sample[i] {
+                *row = n_samples;
+                n_samples += 1;
+            }
+        }
+        OutputPlan {
+            quantity,
+            offsets,
+            width,
+            row_of,
+            n_samples,
+        }
+    }
+
+    /// True for outputs with one row per centre.
+    pub fn per_center(&self) -> bool {
+        self.quantity != Quantity::PowerSpectrumMean
+    }
+}
+
+/// Width of centre block `b` for `quantity`.
+pub fn block_width(layout: &Layout, quantity: Quantity, b: usize) -> usize {
+    match quantity {
+        Quantity::Density => layout.density_width(b),
+        _ => layout.power_spectrum_width(b),
+    }
+}
+
+/// What one chunk produced, on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkOutput {
+    /// Full rows (`plan.width` columns, zeros outside the centre's block) of the chunk's sample
+    /// centres, in centre order.
+    Rows(Vec<f64>),
+    /// Per-frame sums of the chunk's centre rows, for frames `first_frame..` (one full row
+    /// each, up to the chunk's last frame).
+    FrameSums {
+        /// Frame (index in the system) of the first row.
+        first_frame: usize,
+        /// Row-major sums.
+        values: Vec<f64>,
+    },
+}
+
+/// A backend prepared for one system: computes chunk after chunk.
+pub trait ChunkRunner {
+    /// Output of the centres `centers` (a range of [`System::center_chunks`]) from their
+    /// `pairs`.
+    fn chunk(&self, centers: Range<usize>, pairs: &Pairs, plan: &OutputPlan)
+        -> Result<ChunkOutput>;
+}
+
+/// One implementation of the descriptor. `Send + Sync` so that several (one per device) can
+/// work on the chunks of one system from their own threads.
+pub trait ChunkBackend: Send + Sync {
+    /// `reference`, `candle-cpu`, `candle-cuda:0`, ...
+    fn name(&self) -> String;
+    /// Largest number of pairs per chunk.
+    fn chunk_pairs(&self) -> usize;
+    /// Uploads what the chunks of `system` share (per-particle data) and returns the runner.
+    fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>>;
+}
+
+/// The error for a centre whose features are not finite (never written out).
+pub fn non_finite_features(system: &System, i: usize) -> Error {
+    let f = system.particles.frame[i];
+    Error::Frame {
+        frame: f,
+        message: format!(
+            "particle {}: its features are not finite (NaN or infinite): positions, semi-axes \
+             or hypers are too extreme for the floating-point type in use",
+            i - system.particles.frame_start[f]
+        ),
+    }
+}
+
+/// Frames spanned by the centres `centers`: (first frame, number of frames).
+fn frame_span(system: &System, centers: &Range<usize>) -> (usize, usize) {
+    let first = system.particles.frame[centers.start];
+    let last = system.particles.frame[centers.end - 1];
+    (first, last - first + 1)
+}
+
+/// The plain float64 oracle ([`crate::reference`]).
+pub struct ReferenceBackend {
+    basis: Basis,
+}
+
+impl ReferenceBackend {
+    /// The reference backend for these basis constants.
+    pub fn new(basis: &Basis) -> Self {
+        ReferenceBackend {
+            basis: basis.clone(),
+        }
+    }
+}
+
+impl ChunkBackend for ReferenceBackend {
+    fn name(&self) -> String {
+        "reference".into()
+    }
+
+    fn chunk_pairs(&self) -> usize {
+        1 << 16
+    }
+
+    fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>> {
+        Ok(Box::new(ReferenceRunner {
+            basis: &self.basis,
+            system,
+        }))
+    }
+}
+
+struct ReferenceRunner<'s> {
+    basis: &'s Basis,
+    system: &'s System<'s>,
+}
+
+impl ChunkRunner for ReferenceRunner<'_> {
+    fn chunk(
+        &self,
+        centers: Range<usize>,
+        pairs: &Pairs,
+        plan: &OutputPlan,
+    ) -> Result<ChunkOutput> {
+        let _span = tracing::debug_span!("reference_chunk", pairs = pairs.len()).entered();
+        let (basis, system) = (self.basis, self.system);
+        let layout = &system.layout;
+        let density = reference::density_of(basis, system, centers.clone(), pairs)?;
+        let n_types = layout.types.len();
+        let k_len = basis.n_coefficients;
+        let (first_frame, n_frames) = frame_span(system, &centers);
+        let first_row = centers
+            .clone()
+            .map(|i| plan.row_of[i])
+            .find(|&r| r != usize::MAX);
+        let n_rows = if plan.per_center() {
+            centers
+                .clone()
+                .filter(|&i| plan.row_of[i] != usize::MAX)
+                .count()
+        } else {
+            n_frames
+        };
+        let mut out = vec![0.0; n_rows * plan.width];
+        for i in centers.clone() {
+            let row = plan.row_of[i];
+            if row == usize::MAX {
+                continue;
+            }
+            let local = i - centers.start;
+            let b = layout
+                .center_block(system.particles.types[i])
+                .expect("a sample has a block");
+            let features = match plan.quantity {
+                Quantity::Density => {
+                    let slots = &layout.neighbor_slots[b];
+                    let mut v = Vec::with_capacity(layout.density_width(b));
+                    for (l, &n_l) in basis.n_radial.iter().enumerate() {
+                        for m_index in 0..2 * l + 1 {
+                            for n in 0..n_l {
+                                for &slot in slots {
+                                    v.push(
+                                        density[(local * n_types + slot) * k_len
+                                            + basis.column(l, m_index, n)],
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    v
+                }
+                _ => reference::power_spectrum_row(basis, system, &density, local, b),
+            };
+            if features.iter().any(|v| !v.is_finite()) {
+                return Err(non_finite_features(system, i));
+            }
+            let target = if plan.per_center() {
+                row - first_row.expect("a sample in the chunk")
+            } else {
+                system.particles.frame[i] - first_frame
+            };
+            let start = target * plan.width + plan.offsets[b];
+            for (v, x) in out[start..start + features.len()].iter_mut().zip(&features) {
+                *v += x;
+            }
+        }
+        Ok(if plan.per_center() {
+            ChunkOutput::Rows(out)
+        } else {
+            ChunkOutput::FrameSums {
+                first_frame,
+                values: out,
+            }
+        })
+    }
+}
+
+/// The batched Candle path on one device ([`crate::batched`]).
+pub struct CandleBackend {
+    basis: Basis,
+    batched: BatchedBasis,
+}
+
+impl CandleBackend {
+    /// Uploads the basis constants to `options.device`.
+    pub fn new(basis: &Basis, options: &BatchedOptions) -> Result<Self> {
+        Ok(CandleBackend {
+            basis: basis.clone(),
+            batched: BatchedBasis::new(basis, options)?,
+        })
+    }
+
+    /// The options this backend runs with.
+    pub fn options(&self) -> &BatchedOptions {
+        self.batched.options()
+    }
+}
+
+impl ChunkBackend for CandleBackend {
+    fn name(&self) -> String {
+        format!(
+            "candle-{}",
+            crate::device::device_name(&self.options().device)
+        )
+    }
+
+    fn chunk_pairs(&self) -> usize {
+        self.options().chunk_pairs
+    }
+
+    fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>> {
+        Ok(Box::new(CandleRunner {
+            backend: self,
+            system,
+            particles: ParticleTensors::new(system, self.options())?,
+        }))
+    }
+}
+
+struct CandleRunner<'s> {
+    backend: &'s CandleBackend,
+    system: &'s System<'s>,
+    particles: ParticleTensors,
+}
+
+impl ChunkRunner for CandleRunner<'_> {
+    fn chunk(
+        &self,
+        centers: Range<usize>,
+        pairs: &Pairs,
+        plan: &OutputPlan,
+    ) -> Result<ChunkOutput> {
+        let _span = tracing::debug_span!("chunk", pairs = pairs.len()).entered();
+        let (basis, system) = (&self.backend.basis, self.system);
+        let options = self.backend.options();
+        let device = &options.device;
+        let layout = &system.layout;
+        let density = batched::chunk_density(
+            &self.backend.batched,
+            system,
+            &self.particles,
+            centers.clone(),
+            pairs,
+            basis.n_coefficients,
+        )?;
+        let (first_frame, n_frames) = frame_span(system, &centers);
+        let first_row = centers
+            .clone()
+            .map(|i| plan.row_of[i])
+            .find(|&r| r != usize::MAX);
+        let n_rows = if plan.per_center() {
+            centers
+                .clone()
+                .filter(|&i| plan.row_of[i] != usize::MAX)
+                .count()
+        } else {
+            n_frames
+        };
+        let mut out = vec![0.0; n_rows * plan.width];
+        for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
+            let members: Vec<usize> = centers
+                .clone()
+                .filter(|&i| plan.row_of[i] != usize::MAX && system.particles.types[i] == t)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let local = Tensor::from_vec(
+                members
+                    .iter()
+                    .map(|&i| (i - centers.start) as u32)
+                    .collect::<Vec<_>>(),
+                members.len(),
+                device,
+            )?;
+            let block = match plan.quantity {
+                Quantity::Density => density_block(basis, layout, &density, &local, b)?,
+                _ => batched::block_power_spectrum(basis, layout, &density, &local, b)?,
+            };
+            let width = block.dim(1)?;
+            if plan.per_center() {
+                let host = to_host(&block)?;
+                if let Some(bad) = host.iter().position(|v| !v.is_finite()) {
+                    return Err(non_finite_features(system, members[bad / width]));
+                }
+                let first = first_row.expect("a sample in the chunk");
+                for (k, row) in host.chunks(width).enumerate() {
+                    let start = (plan.row_of[members[k]] - first) * plan.width + offset;
+                    out[start..start + width].copy_from_slice(row);
+                }
+                continue;
+            }
+            // NaN and ±inf survive the row sum: one value per centre tells whether its row is
+            // finite before it disappears into the frame sum.
+            let row_sums = to_host(&block.sum(1)?)?;
+            if let Some(k) = row_sums.iter().position(|v| !v.is_finite()) {
+                return Err(non_finite_features(system, members[k]));
+            }
+            let local_frames: Vec<usize> = members
+                .iter()
+                .map(|&i| system.particles.frame[i] - first_frame)
+                .collect();
+            // Frame sums: index_add on the CPU; a one-hot matmul on GPUs (their index_add is
+            // serial over the index list), unless the one-hot matrix would be large.
+            let sums = if device.is_cpu() || n_frames.saturating_mul(members.len()) > 1 << 24 {
+                let index = Tensor::from_vec(
+                    local_frames.iter().map(|&f| f as u32).collect::<Vec<_>>(),
+                    members.len(),
+                    device,
+                )?;
+                Tensor::zeros((n_frames, width), options.dtype, device)?
+                    .index_add(&index, &block, 0)?
+            } else {
+                let mut one_hot = vec![0.0f64; n_frames * members.len()];
+                for (k, &f) in local_frames.iter().enumerate() {
+                    one_hot[f * members.len() + k] = 1.0;
+                }
+                Tensor::from_vec(one_hot, (n_frames, members.len()), device)?
+                    .to_dtype(options.dtype)?
+                    .matmul(&block)?
+            };
+            for (k, row) in to_host(&sums)?.chunks(width).enumerate() {
+                let start = k * plan.width + offset;
+                out[start..start + width].copy_from_slice(row);
+            }
+        }
+        Ok(if plan.per_center() {
+            ChunkOutput::Rows(out)
+        } else {
+            ChunkOutput::FrameSums {
+                first_frame,
+                values: out,
+            }
+        })
+    }
+}
+
+/// Density rows `[C_t, Σ_l (2l+1) N_l E_t]` of centre block `b` in the original's value layout
+/// (l, then m, then p = n E_t + e).
+fn density_block(
+    basis: &Basis,
+    layout: &Layout,
+    density: &Tensor,
+    local: &Tensor,
+    b: usize,
+) -> Result<Tensor> {
+    let parts = batched::block_channels(basis, layout, density, local, b)?
+        .into_iter()
+        .map(|x| x.flatten_from(1))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 1)?)
+}
+
+/// Copies a tensor to the host as f64, row-major.
+fn to_host(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}

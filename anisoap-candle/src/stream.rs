@@ -1,0 +1,276 @@
+//! Frames of extended XYZ files read one at a time, so trajectories of any length pass through
+//! bounded memory.
+//!
+//! [`XyzFrames`] splits a file into frames line by line (count line, comment line, particle
+//! lines) and parses each with [`xyz::read_frame_lines`], so the accepted format, the checks and
+//! the error messages (file and 1-based line) are exactly those of [`xyz::read_xyz_file`].
+//! [`FrameStream`] chains several files and remembers where each frame came from.
+
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::xyz;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// Most particles one frame may declare: the neighbour list of a larger frame could not be
+/// held anyway (see [`crate::neighbors::DEFAULT_MAX_PAIRS`]).
+pub const MAX_PARTICLES_PER_FRAME: usize = crate::neighbors::DEFAULT_MAX_PAIRS;
+
+/// The frames of one extended XYZ source, parsed one at a time.
+pub struct XyzFrames<R> {
+    reader: R,
+    path: PathBuf,
+    /// Lines consumed so far.
+    line: usize,
+    /// A line read ahead (the count line of the next frame), with its 0-based number.
+    pending: Option<(usize, String)>,
+    started: bool,
+    finished: bool,
+}
+
+impl XyzFrames<std::io::BufReader<std::fs::File>> {
+    /// Opens `path` for streaming.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Ok(XyzFrames::new(
+            std::io::BufReader::with_capacity(1 << 20, file),
+            path,
+        ))
+    }
+}
+
+impl<R: BufRead> XyzFrames<R> {
+    /// Streams frames from `reader`; `path` names it in errors.
+    pub fn new(reader: R, path: &Path) -> Self {
+        XyzFrames {
+            reader,
+            path: path.to_path_buf(),
+            line: 0,
+            pending: None,
+            started: false,
+            finished: false,
+        }
+    }
+
+    fn xyz_error(&self, line: usize, message: impl Into<String>) -> Error {
+        Error::Xyz {
+            path: self.path.clone(),
+            line: line + 1,
+            message: message.into(),
+        }
+    }
+
+    /// The next line without its line terminator, with its 0-based number; `None` at the end.
+    fn next_line(&mut self) -> Result<Option<(usize, String)>> {
+        if let Some(pending) = self.pending.take() {
+            return Ok(Some(pending));
+        }
+        let mut text = String::new();
+        let n = self
+            .reader
+            .read_line(&mut text)
+            .map_err(|error| Error::Io {
+                path: self.path.clone(),
+                error,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        while text.ends_with('\n') || text.ends_with('\r') {
+            text.pop();
+        }
+        let number = self.line;
+        self.line += 1;
+        Ok(Some((number, text)))
+    }
+
+    fn read_frame(&mut self) -> Result<Option<Frame>> {
+        // Blank lines are allowed only after the last frame.
+        let Some((first, count_line)) = self.next_line()? else {
+            if !self.started {
+                return Err(self.xyz_error(0, "empty file: expected the number of particles"));
+            }
+            return Ok(None);
+        };
+        if count_line.trim().is_empty() {
+            loop {
+                match self.next_line()? {
+                    None if self.started => return Ok(None),
+                    None => {
+                        return Err(
+                            self.xyz_error(0, "empty file: expected the number of particles")
+                        )
+                    }
+                    Some((_, l)) if l.trim().is_empty() => continue,
+                    Some(_) => {
+                        return Err(self.xyz_error(
+                            first,
+                            "expected the number of particles (a non-negative integer), found \"\"",
+                        ))
+                    }
+                }
+            }
+        }
+        self.started = true;
+        let natoms = count_line.trim().parse::<usize>().ok();
+        if natoms.is_some_and(|n| n > MAX_PARTICLES_PER_FRAME) {
+            return Err(self.xyz_error(
+                first,
+                format!(
+                    "{} particles in one frame: more than the limit of {MAX_PARTICLES_PER_FRAME}",
+                    count_line.trim()
+                ),
+            ));
+        }
+        let mut lines = vec![count_line];
+        // A count line that does not parse is reported by the frame parser itself; the lines
+        // that follow are read only as far as the file goes.
+        let wanted = natoms.map_or(0, |n| n + 1);
+        while lines.len() <= wanted {
+            match self.next_line()? {
+                Some((_, l)) => lines.push(l),
+                None => break,
+            }
+        }
+        // A truncated frame: trailing blank lines do not count as particle lines.
+        while lines.len() > 2 && lines.last().is_some_and(|l| l.trim().is_empty()) {
+            if lines.len() <= wanted {
+                lines.pop();
+            } else {
+                break;
+            }
+        }
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        xyz::read_frame_lines(&refs, first, &self.path).map(Some)
+    }
+}
+
+impl<R: BufRead> Iterator for XyzFrames<R> {
+    type Item = Result<Frame>;
+
+    fn next(&mut self) -> Option<Result<Frame>> {
+        if self.finished {
+            return None;
+        }
+        match self.read_frame() {
+            Ok(Some(frame)) => Some(Ok(frame)),
+            Ok(None) => {
+                self.finished = true;
+                None
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Where a frame came from: its file and its 0-based index in that file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameOrigin {
+    /// Input file.
+    pub file: PathBuf,
+    /// 0-based frame index within `file`.
+    pub index: usize,
+}
+
+/// The frames of several files in order, each with its origin and global index.
+pub struct FrameStream {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<(PathBuf, XyzFrames<std::io::BufReader<std::fs::File>>, usize)>,
+    next_global: usize,
+}
+
+impl FrameStream {
+    /// Streams the frames of `files`, in order.
+    pub fn new(files: &[PathBuf]) -> Self {
+        FrameStream {
+            files: Vec::from(files).into_iter(),
+            current: None,
+            next_global: 0,
+        }
+    }
+}
+
+impl Iterator for FrameStream {
+    /// `(global frame index, origin, frame)`.
+    type Item = Result<(usize, FrameOrigin, Frame)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let file = self.files.next()?;
+                match XyzFrames::open(&file) {
+                    Ok(frames) => self.current = Some((file, frames, 0)),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let (file, frames, index) = self.current.as_mut().expect("current file");
+            match frames.next() {
+                Some(Ok(frame)) => {
+                    let origin = FrameOrigin {
+                        file: file.clone(),
+                        index: *index,
+                    };
+                    *index += 1;
+                    let global = self.next_global;
+                    self.next_global += 1;
+                    return Some(Ok((global, origin, frame)));
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(text: &str) -> Result<Vec<Frame>> {
+        XyzFrames::new(std::io::Cursor::new(text.as_bytes()), Path::new("<s>")).collect()
+    }
+
+    fn whole(text: &str) -> Result<Vec<Frame>> {
+        xyz::read_xyz_str(text, Path::new("<s>"))
+    }
+
+    /// The streaming reader gives the same frames and the same errors as the whole-file one.
+    #[test]
+    fn agrees_with_the_whole_file_reader() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ellipsoids.xyz"),
+        )
+        .unwrap();
+        let frames = stream(&example).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames, whole(&example).unwrap());
+        let lines: Vec<&str> = example.lines().collect();
+        let variants = [
+            format!("{example}\n\n  \n"),
+            format!("{example}\n\nx\n"),
+            lines[..10].join("\n"),
+            lines[..27].join("\n"),
+            format!("\n{example}"),
+            String::new(),
+            "\n\n".into(),
+            example.replacen("24\n", "25\n", 1),
+            example.replacen("24\n", "x\n", 1),
+            example.replacen("24\n", "99999999999999999999999\n", 1),
+            lines[..26].join("\r\n"),
+        ];
+        for text in &variants {
+            let (a, b) = (stream(text), whole(text));
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y),
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+                _ => panic!("stream {a:?} vs whole {b:?} for {text:?}"),
+            }
+        }
+    }
+}

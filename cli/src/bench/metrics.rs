@@ -100,9 +100,11 @@ pub struct StageBreakdown {
     pub all_s: BTreeMap<String, Vec<f64>>,
     /// Median of the staged pipeline's total (sum of its stages).
     pub total_median_s: Option<f64>,
-    /// Largest |difference| between the staged pipeline's density and the library's
-    /// `chunk_density` on the first chunk (candle backends; checks that the stages are the
-    /// real computation).
+    /// Largest |difference| between the staged pipeline and the reference backend
+    /// (`reference::density`, `reference::power_spectrum_row`: an independent implementation),
+    /// over the first chunk's density and the per-frame sums of all power-spectrum features
+    /// (candle backends on systems of at most `stages::CHECK_MAX_PAIRS` pairs; checks that the
+    /// stages are the real computation).
     pub check_max_abs_diff: Option<f64>,
 }
 

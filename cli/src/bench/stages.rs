@@ -55,8 +55,77 @@ fn u32_tensor(values: impl IntoIterator<Item = usize>, device: &Device) -> Resul
 pub struct StagedRun {
     /// Seconds per stage.
     pub times: StageTimes,
-    /// Largest |staged − library| density difference on the first chunk (computed untimed).
+    /// Largest |staged − reference backend| difference, over the first chunk's density and the
+    /// per-frame sums of the power spectrum (computed untimed; `None` when not checked).
     pub check_max_abs_diff: Option<f64>,
+}
+
+/// Largest pair count on which the staged run is checked against the reference backend (which
+/// computes the whole system pair by pair, so the check is bounded to keep big runs cheap).
+pub const CHECK_MAX_PAIRS: usize = 2_000_000;
+
+/// Largest |staged − reference| difference: the staged density `[C, n_types, K]` of the centres
+/// `chunk` and the staged per-frame sums of all power-spectrum features, against
+/// `reference::density` and `reference::power_spectrum_row` (an independent implementation:
+/// dense moment cube, sparse harmonic tables, Löwdin after the neighbour sum).
+fn check_against_reference(
+    basis: &Basis,
+    system: &System,
+    chunk: std::ops::Range<usize>,
+    staged_density: &Tensor,
+    staged_frame_sums: &[f64],
+) -> Result<f64> {
+    let density = reference::density(basis, system)?;
+    let n_types = system.layout.types.len();
+    let row = n_types * basis.n_coefficients;
+    let expected = &density[chunk.start * row..chunk.end * row];
+    let staged = staged_density
+        .to_dtype(candle_core::DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    anyhow::ensure!(
+        staged.len() == expected.len(),
+        "staged density has {} values, the reference {}",
+        staged.len(),
+        expected.len()
+    );
+    let mut worst = staged
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    let layout = &system.layout;
+    let mut frame_sums = vec![0.0f64; layout.n_frames];
+    for i in 0..system.particles.len() {
+        if !layout.is_sample[i] {
+            continue;
+        }
+        let b = layout
+            .center_block(system.particles.types[i])
+            .expect("sample has a block");
+        frame_sums[system.particles.frame[i]] +=
+            reference::power_spectrum_row(basis, system, &density, i, b)
+                .iter()
+                .sum::<f64>();
+    }
+    anyhow::ensure!(
+        staged_frame_sums.len() == frame_sums.len(),
+        "staged run has {} frame sums, the reference {}",
+        staged_frame_sums.len(),
+        frame_sums.len()
+    );
+    for (a, b) in staged_frame_sums.iter().zip(&frame_sums) {
+        worst = worst.max((a - b).abs());
+    }
+    // NaN anywhere must not read as agreement (f64::max drops NaN).
+    if staged
+        .iter()
+        .chain(staged_frame_sums)
+        .any(|x| !x.is_finite())
+    {
+        worst = f64::NAN;
+    }
+    Ok(worst)
 }
 
 /// One staged run of the batched path: neighbour list, upload, then per chunk gather,
@@ -79,9 +148,9 @@ pub fn candle(
     clock.mark("setup")?;
     let layout = &system.layout;
     let n_types = layout.types.len();
-    let k_len = basis.n_coefficients;
     let mut frame_sums = vec![0.0f64; layout.n_frames];
-    let mut check_max_abs_diff = None;
+    let check = check && system.pair_counts.iter().sum::<usize>() <= CHECK_MAX_PAIRS;
+    let mut first_chunk = None;
     for (index, chunk) in chunks.iter().enumerate() {
         let pairs = system.pairs(chunk.clone())?;
         clock.mark("neighbor_list")?;
@@ -180,24 +249,20 @@ pub fn candle(
         }
         clock.mark("power_spectrum")?;
         if check && index == 0 {
-            let library = batched::chunk_density(
-                batched_basis,
-                &system,
-                &particles,
-                chunk.clone(),
-                &pairs,
-                k_len,
-            )?;
-            let diff = (&library - &density)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-            check_max_abs_diff = Some(diff);
+            first_chunk = Some((chunk.clone(), density));
             clock.last = Instant::now();
         }
     }
+    let check_max_abs_diff = match first_chunk {
+        Some((chunk, density)) => Some(check_against_reference(
+            basis,
+            &system,
+            chunk,
+            &density,
+            &frame_sums,
+        )?),
+        None => None,
+    };
     std::hint::black_box(&frame_sums);
     Ok(StagedRun {
         times: clock.times,
@@ -231,4 +296,60 @@ pub fn reference(frames: &[Frame], basis: &Basis) -> Result<StageTimes> {
     std::hint::black_box(total);
     clock.mark("power_spectrum")?;
     Ok(clock.times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anisoap_candle::batched::BatchedOptions;
+    use anisoap_candle::synthetic::{self, SyntheticSpec, SystemKind};
+    use anisoap_candle::Hypers;
+
+    /// The staged run agrees with the reference backend, and the check is able to fail: a
+    /// perturbed density or frame sum is reported.
+    #[test]
+    fn staged_check_is_independent_and_can_fail() {
+        let mut spec = SyntheticSpec::new(SystemKind::EllipsoidLiquid, 10);
+        spec.n_species = 2;
+        spec.seed = 7;
+        let frames = synthetic::generate(&spec, 2);
+        let basis = Basis::new(&Hypers::gto(3, 4.0, 1.0)).unwrap();
+        let mut options = BatchedOptions::cpu_f64();
+        // Several chunks, so the first chunk is a strict part of the system.
+        options.chunk_pairs = 16;
+        let batched_basis = BatchedBasis::new(&basis, &options).unwrap();
+        let run = candle(&frames, &basis, &batched_basis, true).unwrap();
+        let diff = run.check_max_abs_diff.expect("checked");
+        assert!(diff < 1e-10, "staged vs reference: {diff}");
+
+        let system = System::new(&frames, &basis).unwrap();
+        let chunk = system.center_chunks(16)[0].clone();
+        assert!(chunk.len() < system.particles.len());
+        let density = reference::density(&basis, &system).unwrap();
+        let row = system.layout.types.len() * basis.n_coefficients;
+        let mut values = density[chunk.start * row..chunk.end * row].to_vec();
+        let shape = (chunk.len(), system.layout.types.len(), basis.n_coefficients);
+        let exact = Tensor::from_vec(values.clone(), shape, &Device::Cpu).unwrap();
+        let mut sums = vec![0.0; system.layout.n_frames];
+        for i in 0..system.particles.len() {
+            if let Some(b) = system.layout.center_block(system.particles.types[i]) {
+                if system.layout.is_sample[i] {
+                    sums[system.particles.frame[i]] +=
+                        reference::power_spectrum_row(&basis, &system, &density, i, b)
+                            .iter()
+                            .sum::<f64>();
+                }
+            }
+        }
+        let ok = check_against_reference(&basis, &system, chunk.clone(), &exact, &sums).unwrap();
+        assert!(ok < 1e-12, "{ok}");
+        values[3] += 1e-3;
+        let perturbed = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+        let bad =
+            check_against_reference(&basis, &system, chunk.clone(), &perturbed, &sums).unwrap();
+        assert!((bad - 1e-3).abs() < 1e-9, "{bad}");
+        sums[1] += 0.5;
+        let bad = check_against_reference(&basis, &system, chunk, &exact, &sums).unwrap();
+        assert!((bad - 0.5).abs() < 1e-9, "{bad}");
+    }
 }

@@ -898,23 +898,56 @@ He 4.094572997602 7.603709570607 1.153276901757 0.357082155458 -0.276809895958 -
         assert_eq!(g.info.len(), 2);
     }
 
+    fn check_ellipsoid_file(path: &Path) {
+        let frames = read_xyz_file(path).unwrap();
+        assert!(!frames.is_empty(), "{}", path.display());
+        for f in &frames {
+            // Quaternions (w, x, y, z) or, for rotation_type = "matrix", 3x3 matrices.
+            let ncols = f.arrays["c_q"].ncols;
+            assert!(
+                ncols == 4 || ncols == 9,
+                "{}: c_q has {ncols}",
+                path.display()
+            );
+            for k in 1..=3 {
+                assert_eq!(f.arrays[&format!("c_diameter[{k}]")].values.len(), f.len());
+            }
+        }
+    }
+
+    /// The repository's own inputs: the bundled example and every fixture's `input.xyz`.
+    #[test]
+    fn reads_repository_inputs() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        check_ellipsoid_file(&repo.join("examples/ellipsoids.xyz"));
+        let mut n = 0;
+        for entry in std::fs::read_dir(repo.join("tests/fixtures")).unwrap() {
+            let path = entry.unwrap().path().join("input.xyz");
+            if path.exists() {
+                check_ellipsoid_file(&path);
+                n += 1;
+            }
+        }
+        assert!(n >= 13, "only {n} fixture inputs found");
+    }
+
+    /// The shared reference inputs next to the repository (`../shared/reference`), which are not
+    /// part of it: skipped, with the reason printed, when absent.
     #[test]
     fn reads_shared_reference_inputs_if_present() {
-        let dir = Path::new("/work/shared/reference");
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!(
+                "SKIPPED reads_shared_reference_inputs_if_present: {} is absent (not part of \
+                 the repository)",
+                dir.display()
+            );
             return;
         };
         for entry in entries.flatten() {
             let path = entry.path().join("input.xyz");
             if path.exists() {
-                let frames = read_xyz_file(&path).unwrap();
-                assert!(!frames.is_empty());
-                for f in &frames {
-                    assert_eq!(f.arrays["c_q"].ncols, 4);
-                    for k in 1..=3 {
-                        assert_eq!(f.arrays[&format!("c_diameter[{k}]")].values.len(), f.len());
-                    }
-                }
+                check_ellipsoid_file(&path);
             }
         }
     }

@@ -7,7 +7,15 @@
 //! components, semi-axes), reference backend. Each gradient (positions, quaternions,
 //! semi-axes) must agree to `max |g_ad - g_fd| ≤ 1e-6 · max |g_fd|`. Every system is checked
 //! to have no pair within `1e-3` of the cutoff, so no finite-difference step changes the pair
-//! list. The measured errors are written to `results/gradients/fd_verification.json`.
+//! list. Each gradient must also be non-trivial: its largest component at least
+//! `GRADIENT_FLOOR` times `Σ_i Σ_f |w_f X_if|` (the size of `L` without cancellation), far
+//! above the finite-difference rounding noise (~1e-11 of it), so a zero or vanishing gradient
+//! cannot pass.
+//!
+//! The tests write nothing by default. `ANISOAP_WRITE_RESULTS=DIR` (opt-in) writes the measured
+//! errors to `DIR/fd_verification.json` (`results/gradients/fd_verification.json` holds such a
+//! run: `ANISOAP_WRITE_RESULTS=results/gradients cargo test --release -p anisoap-candle --test
+//! gradients`; a relative DIR is taken from the repository root).
 
 // Index loops over particles, components and columns read most clearly here.
 #![allow(clippy::needless_range_loop)]
@@ -28,14 +36,22 @@ mod gay_berne;
 
 const FD_STEP: f64 = 1e-5;
 const FD_TOLERANCE: f64 = 1e-6;
+/// Smallest accepted `max |g_fd|`, relative to `Σ |w_f X_if|`.
+const GRADIENT_FLOOR: f64 = 1e-4;
 
 /// Serialises writes of the FD report by the tests of this process.
 static REPORT: Mutex<()> = Mutex::new(());
 
-/// Adds (or replaces) one system's entry in `results/gradients/fd_verification.json`.
+/// With `ANISOAP_WRITE_RESULTS=DIR` set, adds (or replaces) one system's entry in
+/// `DIR/fd_verification.json`; otherwise does nothing (tests do not write into the repository).
 fn record(entry: serde_json::Value) {
+    let Some(dir) = std::env::var_os("ANISOAP_WRITE_RESULTS") else {
+        return;
+    };
     let _guard = REPORT.lock().unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("fd_verification.json");
     let mut systems: Vec<serde_json::Value> = std::fs::read_to_string(&path)
@@ -51,6 +67,7 @@ fn record(entry: serde_json::Value) {
         "finite_differences": format!("central, step {FD_STEP:e}, reference backend, f64"),
         "metric": "max|g_autograd - g_fd| / max|g_fd|, per gradient",
         "tolerance": FD_TOLERANCE,
+        "gradient_floor": "max|g_fd| >= 1e-4 * sum_i sum_f |w_f X_if| (scale_ratio)",
         "systems": systems,
     });
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
@@ -215,12 +232,25 @@ fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
         (loss - ref_loss).abs() <= 1e-12 * ref_loss.abs().max(1.0),
         "{label}: loss {loss} vs reference {ref_loss}"
     );
+    // Size of L without cancellation: the gradients are compared with it.
+    let magnitude: f64 = expected
+        .values
+        .data
+        .chunks(expected.values.cols)
+        .map(|row| row.iter().zip(&w).map(|(x, w)| (x * w).abs()).sum::<f64>())
+        .sum();
+    assert!(magnitude > 0.0, "{label}: all features are zero");
     let fd = finite_differences(hypers, frame, &w);
     let mut errors = Vec::new();
     for (name, (a, f)) in ["positions", "quaternions", "semi_axes"]
         .iter()
         .zip(ad.iter().zip(&fd))
     {
+        assert_eq!(
+            a.len(),
+            f.len(),
+            "{label}: d/d{name}: autograd vs FD lengths"
+        );
         let scale = f.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let worst = a
             .iter()
@@ -228,13 +258,22 @@ fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f64::max);
         let rel = worst / scale;
-        eprintln!("{label}: d/d{name}: max|ad-fd| = {worst:.3e}, scale {scale:.3e}, rel {rel:.3e}");
-        assert!(scale > 0.0, "{label}: zero gradient for {name}");
+        let ad_scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let ratio = scale / magnitude;
+        eprintln!(
+            "{label}: d/d{name}: max|ad-fd| = {worst:.3e}, scale {scale:.3e} \
+             ({ratio:.3e} of sum|wX| = {magnitude:.3e}), rel {rel:.3e}"
+        );
+        assert!(
+            ratio >= GRADIENT_FLOOR && ad_scale >= GRADIENT_FLOOR * magnitude,
+            "{label}: d/d{name} is trivial: max|g_fd| = {scale:e}, max|g_ad| = {ad_scale:e}, \
+             sum|wX| = {magnitude:e}"
+        );
         assert!(
             rel <= FD_TOLERANCE,
             "{label}: d/d{name} relative error {rel:e} > {FD_TOLERANCE:e}\nad {a:?}\nfd {f:?}"
         );
-        errors.push((name.to_string(), rel));
+        errors.push((name.to_string(), rel, ratio));
     }
     let mut entry = serde_json::json!({
         "system": label,
@@ -242,7 +281,8 @@ fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
         "features": expected.values.cols,
         "cutoff_margin": margin,
     });
-    for (name, rel) in errors {
+    for (name, rel, ratio) in errors {
+        entry[format!("{name}_scale_ratio")] = serde_json::json!(ratio);
         entry[name] = serde_json::json!(rel);
     }
     record(entry);
@@ -388,6 +428,39 @@ fn fixed_layout_equals_pair_layout_when_all_pair_types_occur() {
     // neighbour types keep their magnitude (checked through the l = 0, n = 0 diagonal).
     let c = compute(SpeciesLayout::Fixed(vec![1, 6, 8]));
     assert!(c[0].len() > a[0].len());
+    // Row i lies in the block of its centre type; l = 0 comes first in a block, with
+    // `N_0 E` columns p = n E + e, so the (n = 0, type e) diagonal sits at p * (N_0 E) + p.
+    let n0 = hypers.n_radial()[0];
+    let diagonal = |row: &[f64], species: &[i32], center: i32, e: usize| {
+        let n_e = species.len();
+        let width: usize = hypers
+            .n_radial()
+            .iter()
+            .map(|n| (n * n_e) * (n * n_e))
+            .sum();
+        let b = species.iter().position(|&t| t == center).unwrap();
+        let w0 = n0 * n_e;
+        row[b * width + e * w0 + e]
+    };
+    assert_eq!(c.len(), a.len());
+    let mut total = 0.0;
+    for (i, (ra, rc)) in a.iter().zip(&c).enumerate() {
+        let t = frame.numbers[i];
+        for e in 0..2 {
+            let (x, y) = (diagonal(ra, &[1, 6], t, e), diagonal(rc, &[1, 6, 8], t, e));
+            assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(1e-300),
+                "row {i}, type {e}: {x} vs {y}"
+            );
+            total += x;
+        }
+        assert_eq!(
+            diagonal(rc, &[1, 6, 8], t, 2),
+            0.0,
+            "row {i}: absent type 8"
+        );
+    }
+    assert!(total > 0.0, "the l = 0, n = 0 diagonals are all zero");
     assert!(descriptor
         .neighbors(
             &inputs.positions,
@@ -545,6 +618,7 @@ fn crossing_the_cutoff_jumps_by_exactly_the_pair_contribution() {
         let d_out = reference(&hypers, &outside, Quantity::Density);
         assert_eq!(d_in.layout, d_out.layout);
         let row = |f: &Features, i: usize| f.values.row(i).to_vec();
+        assert_eq!(d_in.values.cols, d_out.values.cols);
         let jump: Vec<f64> = row(&d_in, 0)
             .iter()
             .zip(row(&d_out, 0))
@@ -593,6 +667,25 @@ fn crossing_the_cutoff_jumps_by_exactly_the_pair_contribution() {
             scale > 1e-6,
             "the pair contribution at r_c is not negligible here"
         );
+        // Centre 0's row is filled in its own centre type's block (type 1) and zero elsewhere:
+        // compare that block with the pair, and the rest of the jump must be zero.
+        let layout = &d_in.layout;
+        let b = layout.center_block(inside.numbers[0]).unwrap();
+        let (offsets, total) = layout.block_offsets(|b| layout.density_width(b));
+        assert_eq!(total, jump.len());
+        let block = offsets[b]..offsets[b] + layout.density_width(b);
+        assert_eq!(
+            block.len(),
+            pair.len(),
+            "density block vs pair coefficients"
+        );
+        for (k, j) in jump.iter().enumerate() {
+            assert!(
+                block.contains(&k) || *j == 0.0,
+                "column {k} outside the block: {j}"
+            );
+        }
+        let jump = &jump[block];
         for (k, (j, p)) in jump.iter().zip(&pair).enumerate() {
             assert!(
                 (j - p).abs() <= 1e-10 * scale,
@@ -607,6 +700,8 @@ fn crossing_the_cutoff_jumps_by_exactly_the_pair_contribution() {
         let ps_removed = reference(&hypers, &removed, Quantity::PowerSpectrumPerCenter);
         let ps_in = reference(&hypers, &inside, Quantity::PowerSpectrumPerCenter);
         let e_scale = ps_in.values.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_eq!(ps_in.values.cols, ps_out.values.cols);
+        assert_eq!(ps_out.values.cols, ps_removed.values.cols);
         assert_eq!(
             ps_out.layout.neighbor_slots,
             ps_removed.layout.neighbor_slots
@@ -639,6 +734,7 @@ fn crossing_the_cutoff_jumps_by_exactly_the_pair_contribution() {
         let (_, ad) = autograd(&hypers, &inside_margin, &w);
         let fd = finite_differences(&hypers, &inside_margin, &w);
         let scale = fd[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_eq!(ad[0].len(), fd[0].len());
         for (a, f) in ad[0].iter().zip(&fd[0]) {
             assert!((a - f).abs() <= FD_TOLERANCE * scale, "{a} vs {f}");
         }

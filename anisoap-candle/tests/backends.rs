@@ -17,6 +17,16 @@ fn frames(kind: SystemKind, n: usize, species: usize, periodic: bool, seed: u64)
     generate(&spec, 2)
 }
 
+/// A `[shape]` f64 tensor of uniform values in `[lo, hi)` from a fixed-seed ChaCha stream, so
+/// every run tests the same numbers.
+fn uniform(seed: u64, lo: f64, hi: f64, shape: &[usize]) -> candle_core::Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
+    candle_core::Tensor::from_vec(values, shape, &candle_core::Device::Cpu).unwrap()
+}
+
 fn compute(hypers: &Hypers, backend: Backend, frames: &[Frame], q: Quantity) -> Features {
     Calculator::new(hypers, backend)
         .unwrap()
@@ -91,12 +101,11 @@ fn fused_moments_equal_tensor_ops() {
     let p = 300;
     let dev = candle_core::Device::Cpu;
     // Diagonally dominant (positive-definite) precision rows a00, a01, a02, a11, a12, a22.
-    let precision = Tensor::rand(0.2f64, 1.0, (p, 6), &dev)
-        .unwrap()
+    let precision = uniform(1, 0.2, 1.0, &[p, 6])
         .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &dev).unwrap())
         .unwrap();
-    let inv = Tensor::rand(0.5f64, 2.0, p, &dev).unwrap();
-    let r = Tensor::rand(-3.0f64, 3.0, (p, 3), &dev).unwrap();
+    let inv = uniform(2, 0.5, 2.0, &[p]);
+    let r = uniform(3, -3.0, 3.0, &[p, 3]);
     let fused = BatchedBasis::new(&basis, &BatchedOptions::cpu_f64()).unwrap();
     assert!(fused.uses_fused_moments());
     let plain_options = BatchedOptions {
@@ -119,7 +128,9 @@ fn fused_moments_equal_tensor_ops() {
         .unwrap()
         .to_vec1::<f64>()
         .unwrap();
+    assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() <= 1e-14 * scale, "{x} vs {y}");
     }
@@ -135,16 +146,14 @@ fn padded_neighbor_sum_equals_index_add() {
     let basis = Basis::new(&Hypers::gto(2, 4.0, 1.2)).unwrap();
     let system = System::new(&frames, &basis).unwrap();
     let n_types = system.layout.types.len();
-    for chunk in system.center_chunks(300) {
+    for (index, chunk) in system.center_chunks(300).into_iter().enumerate() {
         let pairs = system.pairs(chunk.clone()).unwrap();
         let slots: Vec<usize> = pairs
             .neighbors
             .iter()
             .map(|&j| system.layout.type_slot(system.particles.types[j]))
             .collect();
-        let coefficients =
-            candle_core::Tensor::rand(-1.0f64, 1.0, (pairs.len(), 7), &candle_core::Device::Cpu)
-                .unwrap();
+        let coefficients = uniform(100 + index as u64, -1.0, 1.0, &[pairs.len(), 7]);
         let a = index_add_neighbor_sum(&coefficients, &pairs, &slots, chunk.clone(), n_types)
             .unwrap()
             .flatten_all()

@@ -20,6 +20,11 @@ fn open_frames(species: usize) -> Vec<Frame> {
 }
 
 fn assert_same(label: &str, a: &Matrix, b: &Matrix) {
+    assert_eq!(
+        (a.rows, a.cols, a.data.len()),
+        (b.rows, b.cols, b.data.len()),
+        "{label}: shapes differ"
+    );
     let scale = a.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(scale > 0.0);
     for (k, (x, y)) in a.data.iter().zip(&b.data).enumerate() {

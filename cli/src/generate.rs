@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
-use anyhow::Context;
+use anisoap_candle::{elements, rotation, Frame, PerParticle};
+use anyhow::{bail, Context};
 
 /// Kind of synthetic system, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -74,10 +75,106 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub density: Option<f64>,
 
+    /// How `c_q` holds the orientations: `quaternion` (4 columns w, x, y, z) or `matrix` (the
+    /// same rotations as 3x3 matrices, 9 columns row-major, for `rotation_type = "matrix"`).
+    #[arg(long, value_enum, default_value_t = Orientation::Quaternion)]
+    pub orientation: Orientation,
+
+    /// Tilt the periodic box into a triclinic cell: `XY,XZ,YZ` as fractions of the side L give
+    /// the cell rows a = (L, 0, 0), b = (XY L, L, 0), c = (XZ L, YZ L, L) (same volume); the
+    /// positions keep their fractional coordinates.
+    #[arg(long, value_name = "XY,XZ,YZ", value_parser = parse_three, allow_hyphen_values = true)]
+    pub tilt: Option<[f64; 3]>,
+
+    /// Periodicity of the cell along a, b, c: `T,T,F`, `TTF` or "T T F" (needs a periodic box;
+    /// default all T). The cell stays in `Lattice`.
+    #[arg(long, value_name = "T,T,F", value_parser = parse_pbc)]
+    pub pbc: Option<[bool; 3]>,
+
+    /// Translate every particle of a species, `SYMBOL:DX,DY,DZ` (repeatable). In an open
+    /// system, a shift larger than the box and the cutoff separates that species from the others
+    /// (its centres then see only their own type).
+    #[arg(long, value_name = "SYMBOL:DX,DY,DZ", value_parser = parse_shift, allow_hyphen_values = true)]
+    pub shift_species: Vec<(i32, [f64; 3])>,
+
+    /// Relabel, in one frame, every particle of one species as another: `FRAME:FROM:TO`
+    /// (repeatable; frames counted from 0), e.g. `1:C:H` leaves frame 1 without C.
+    #[arg(long, value_name = "FRAME:FROM:TO", value_parser = parse_relabel)]
+    pub relabel: Vec<(usize, i32, i32)>,
+
     /// Output file (extended XYZ); written atomically, replacing any existing file.
     /// Use `-` for standard output.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+}
+
+/// How the orientations are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Orientation {
+    /// Unit quaternions (w, x, y, z), 4 columns.
+    Quaternion,
+    /// Rotation matrices, 9 columns row-major.
+    Matrix,
+}
+
+fn parse_three(text: &str) -> Result<[f64; 3], String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{v:?} is not a finite number"))
+        })
+        .collect::<Result<_, _>>()?;
+    <[f64; 3]>::try_from(values)
+        .map_err(|v| format!("expected 3 comma-separated numbers, got {}", v.len()))
+}
+
+fn parse_pbc(text: &str) -> Result<[bool; 3], String> {
+    let tokens: Vec<String> = if text.contains([',', ' ']) {
+        text.split([',', ' '])
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect()
+    } else {
+        // "TTF"
+        text.chars().map(String::from).collect()
+    };
+    let values: Vec<bool> = tokens
+        .iter()
+        .map(|v| match v.as_str() {
+            "T" | "t" | "True" | "true" | "1" => Ok(true),
+            "F" | "f" | "False" | "false" | "0" => Ok(false),
+            other => Err(format!("{other:?} is not T or F")),
+        })
+        .collect::<Result<_, _>>()?;
+    <[bool; 3]>::try_from(values)
+        .map_err(|v| format!("expected 3 values (T or F), got {}", v.len()))
+}
+
+fn parse_species(symbol: &str) -> Result<i32, String> {
+    elements::atomic_number(symbol.trim()).ok_or_else(|| format!("unknown species {symbol:?}"))
+}
+
+fn parse_shift(text: &str) -> Result<(i32, [f64; 3]), String> {
+    let (symbol, vector) = text
+        .split_once(':')
+        .ok_or_else(|| "expected SYMBOL:DX,DY,DZ".to_string())?;
+    Ok((parse_species(symbol)?, parse_three(vector)?))
+}
+
+fn parse_relabel(text: &str) -> Result<(usize, i32, i32), String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [frame, from, to] = parts[..] else {
+        return Err("expected FRAME:FROM:TO".into());
+    };
+    let frame = frame
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{frame:?} is not a frame index"))?;
+    Ok((frame, parse_species(from)?, parse_species(to)?))
 }
 
 impl GenerateArgs {
@@ -95,6 +192,70 @@ impl GenerateArgs {
     }
 }
 
+/// Applies the options that edit the generated frames (`--orientation`, `--tilt`, `--pbc`,
+/// `--shift-species`, `--relabel`), in that order.
+fn edit_frames(args: &GenerateArgs, frames: &mut [Frame]) -> anyhow::Result<()> {
+    if (args.tilt.is_some() || args.pbc.is_some()) && args.open {
+        bail!("invalid arguments: --tilt and --pbc need a periodic box (not --open)");
+    }
+    for &(index, _, _) in &args.relabel {
+        if index >= frames.len() {
+            bail!(
+                "invalid arguments: --relabel frame {index} does not exist ({} frames)",
+                frames.len()
+            );
+        }
+    }
+    for (index, frame) in frames.iter_mut().enumerate() {
+        if args.orientation == Orientation::Matrix {
+            let q = frame.arrays["c_q"].clone();
+            let mut values = Vec::with_capacity(9 * frame.len());
+            for i in 0..frame.len() {
+                let r = q.row(i);
+                let m = rotation::quaternion_to_matrix([r[0], r[1], r[2], r[3]])
+                    .context("generated a zero quaternion")?;
+                values.extend(m.iter().flatten());
+            }
+            frame
+                .arrays
+                .insert("c_q".into(), PerParticle { ncols: 9, values });
+        }
+        if let Some([xy, xz, yz]) = args.tilt {
+            let side = frame.cell[0][0];
+            let cell = [
+                [side, 0.0, 0.0],
+                [xy * side, side, 0.0],
+                [xz * side, yz * side, side],
+            ];
+            for p in &mut frame.positions {
+                let s = p.map(|x| x / side);
+                *p = [0, 1, 2].map(|k| s[0] * cell[0][k] + s[1] * cell[1][k] + s[2] * cell[2][k]);
+            }
+            frame.cell = cell;
+        }
+        if let Some(pbc) = args.pbc {
+            frame.pbc = pbc;
+        }
+        for (species, shift) in &args.shift_species {
+            for (p, &z) in frame.positions.iter_mut().zip(&frame.numbers) {
+                if z == *species {
+                    for (x, d) in p.iter_mut().zip(shift) {
+                        *x += d;
+                    }
+                }
+            }
+        }
+        for &(_, from, to) in args.relabel.iter().filter(|r| r.0 == index) {
+            for z in &mut frame.numbers {
+                if *z == from {
+                    *z = to;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the `generate` subcommand.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let spec = args.spec();
@@ -104,7 +265,8 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         args.frames >= 1,
         "invalid arguments: --frames must be at least 1"
     );
-    let frames = generate(&spec, args.frames);
+    let mut frames = generate(&spec, args.frames);
+    edit_frames(args, &mut frames)?;
 
     if args.output.as_os_str() == "-" {
         let stdout = std::io::stdout();
@@ -157,4 +319,102 @@ fn write_atomically(
         .map_err(|e| e.error)
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GenerateArgs,
+    }
+
+    fn frames(extra: &[&str]) -> anyhow::Result<Vec<Frame>> {
+        let mut argv = vec![
+            "generate",
+            "--particles",
+            "9",
+            "--species",
+            "3",
+            "--frames",
+            "2",
+            "--seed",
+            "4",
+            "-o",
+            "-",
+        ];
+        argv.extend_from_slice(extra);
+        let args = Cli::try_parse_from(argv)?.args;
+        let mut frames = generate(&args.spec(), args.frames);
+        edit_frames(&args, &mut frames)?;
+        Ok(frames)
+    }
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_pbc("T,T,F"), Ok([true, true, false]));
+        assert_eq!(parse_pbc("TFT"), Ok([true, false, true]));
+        assert_eq!(parse_pbc("F F T"), Ok([false, false, true]));
+        assert!(parse_pbc("T,T").is_err() && parse_pbc("T,X,F").is_err());
+        assert_eq!(parse_three("0.5,-1,2"), Ok([0.5, -1.0, 2.0]));
+        assert!(parse_three("1,2").is_err() && parse_three("1,nan,2").is_err());
+        assert_eq!(parse_shift("C:40,0,0"), Ok((6, [40.0, 0.0, 0.0])));
+        assert!(parse_shift("Xx:1,2,3").is_err());
+        assert_eq!(parse_relabel("1:C:H"), Ok((1, 6, 1)));
+        assert!(parse_relabel("1:C").is_err());
+    }
+
+    /// Without the editing options, the frames are exactly the library's synthetic ones.
+    #[test]
+    fn default_output_is_unchanged() {
+        let mut spec = SyntheticSpec::new(SystemKind::EllipsoidLiquid, 9);
+        spec.n_species = 3;
+        spec.seed = 4;
+        assert_eq!(frames(&[]).unwrap(), generate(&spec, 2));
+    }
+
+    #[test]
+    fn edits() {
+        let plain = frames(&[]).unwrap();
+        // Orientation matrices are the quaternions' rotations, row-major.
+        let m = frames(&["--orientation", "matrix"]).unwrap();
+        let q = &plain[0].arrays["c_q"];
+        assert_eq!(m[0].arrays["c_q"].ncols, 9);
+        let r = rotation::quaternion_to_matrix(q.row(2).try_into().unwrap()).unwrap();
+        assert_eq!(m[0].arrays["c_q"].row(2), r.concat().as_slice());
+        // Tilt keeps fractional coordinates; pbc as given.
+        let t = frames(&["--tilt", "0.5,-0.25,0.1", "--pbc", "T,T,F"]).unwrap();
+        let side = plain[0].cell[0][0];
+        assert_eq!(t[0].cell[1], [0.5 * side, side, 0.0]);
+        assert_eq!(t[0].cell[2], [-0.25 * side, 0.1 * side, side]);
+        assert_eq!(t[0].pbc, [true, true, false]);
+        let (p, s) = (plain[0].positions[3], t[0].positions[3]);
+        assert!((s[0] - (p[0] + 0.5 * p[1] - 0.25 * p[2])).abs() < 1e-12);
+        assert!((s[1] - (p[1] + 0.1 * p[2])).abs() < 1e-12 && s[2] == p[2]);
+        assert!(frames(&["--open", "--pbc", "T,T,F"]).is_err());
+        // Shift one species; relabel in one frame only.
+        let s = frames(&["--shift-species", "C:40,0,-1", "--relabel", "1:C:H"]).unwrap();
+        for (f, (a, b)) in plain.iter().zip(&s).enumerate() {
+            for i in 0..a.len() {
+                let shifted = a.numbers[i] == 6;
+                let expected = if shifted {
+                    [
+                        a.positions[i][0] + 40.0,
+                        a.positions[i][1],
+                        a.positions[i][2] - 1.0,
+                    ]
+                } else {
+                    a.positions[i]
+                };
+                assert_eq!(b.positions[i], expected);
+                let label = if shifted && f == 1 { 1 } else { a.numbers[i] };
+                assert_eq!(b.numbers[i], label);
+            }
+        }
+        assert!(!s[1].numbers.contains(&6) && s[0].numbers.contains(&6));
+        assert!(frames(&["--relabel", "2:C:H"]).is_err());
+    }
 }

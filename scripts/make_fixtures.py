@@ -10,7 +10,8 @@ Each case directory must hold:
 * ``input.xyz``: extended XYZ with ``species``, ``pos``, ``c_q`` (w, x, y, z) and
   ``c_diameter[1..3]`` (full axis lengths), as written by ``anisoap-candle generate``;
 * ``hypers.json``: keyword arguments of ``anisoap.representations.EllipsoidalDensityProjection``
-  (``rotation_key`` must be ``"c_q"``, which ``power_spectrum()`` requires).
+  (``rotation_key`` must be ``"c_q"``, which ``power_spectrum()`` requires). With
+  ``rotation_type = "matrix"``, ``c_q`` holds 9 columns: the rotation matrix row-major.
 
 It writes into the case directory (all float64 unless stated):
 
@@ -42,6 +43,23 @@ Quirks handled here (see docs/ANISOAP_MATH.md):
   code (commit 6b288697) uses ``np.hstack`` over the blocks instead. When the direct call fails,
   this script applies exactly that upstream code to the ``mean_over_samples=False`` map, and
   records it in ``meta.json`` (``mean_method``).
+* ``rotation_type = "matrix"``: the original passes ``frame.arrays[rotation_key][j]`` to
+  ``scipy.spatial.transform.Rotation.from_matrix``, which needs a (3, 3) array, while ASE reads
+  a 9-column property as (n, 9). Such a ``c_q`` is reshaped to (n, 3, 3) row-major (C order)
+  before the call, exactly what anisoap-candle reads from the 9 columns.
+* A frame without any centre of some type: ``power_spectrum(mean_over_samples=True)`` raises
+  (``np.hstack`` over blocks whose sample counts differ). The mean vector is then the
+  original's own ``metatensor.mean_over_samples`` of each block, placed at the frames that have
+  that type, with zeros where a frame lacks it (what anisoap-candle outputs);
+  ``meta.json`` records the error (``mean_method``) and the missing types
+  (``missing_center_types``). The per-centre and density outputs need no change.
+* Mixed periodicity (e.g. ``pbc = T T F``): featomic 0.6.1 refuses it ("different periodic
+  boundary conditions on different axis are not supported"). The original is then run on the
+  same frame with every non-periodic cell vector stretched (doubling a factor) until its height
+  over the plane of the other two exceeds the particles' extent along that normal plus the
+  cutoff plus 1: no periodic image along it is within the cutoff, so the pairs are exactly
+  those of the mixed-periodic frame. ``meta.json`` records the refusal and the stretch
+  (``mixed_pbc``).
 """
 
 import argparse
@@ -81,6 +99,64 @@ def key_values(tensor, name):
     return sorted({int(v) for v in tensor.keys.column(name)})
 
 
+def matrix_orientations(frames, key):
+    """(n, 9) row-major rotation matrices → (n, 3, 3), as Rotation.from_matrix needs."""
+    for index, frame in enumerate(frames):
+        values = np.asarray(frame.arrays[key])
+        if values.ndim != 2 or values.shape[1] != 9:
+            raise SystemExit(f"frame {index}: rotation_type 'matrix' needs 9 columns in {key}, "
+                             f"got shape {values.shape}")
+        frame.arrays[key] = values.reshape(len(frame), 3, 3)
+
+
+def stretch_mixed_pbc(calc, frames, cutoff):
+    """Replaces mixed-periodic frames by fully periodic ones with their non-periodic cell
+    vectors stretched beyond the cutoff (see the module doc). Returns the record for meta.json,
+    or None when no frame has mixed periodicity."""
+    records = []
+    for index, frame in enumerate(frames):
+        pbc = np.array(frame.pbc, dtype=bool)  # a copy: set_pbc below changes frame.pbc
+        if pbc.all() or not pbc.any():
+            continue
+        if not records:
+            # The original's own behaviour on the unmodified frame.
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    calc.transform([frame])
+                refusal = None
+            except Exception as err:  # noqa: BLE001 - recorded, then worked around
+                refusal = f"{type(err).__name__}: {err}"
+            if refusal is None:
+                raise RuntimeError("the original accepted mixed pbc; drop the workaround")
+        cell = np.array(frame.cell)
+        positions = frame.get_positions()
+        factors = []
+        for k in np.flatnonzero(~pbc):
+            others = [cell[m] for m in range(3) if m != k]
+            factor = 1.0
+            while True:
+                vector = cell[k] * factor
+                normal = np.cross(others[0], others[1])
+                normal /= np.linalg.norm(normal)
+                height = abs(vector @ normal)
+                extent = np.ptp(positions @ normal)
+                if height > extent + cutoff + 1.0:
+                    break
+                factor *= 2.0
+            cell[k] = cell[k] * factor
+            factors.append([int(k), factor])
+        frame.set_cell(cell, scale_atoms=False)
+        frame.set_pbc(True)
+        records.append({"frame": index, "pbc": [bool(p) for p in pbc],
+                        "stretched_axes_and_factors": factors})
+    if not records:
+        return None
+    return {"direct_call": refusal, "frames": records,
+            "method": "non-periodic cell vectors stretched until no image along them is "
+                      "within the cutoff; pbc set to True"}
+
+
 def process(case_dir):
     with open(os.path.join(case_dir, "hypers.json")) as f:
         hypers = json.load(f)
@@ -93,15 +169,17 @@ def process(case_dir):
     row_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     n_rows = int(row_offset[-1])
     all_types = sorted({int(t) for fr in frames for t in fr.numbers})
+    missing_types = {}
     for index, fr in enumerate(frames):
         present = {int(t) for t in fr.numbers}
         if present != set(all_types):
-            raise SystemExit(f"{case_dir}: frame {index} lacks centre types "
-                             f"{sorted(set(all_types) - present)}; the original's hstack "
-                             "needs every type in every frame")
+            missing_types[str(index)] = sorted(set(all_types) - present)
 
     calc = EllipsoidalDensityProjection(**hypers)
     lmax = int(hypers["max_angular"])
+    if hypers.get("rotation_type") == "matrix":
+        matrix_orientations(frames, hypers["rotation_key"])
+    mixed_pbc = stretch_mixed_pbc(calc, frames, float(hypers["cutoff_radius"]))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -109,11 +187,28 @@ def process(case_dir):
         try:
             mean = np.asarray(calc.power_spectrum(frames, mean_over_samples=True))
             mean_method = "power_spectrum(mean_over_samples=True)"
-        except Exception as err:  # AniSOAP 0.1.1 with several centre types
+        except Exception as err:
             averaged = metatensor.mean_over_samples(per_center_map, sample_names="center")
-            mean = np.hstack([block.values.squeeze() for block in averaged.blocks()])
-            mean_method = ("upstream hstack over mean_over_samples blocks (direct call raised "
-                           f"{type(err).__name__})")
+            if missing_types:
+                # Some frame lacks a centre type: each block's means at its own frames, zeros
+                # elsewhere (the original's hstack cannot join blocks of different lengths).
+                blocks = []
+                for t in key_values(averaged, "types_center"):
+                    block = block_by_key(averaged, types_center=t)
+                    values = block.values.reshape(len(block.samples), -1)
+                    full = np.zeros((n_frames, values.shape[1]))
+                    frame_col = block.samples.names.index("type")
+                    for s in range(len(block.samples)):
+                        full[int(block.samples.values[s, frame_col])] = values[s]
+                    blocks.append(full)
+                mean = np.hstack(blocks)
+                mean_method = ("per-block metatensor.mean_over_samples, zero rows for frames "
+                               "without that centre type (direct call raised "
+                               f"{type(err).__name__}: {err})")
+            else:  # AniSOAP 0.1.1 with several centre types
+                mean = np.hstack([block.values.squeeze() for block in averaged.blocks()])
+                mean_method = ("upstream hstack over mean_over_samples blocks (direct call "
+                               f"raised {type(err).__name__})")
         density_map = calc.transform(frames)
 
     mean = mean.reshape(n_frames, -1)
@@ -164,7 +259,8 @@ def process(case_dir):
         for t in ps_types:
             sel = per_center[rows][numbers == t]
             cols = slice(ps_offsets[t], ps_offsets[t] + widths[t])
-            check[f, cols] = sel[:, cols].mean(axis=0)
+            if len(sel):
+                check[f, cols] = sel[:, cols].mean(axis=0)
     scale = max(np.abs(mean).max(), 1e-300)
     if np.abs(check - mean).max() > 1e-12 * scale:
         raise RuntimeError(f"{case_dir}: per-centre rows do not average to the mean vector")
@@ -221,6 +317,8 @@ def process(case_dir):
         "power_spectrum_type_offsets": {str(t): [ps_offsets[t], widths[t]] for t in ps_types},
         "density_type_offsets": {str(t): [d_offsets[t], d_widths[t]] for t in d_types},
         "mean_method": mean_method,
+        **({"missing_center_types": missing_types} if missing_types else {}),
+        **({"mixed_pbc": mixed_pbc} if mixed_pbc else {}),
         "versions": package_versions(),
         "python": sys.version.split()[0],
     }

@@ -56,6 +56,19 @@ CASES=(
 "monomial_l2_maxradial2_small_cell|--kind liquid --particles 6 --species 2 --frames 2 --periodic --density 0.2222222222222222 --seed 106|{\"max_angular\": 2, \"radial_basis_name\": \"monomial\", \"cutoff_radius\": 3.5, \"max_radial\": 2, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
 "gto_l4_subtract_center_two_species_periodic|--kind benzene --particles 10 --species 2 --frames 2 --periodic --density 0.02 --seed 107|{\"max_angular\": 4, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 5.0, \"radial_gaussian_width\": 1.2, \"subtract_center_contribution\": true, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
 "gto_l8_one_species_periodic|--kind liquid --particles 8 --species 1 --frames 1 --periodic --density 0.04 --seed 108|{\"max_angular\": 8, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 4.0, \"radial_gaussian_width\": 1.0, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
+# C moved 40 away from H and N: C sees only C, H and N see only H and N (strict,
+# non-contiguous subsets of the three types).
+"gto_l3_subset_neighbor_types_open|--kind liquid --particles 12 --species 3 --frames 2 --open --density 0.1 --seed 109 --shift-species C:40,0,0|{\"max_angular\": 3, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 4.0, \"radial_gaussian_width\": 1.0, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
+# Frame 1 has no C: the C block of its mean is zero (the original's own mean raises, see
+# make_fixtures.py).
+"gto_l4_missing_center_type_periodic|--kind liquid --particles 12 --species 2 --frames 3 --periodic --density 0.05 --seed 110 --relabel 1:C:H|{\"max_angular\": 4, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 4.0, \"radial_gaussian_width\": 1.2, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
+# The geometry of gto_l4_two_species_periodic, orientations as 3x3 matrices (9 columns).
+"gto_l4_two_species_periodic_rotation_matrix|--kind liquid --particles 12 --species 2 --frames 2 --periodic --density 0.05 --seed 101 --orientation matrix|{\"max_angular\": 4, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 4.0, \"radial_gaussian_width\": 1.2, \"rotation_key\": \"c_q\", \"rotation_type\": \"matrix\"}"
+# Triclinic cell periodic along a and b only (the original is run on the equivalent stretched
+# cell, see make_fixtures.py).
+"gto_l3_triclinic_mixed_pbc_two_species|--kind liquid --particles 12 --species 2 --frames 2 --periodic --density 0.05 --seed 112 --tilt 0.3,-0.2,0.25 --pbc T,T,F|{\"max_angular\": 3, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 4.0, \"radial_gaussian_width\": 1.0, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
+# Triclinic, fully periodic, cell heights below the cutoff (self images).
+"gto_l3_triclinic_small_cell|--kind liquid --particles 6 --species 2 --frames 2 --periodic --density 0.2222222222222222 --seed 113 --tilt 0.4,0.1,-0.3|{\"max_angular\": 3, \"radial_basis_name\": \"gto\", \"cutoff_radius\": 3.5, \"radial_gaussian_width\": 1.0, \"rotation_key\": \"c_q\", \"rotation_type\": \"quaternion\"}"
 )
 
 selected=("$@")
@@ -81,12 +94,20 @@ if [ ${#dirs[@]} -eq 0 ]; then
     exit 1
 fi
 
+# The same numbers on every x86-64 machine: the committed fixtures were made with OpenBLAS's
+# Haswell (AVX2) kernels and numpy's dispatch without AVX-512. Both choose faster AVX-512 code
+# paths where the CPU has them, and those round differently (1 ulp in most entries), so the
+# script pins them unless the caller chose otherwise.
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
+export NPY_DISABLE_CPU_FEATURES="${NPY_DISABLE_CPU_FEATURES-X86_V4 AVX512_ICL AVX512_SPR}"
+
 echo "== running the original AniSOAP"
 "$ANISOAP_VENV/bin/python" "$REPO/scripts/make_fixtures.py" "${dirs[@]}"
 
 {
     echo "# pip freeze of $ANISOAP_VENV (selected packages); AniSOAP source when this script"
     echo "# creates the environment: $ANISOAP_SRC (commit $ANISOAP_COMMIT)"
+    echo "# numeric kernels: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE NPY_DISABLE_CPU_FEATURES=$NPY_DISABLE_CPU_FEATURES"
     "$ANISOAP_VENV/bin/python" --version
     "$ANISOAP_VENV/bin/pip" freeze 2>/dev/null \
     | grep -iE '^(anisoap|featomic|metatensor|metatensor-core|metatensor-operations|numpy|scipy|ase|wigners)( @|==)' \

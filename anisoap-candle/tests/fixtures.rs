@@ -25,8 +25,8 @@ fn fixture_dirs() -> Vec<PathBuf> {
     dirs.sort();
     // The fixture set is part of the repository: its absence is a failure, not a skip.
     assert!(
-        dirs.len() >= 8,
-        "expected at least 8 fixture cases in {}",
+        dirs.len() >= 13,
+        "expected at least 13 fixture cases in {}",
         root.display()
     );
     dirs
@@ -157,6 +157,134 @@ fn density_matches_original() {
                 dir.file_name().unwrap().to_string_lossy()
             );
             assert_columns_close(&label, &got.values.data, &expected, rtol);
+        }
+    }
+}
+
+fn meta(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
+}
+
+/// Our layout (centre types and the neighbour types of each) is the original's, as recorded in
+/// `meta.json`: this is what fixes the column layout where a centre type sees only a subset
+/// of the types (`gto_l3_subset_neighbor_types_open`).
+#[test]
+fn layout_matches_original() {
+    let mut subsets = 0;
+    for dir in fixture_dirs() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let meta = meta(&dir);
+        let got = run(&dir, Backend::Reference, Quantity::PowerSpectrumMean);
+        let layout = &got.layout;
+        let types: Vec<i64> = layout.types.iter().map(|&t| t as i64).collect();
+        let expected_types: Vec<i64> = meta["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(types, expected_types, "{name}: types");
+        let expected = meta["neighbor_types"].as_object().unwrap();
+        assert_eq!(
+            layout.center_types.len(),
+            expected.len(),
+            "{name}: centre types"
+        );
+        for (b, &t) in layout.center_types.iter().enumerate() {
+            let ours: Vec<i64> = layout.neighbor_slots[b]
+                .iter()
+                .map(|&slot| layout.types[slot] as i64)
+                .collect();
+            let theirs: Vec<i64> = expected[&t.to_string()]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no neighbour types for centre type {t}"))
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            assert_eq!(ours, theirs, "{name}: neighbour types of centre type {t}");
+            if ours.len() < types.len() {
+                subsets += 1;
+            }
+        }
+    }
+    assert!(
+        subsets >= 3,
+        "no fixture has a centre type with a strict subset of neighbours"
+    );
+}
+
+/// Where a frame lacks a centre type, that block of its mean is exactly zero, in our output and
+/// in the fixture (`gto_l4_missing_center_type_periodic`; the original's own mean raises).
+#[test]
+fn missing_center_type_gives_an_exact_zero_block() {
+    let mut checked = 0;
+    for dir in fixture_dirs() {
+        let meta = meta(&dir);
+        let Some(missing) = meta.get("missing_center_types") else {
+            continue;
+        };
+        let expected = read_npy(&dir.join("power_spectrum.npy"));
+        let cols = expected.shape[1];
+        for (name, backend, _) in backends() {
+            let got = run(&dir, backend, Quantity::PowerSpectrumMean);
+            for (frame, types) in missing.as_object().unwrap() {
+                let f: usize = frame.parse().unwrap();
+                for t in types.as_array().unwrap() {
+                    let t = t.as_i64().unwrap().to_string();
+                    let span = meta["power_spectrum_type_offsets"][&t].as_array().unwrap();
+                    let (offset, width) = (
+                        span[0].as_u64().unwrap() as usize,
+                        span[1].as_u64().unwrap() as usize,
+                    );
+                    let block = f * cols + offset..f * cols + offset + width;
+                    assert!(expected.data[block.clone()].iter().all(|&v| v == 0.0));
+                    assert!(
+                        got.values.data[block].iter().all(|&v| v == 0.0),
+                        "{name}: frame {f}, centre type {t}: block not zero"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no fixture has a frame without some centre type"
+    );
+}
+
+/// The rotation-matrix fixture is the quaternion fixture's geometry with the orientations as
+/// matrices: both the original's outputs and ours agree between the two to rounding.
+#[test]
+fn rotation_matrix_fixture_equals_quaternion_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let quaternion = root.join("gto_l4_two_species_periodic");
+    let matrix = root.join("gto_l4_two_species_periodic_rotation_matrix");
+    for file in ["power_spectrum.npy", "per_center.npy", "density.npy"] {
+        let a = read_npy(&quaternion.join(file));
+        let b = read_npy(&matrix.join(file));
+        assert_eq!(a.shape, b.shape, "{file}");
+        assert_columns_close(
+            &format!("original, matrix vs quaternion {file}"),
+            &b.data,
+            &a,
+            1e-13,
+        );
+    }
+    for quantity in [
+        Quantity::PowerSpectrumMean,
+        Quantity::PowerSpectrumPerCenter,
+        Quantity::Density,
+    ] {
+        let a = run(&quaternion, Backend::Reference, quantity);
+        let b = run(&matrix, Backend::Reference, quantity);
+        assert_eq!(
+            (a.values.rows, a.values.cols),
+            (b.values.rows, b.values.cols)
+        );
+        let scale = a.values.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (x, y) in a.values.data.iter().zip(&b.values.data) {
+            assert!((x - y).abs() <= 1e-13 * scale, "{quantity:?}: {x} vs {y}");
         }
     }
 }

@@ -86,6 +86,60 @@ pub fn check_dtype(device: &Device, dtype: DType) -> Result<()> {
     Ok(())
 }
 
+/// Parses a device list and opens every device: `cuda:0,1,2,3` (a bare number continues the
+/// previous kind), `cuda:0,cuda:1`, `cuda:all` (every GPU that opens), `cpu` or `cpu,cpu`
+/// (several CPU workers: for tests of the multi-device logic). One entry gives one device.
+pub fn open_devices(spec: &str) -> Result<Vec<Device>> {
+    let spec = spec.trim().to_lowercase();
+    if spec.is_empty() {
+        return Err(Error::Device(
+            "empty device; expected cpu, cuda, cuda:N, cuda:0,1,... or metal".into(),
+        ));
+    }
+    let mut devices = Vec::new();
+    let mut kind = String::new();
+    for entry in spec.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(Error::Device(format!(
+                "'{spec}': empty entry in the device list"
+            )));
+        }
+        let full = if entry.bytes().all(|b| b.is_ascii_digit()) {
+            if kind.is_empty() {
+                return Err(Error::Device(format!(
+                    "'{spec}': '{entry}' needs a device kind before it, e.g. cuda:{entry}"
+                )));
+            }
+            format!("{kind}:{entry}")
+        } else {
+            kind = entry.split(':').next().unwrap_or_default().to_string();
+            entry.to_string()
+        };
+        if full.ends_with(":all") {
+            let name = full.trim_end_matches(":all");
+            if name == "cpu" {
+                return Err(Error::Device(
+                    "cpu:all is not a device list; list CPU workers as cpu,cpu,...".into(),
+                ));
+            }
+            let mut found = 0;
+            for ordinal in 0..64 {
+                match open_device(&format!("{name}:{ordinal}")) {
+                    Ok(device) => {
+                        devices.push(device);
+                        found += 1;
+                    }
+                    Err(e) if found == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            continue;
+        }
+        devices.push(open_device(&full)?);
+    }
+    Ok(devices)
+}
+
 /// Short human-readable name of a device (`cpu`, `cuda:0`, `metal:0`).
 pub fn device_name(device: &Device) -> String {
     match device.location() {
@@ -123,5 +177,25 @@ mod tests {
         assert_eq!(parse_dtype("float64").unwrap(), DType::F64);
         assert!(parse_dtype("f16").unwrap_err().to_string().contains("f16"));
         assert_eq!(device_name(&Device::Cpu), "cpu");
+    }
+
+    #[test]
+    fn parses_device_lists() {
+        assert_eq!(open_devices("cpu,cpu,cpu").unwrap().len(), 3);
+        assert_eq!(open_devices("cpu").unwrap().len(), 1);
+        for (spec, message) in [
+            ("", "empty device"),
+            ("cpu,,cpu", "empty entry"),
+            ("1,2", "needs a device kind"),
+            ("cpu,tpu", "unknown device 'tpu'"),
+        ] {
+            let err = open_devices(spec).unwrap_err().to_string();
+            assert!(err.contains(message), "{spec}: {err}");
+        }
+        #[cfg(not(feature = "cuda"))]
+        for spec in ["cuda:0,1", "cuda:all"] {
+            let err = open_devices(spec).unwrap_err().to_string();
+            assert!(err.contains("without CUDA"), "{spec}: {err}");
+        }
     }
 }

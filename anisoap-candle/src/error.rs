@@ -27,6 +27,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A frame of a named input file holds data the descriptor cannot use (a [`Error::Frame`]
+    /// located in its file by the streaming pipeline).
+    #[error("{path}: frame {frame} (0-based, in that file): {message}")]
+    InFile {
+        /// Input file.
+        path: PathBuf,
+        /// 0-based frame index within `path`.
+        frame: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// The requested work would not fit the configured memory bounds.
     #[error("too large: {0}")]
     TooLarge(String),

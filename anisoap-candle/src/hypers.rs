@@ -122,6 +122,50 @@ impl Hypers {
             .collect()
     }
 
+    /// The hypers as a JSON object with the original's keys, such that
+    /// [`Hypers::from_value`] gives them back (floats stay floats).
+    pub fn to_value(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        map.insert("max_angular".into(), self.max_angular.into());
+        map.insert(
+            "radial_basis_name".into(),
+            match self.radial_basis {
+                RadialBasis::Gto => "gto",
+                RadialBasis::Monomial => "monomial",
+            }
+            .into(),
+        );
+        map.insert("cutoff_radius".into(), self.cutoff_radius.into());
+        if let Some(w) = self.radial_gaussian_width {
+            map.insert("radial_gaussian_width".into(), w.into());
+        }
+        match &self.max_radial {
+            MaxRadial::Default => {}
+            MaxRadial::Uniform(k) => {
+                map.insert("max_radial".into(), (*k).into());
+            }
+            MaxRadial::PerChannel(list) => {
+                map.insert("max_radial".into(), list.clone().into());
+            }
+        }
+        map.insert(
+            "subtract_center_contribution".into(),
+            self.subtract_center_contribution.into(),
+        );
+        map.insert("rotation_key".into(), self.rotation_key.clone().into());
+        map.insert(
+            "rotation_type".into(),
+            match self.rotation_type {
+                RotationType::Quaternion => "quaternion",
+                RotationType::Matrix => "matrix",
+            }
+            .into(),
+        );
+        map.insert("basis_rcond".into(), self.basis_rcond.into());
+        map.insert("basis_tol".into(), self.basis_tol.into());
+        Value::Object(map)
+    }
+
     /// Parses a JSON text (keys as in the original's constructor).
     pub fn from_json_str(text: &str) -> Result<Self> {
         let value: Value = serde_json::from_str(text)
@@ -524,6 +568,17 @@ mod tests {
         ok.max_radial = MaxRadial::Uniform(20);
         assert_eq!(ok.max_degree(), 40);
         assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn to_value_round_trips() {
+        for text in [
+            r#"{"max_angular":3,"cutoff_radius":4.0,"radial_gaussian_width":1.0,"max_radial":[2,1,1,0],"subtract_center_contribution":true}"#,
+            r#"{"max_angular":2,"cutoff_radius":5.0,"radial_basis_name":"monomial","max_radial":2,"rotation_type":"matrix","rotation_key":"R"}"#,
+        ] {
+            let h = Hypers::from_json_str(text).unwrap();
+            assert_eq!(Hypers::from_value(&h.to_value()).unwrap(), h);
+        }
     }
 
     #[test]

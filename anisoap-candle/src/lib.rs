@@ -33,6 +33,7 @@ pub mod hypers;
 pub mod labels;
 pub mod neighbors;
 pub mod npy;
+pub mod pipeline;
 pub mod reference;
 pub mod rotation;
 pub mod stream;

@@ -22,8 +22,8 @@ pub struct XyzFrames<R> {
     path: PathBuf,
     /// Lines consumed so far.
     line: usize,
-    /// A line read ahead (the count line of the next frame), with its 0-based number.
-    pending: Option<(usize, String)>,
+    /// Lines read ahead (by [`XyzFrames::has_more`]), with their 0-based numbers.
+    pending: std::collections::VecDeque<(usize, String)>,
     started: bool,
     finished: bool,
 }
@@ -49,7 +49,7 @@ impl<R: BufRead> XyzFrames<R> {
             reader,
             path: path.to_path_buf(),
             line: 0,
-            pending: None,
+            pending: std::collections::VecDeque::new(),
             started: false,
             finished: false,
         }
@@ -65,9 +65,14 @@ impl<R: BufRead> XyzFrames<R> {
 
     /// The next line without its line terminator, with its 0-based number; `None` at the end.
     fn next_line(&mut self) -> Result<Option<(usize, String)>> {
-        if let Some(pending) = self.pending.take() {
+        if let Some(pending) = self.pending.pop_front() {
             return Ok(Some(pending));
         }
+        self.read_new_line()
+    }
+
+    /// Reads a line from the source (not from the look-ahead).
+    fn read_new_line(&mut self) -> Result<Option<(usize, String)>> {
         let mut text = String::new();
         let n = self
             .reader
@@ -85,6 +90,60 @@ impl<R: BufRead> XyzFrames<R> {
         let number = self.line;
         self.line += 1;
         Ok(Some((number, text)))
+    }
+
+    /// True when another frame follows (anything but blank lines is left). Reads ahead
+    /// without consuming: the next [`Iterator::next`] sees the same lines.
+    pub fn has_more(&mut self) -> Result<bool> {
+        if self.finished {
+            return Ok(false);
+        }
+        if self.pending.iter().any(|(_, l)| !l.trim().is_empty()) {
+            return Ok(true);
+        }
+        while let Some(line) = self.read_new_line()? {
+            let blank = line.1.trim().is_empty();
+            self.pending.push_back(line);
+            if !blank {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Skips the next frame without parsing its particle lines; `false` at the end. Errors
+    /// as [`Iterator::next`] would give them for the count line or a truncated frame.
+    pub fn skip_frame(&mut self) -> Result<bool> {
+        if self.finished || !self.has_more()? {
+            self.finished = true;
+            return Ok(false);
+        }
+        let (first, count_line) = loop {
+            let line = self.next_line()?.expect("has_more saw a non-blank line");
+            if !line.1.trim().is_empty() {
+                break line;
+            }
+        };
+        self.started = true;
+        let natoms: usize = count_line.trim().parse().map_err(|_| {
+            self.xyz_error(
+                first,
+                format!(
+                    "expected the number of particles (a non-negative integer), found {:?}",
+                    count_line.trim()
+                ),
+            )
+        })?;
+        for k in 0..=natoms {
+            if self.next_line()?.is_none() {
+                self.finished = true;
+                return Err(self.xyz_error(
+                    first + k + 1,
+                    format!("truncated frame: expected {natoms} particle lines"),
+                ));
+            }
+        }
+        Ok(true)
     }
 
     fn read_frame(&mut self) -> Result<Option<Frame>> {

@@ -1,11 +1,14 @@
 //! `compute` subcommand: extended XYZ in, AniSOAP features out.
 
-use crate::output::{self, OutputTable};
-use anisoap_candle::device::{check_dtype, device_name, open_device, parse_dtype};
-use anisoap_candle::{xyz, Backend, BatchedOptions, Calculator, Frame, Hypers, Quantity};
+use crate::{output, sink};
+use anisoap_candle::device::{check_dtype, device_name, open_devices, parse_dtype};
+use anisoap_candle::pipeline::{self, Columns};
+use anisoap_candle::stream::FrameOrigin;
+use anisoap_candle::{Backend, BatchedOptions, Calculator, Frame, Hypers, PerParticle, Quantity};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use serde_json::{Map, Value};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Hyperparameter flags shared by `compute` and `bench` (override the `--config` file).
@@ -147,7 +150,9 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
 /// Device, dtype and backend flags shared by `compute` and `bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Where the batched path runs: cpu, cuda, cuda:N (GPU number) or metal.
+    /// Where the batched path runs: cpu, cuda, cuda:N (GPU number), metal, or a list spread
+    /// over several devices, one host thread each: cuda:0,1,2,3 or cuda:all (cpu,cpu runs two
+    /// CPU workers, to check the multi-device path without GPUs).
     #[arg(long, short = 'd', default_value = "cpu")]
     pub device: String,
     /// Floating-point precision: f64 (matches the original to ~1e-12) or f32 (faster on GPUs,
@@ -168,7 +173,32 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Builds the backend these flags describe.
+    /// The batched options of every device in `--device` (one for a single device).
+    fn device_options(&self) -> Result<Vec<BatchedOptions>> {
+        let dtype = parse_dtype(&self.dtype)?;
+        let devices = open_devices(&self.device)?;
+        devices
+            .into_iter()
+            .map(|device| {
+                check_dtype(&device, dtype)?;
+                let chunk_pairs =
+                    self.chunk_pairs
+                        .unwrap_or(if device.is_cpu() { 1 << 16 } else { 1 << 20 });
+                if chunk_pairs == 0 {
+                    bail!("--chunk-pairs must be at least 1");
+                }
+                Ok(BatchedOptions {
+                    device,
+                    dtype,
+                    chunk_pairs,
+                    fused_cpu_moments: !self.tensor_op_moments,
+                })
+            })
+            .collect()
+    }
+
+    /// Builds the backend these flags describe (one device; see [`RunArgs::calculator`] for
+    /// device lists).
     pub fn backend(&self) -> Result<Backend> {
         if self.reference {
             if self.device != "cpu" || self.dtype != "f64" {
@@ -176,21 +206,24 @@ impl RunArgs {
             }
             return Ok(Backend::Reference);
         }
-        let device = open_device(&self.device)?;
-        let dtype = parse_dtype(&self.dtype)?;
-        check_dtype(&device, dtype)?;
-        let chunk_pairs =
-            self.chunk_pairs
-                .unwrap_or(if device.is_cpu() { 1 << 16 } else { 1 << 20 });
-        if chunk_pairs == 0 {
-            bail!("--chunk-pairs must be at least 1");
+        let mut options = self.device_options()?;
+        if options.len() != 1 {
+            bail!("this command takes one device, got '{}'", self.device);
         }
-        Ok(Backend::Batched(BatchedOptions {
-            device,
-            dtype,
-            chunk_pairs,
-            fused_cpu_moments: !self.tensor_op_moments,
-        }))
+        Ok(Backend::Batched(options.remove(0)))
+    }
+
+    /// The calculator these flags describe, on one device or spread over a device list.
+    pub fn calculator(&self, hypers: &Hypers) -> Result<Calculator> {
+        if self.reference {
+            return Ok(Calculator::new(hypers, self.backend()?)?);
+        }
+        let options = self.device_options()?;
+        Ok(if options.len() == 1 {
+            Calculator::new(hypers, Backend::Batched(options[0].clone()))?
+        } else {
+            Calculator::on_devices(hypers, &options)?
+        })
     }
 
     /// `reference`, `candle-cpu`, `candle-cuda`, `candle-metal`.
@@ -209,15 +242,17 @@ impl RunArgs {
 #[derive(clap::Args, Debug)]
 pub struct ComputeArgs {
     /// Extended XYZ files (ASE conventions: Properties with species, pos, c_q and
-    /// c_diameter[1..3]). Frames of all files are computed together, so feature columns are
-    /// the same for all of them.
+    /// c_diameter[1..3]). Frames of all files form one trajectory (global frame index in file
+    /// order); they are read in batches, so inputs of any length run in bounded memory.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub hypers: HyperArgs,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Output file; the format follows the extension: .npy, .npz, .safetensors or .csv.
+    /// Output file; the format follows the extension: .npy, .npz, .safetensors or .csv. Rows
+    /// are written as they are computed; metadata (hypers, columns, frame range, input
+    /// checksums, version) goes into the file (npz/safetensors) or OUTPUT.json (npy/csv).
     #[arg(long, short = 'o', default_value = "anisoap_features.npy")]
     pub output: PathBuf,
     /// Write one power-spectrum row per centre (npz/csv/safetensors add frame and centre
@@ -227,69 +262,154 @@ pub struct ComputeArgs {
     /// Write the nu=1 density coefficients (one row per centre) instead of the power spectrum.
     #[arg(long)]
     pub density: bool,
+    /// Fix the feature columns by a species list (atomic numbers, e.g. 1,6,8, or `auto` for
+    /// every type found in the inputs): every type gets a centre block with every type as a
+    /// neighbour column, whatever frames a run sees (what shards of one run need). Default:
+    /// the original's columns, which depend on the types and pair types of the frames
+    /// computed together.
+    #[arg(long, value_name = "TYPES|auto")]
+    pub species: Option<String>,
+    /// Compute only frames START:STOP (global 0-based indices over all inputs, STOP
+    /// exclusive; either may be omitted).
+    #[arg(long, value_name = "START:STOP", conflicts_with = "shard")]
+    pub frames: Option<String>,
+    /// Compute shard K of N (0-based): the K-th of N contiguous, near-equal frame ranges.
+    /// Merge the shards with `anisoap-candle merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Semi-axes a,b,c given to every particle of a frame without c_diameter[1..3] columns
+    /// (as the original's notebooks set them in Python); a frame that has the columns is an
+    /// error, never silently overridden.
+    #[arg(long, value_name = "A,B,C")]
+    pub semi_axes: Option<String>,
+    /// Frames are read in batches of about this many particles (memory bound; a larger frame
+    /// is a batch of its own).
+    #[arg(long, default_value_t = 1 << 15)]
+    pub batch_particles: usize,
     /// No progress bar or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
 
-/// Frames read from several files, remembering which file each came from.
-pub struct Inputs {
-    /// All frames, in file order.
-    pub frames: Vec<Frame>,
-    /// `(file, number of frames)` per file.
-    pub sources: Vec<(PathBuf, usize)>,
+/// Parses `a,b,c` (positive, finite).
+fn parse_semi_axes(text: &str) -> Result<[f64; 3]> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|s| s.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--semi-axes '{text}': expected three numbers a,b,c"))?;
+    match values.as_slice() {
+        [a, b, c] if values.iter().all(|v| v.is_finite() && *v > 0.0) => Ok([*a, *b, *c]),
+        _ => bail!("--semi-axes '{text}': expected three positive finite numbers a,b,c"),
+    }
 }
 
-impl Inputs {
-    /// Rewrites a library error about global frame `k` to name the file and the frame in it.
-    pub fn locate(&self, err: anisoap_candle::Error) -> anyhow::Error {
-        if let anisoap_candle::Error::Frame { frame, message } = &err {
-            let mut first = 0;
-            for (file, n) in &self.sources {
-                if *frame < first + n {
-                    return anyhow::anyhow!(
-                        "{}: frame {} (0-based, in that file): {message}",
-                        file.display(),
-                        frame - first
-                    );
-                }
-                first += n;
-            }
+/// Parses `START:STOP` against `total` frames.
+fn parse_frame_range(text: &str, total: usize) -> Result<Range<usize>> {
+    let (a, b) = text
+        .split_once(':')
+        .with_context(|| format!("--frames '{text}': expected START:STOP"))?;
+    let bound = |s: &str, default: usize| -> Result<usize> {
+        if s.trim().is_empty() {
+            return Ok(default);
         }
-        err.into()
+        s.trim()
+            .parse()
+            .with_context(|| format!("--frames '{text}': '{s}' is not a frame index"))
+    };
+    let (start, stop) = (bound(a, 0)?, bound(b, total)?);
+    if start >= stop || stop > total {
+        bail!("--frames '{text}': the inputs have {total} frames; need START < STOP <= {total}");
+    }
+    Ok(start..stop)
+}
+
+/// Parses `K/N`.
+fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((k, n)) if k < n => Ok((k, n)),
+        _ => bail!("--shard '{text}': expected K/N with 0 <= K < N"),
     }
 }
 
-/// Reads all frames of all files.
-pub fn read_inputs(files: &[PathBuf]) -> Result<Inputs> {
-    let mut frames = Vec::new();
-    let mut sources = Vec::new();
-    for file in files {
-        let read = xyz::read_xyz_file(file)?;
-        sources.push((file.clone(), read.len()));
-        frames.extend(read);
+/// Parses `--species`: `auto` or a comma list of atomic numbers.
+fn parse_species(text: &str) -> Result<Option<Vec<i32>>> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
     }
-    if frames.is_empty() {
-        bail!(
-            "no frames in {}",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+    let mut types: Vec<i32> = text
+        .split(',')
+        .map(|s| s.trim().parse::<i32>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| {
+            format!("--species '{text}': expected atomic numbers like 1,6,8 or auto")
+        })?;
+    types.sort_unstable();
+    types.dedup();
+    Ok(Some(types))
+}
+
+/// Every type in the selected frames (a parsing pass, for `--species auto`).
+fn species_of_inputs(files: &[PathBuf], frames: Range<usize>) -> Result<Vec<i32>> {
+    let mut types = std::collections::BTreeSet::new();
+    for item in pipeline::SelectedFrames::new(files, frames) {
+        let (_, _, frame) = item?;
+        types.extend(frame.numbers.iter().copied());
+    }
+    Ok(types.into_iter().collect())
+}
+
+/// Gives every particle of `frame` the semi-axes `axes` (as `c_diameter[k] = 2 a_k`); refuses
+/// frames that already have diameter columns.
+fn apply_semi_axes(
+    frame: &mut Frame,
+    axes: [f64; 3],
+    origin: &FrameOrigin,
+) -> anisoap_candle::Result<()> {
+    if let Some(name) = (1..=3)
+        .map(|k| format!("c_diameter[{k}]"))
+        .find(|name| frame.arrays.contains_key(name))
+    {
+        return Err(anisoap_candle::Error::Frame {
+            frame: origin.index,
+            message: format!(
+                "--semi-axes was given but {} frame {} has a '{name}' column; drop the flag \
+                 or the columns (the file's values are never silently overridden)",
+                origin.file.display(),
+                origin.index
+            ),
+        });
+    }
+    for (k, a) in axes.iter().enumerate() {
+        frame.arrays.insert(
+            format!("c_diameter[{}]", k + 1),
+            PerParticle {
+                ncols: 1,
+                values: vec![2.0 * a; frame.len()],
+            },
         );
     }
-    Ok(Inputs { frames, sources })
+    Ok(())
+}
+
+/// The name of a quantity in outputs and metadata.
+fn quantity_name(quantity: Quantity) -> &'static str {
+    match quantity {
+        Quantity::PowerSpectrumMean => "power_spectrum_mean",
+        Quantity::PowerSpectrumPerCenter => "power_spectrum_per_center",
+        Quantity::Density => "density",
+    }
 }
 
 /// Runs the `compute` subcommand.
 pub fn run(args: &ComputeArgs) -> Result<()> {
     // Check the output path before any work, so a typo costs nothing.
-    output::OutputFormat::from_path(&args.output)?;
+    let format = output::OutputFormat::from_path(&args.output)?;
     let hypers = args.hypers.resolve()?;
-    let backend = args.run.backend()?;
-    let inputs = read_inputs(&args.files)?;
-    let frames = &inputs.frames;
+    let calculator = args.run.calculator(&hypers)?;
     let quantity = if args.density {
         Quantity::Density
     } else if args.per_center {
@@ -297,57 +417,131 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     } else {
         Quantity::PowerSpectrumMean
     };
-    let as_f32 = matches!(&backend, Backend::Batched(o) if o.dtype == DType::F32);
-    let name = RunArgs::backend_name(&backend);
-    let calculator = Calculator::new(&hypers, backend)?;
-    let bar = crate::progress::pair_bar(args.quiet);
-    let start = std::time::Instant::now();
-    let mut n_pairs = 0;
-    let features = calculator
-        .compute(frames, quantity, &mut |done, total| {
-            n_pairs = total;
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })
-        .map_err(|e| inputs.locate(e))?;
-    bar.finish_and_clear();
-    let elapsed = start.elapsed();
-    let labels = match quantity {
-        Quantity::Density => features.layout.density_labels(),
-        _ => features.layout.power_spectrum_labels(),
+    let semi_axes = args.semi_axes.as_deref().map(parse_semi_axes).transpose()?;
+    let inputs = pipeline::scan_inputs(&args.files)?;
+    let total: usize = inputs.iter().map(|i| i.frames).sum();
+    if total == 0 {
+        bail!(
+            "no frames in {}",
+            args.files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let (frames, shard) = match (&args.frames, &args.shard) {
+        (Some(text), _) => (parse_frame_range(text, total)?, None),
+        (None, Some(text)) => {
+            let (k, n) = parse_shard(text)?;
+            (pipeline::shard_range(k, n, total)?, Some((k, n)))
+        }
+        (None, None) => (0..total, None),
+    };
+    let (columns, columns_mode) = match args.species.as_deref().map(parse_species).transpose()? {
+        None => (Columns::Original, "original"),
+        Some(Some(types)) => (Columns::Species(types), "species"),
+        // `auto` reads the species of all inputs, not only the selected frames, so that every
+        // shard of a run gets the same columns.
+        Some(None) => (
+            Columns::Species(species_of_inputs(&args.files, 0..total)?),
+            "species",
+        ),
+    };
+    let as_f32 = matches!(calculator.backend(), Backend::Batched(o) if o.dtype == DType::F32);
+    let name = if args.run.reference {
+        "reference".to_string()
+    } else {
+        let workers = calculator.worker_names();
+        if workers.len() == 1 {
+            RunArgs::backend_name(calculator.backend())
+        } else {
+            format!("{} workers: {}", workers.len(), workers.join(", "))
+        }
     };
     let table_name = match quantity {
         Quantity::Density => "density",
         _ => "power_spectrum",
     };
-    let mut table = OutputTable::new(
-        table_name,
-        features.values.rows,
-        features.values.cols,
-        features.values.data,
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("format".into(), sink::METADATA_FORMAT.into());
+    metadata.insert("format_version".into(), 1.into());
+    metadata.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    metadata.insert("name".into(), table_name.into());
+    metadata.insert("quantity".into(), quantity_name(quantity).into());
+    metadata.insert("dtype".into(), if as_f32 { "f32" } else { "f64" }.into());
+    metadata.insert("hypers".into(), hypers.to_value());
+    metadata.insert(
+        "frames".into(),
+        serde_json::json!({"start": frames.start, "stop": frames.end, "total": total}),
     );
-    table.as_f32 = as_f32;
-    table.column_names = Some(labels);
-    table.index.push((
-        "frame".into(),
-        features.frame.iter().map(|&f| f as i64).collect(),
-    ));
-    if let Some(center) = &features.center {
-        table
-            .index
-            .push(("center".into(), center.iter().map(|&c| c as i64).collect()));
-    }
-    output::write_table(&args.output, &table)?;
+    metadata.insert(
+        "shard".into(),
+        match shard {
+            Some((k, n)) => serde_json::json!({"index": k, "count": n}),
+            None => Value::Null,
+        },
+    );
+    metadata.insert(
+        "inputs".into(),
+        Value::Array(
+            inputs
+                .iter()
+                .map(|i| {
+                    serde_json::json!({"path": i.path.display().to_string(), "frames": i.frames,
+                                       "bytes": i.bytes, "xxh3_128": i.xxh3_128})
+                })
+                .collect(),
+        ),
+    );
+    let spec = sink::OutputSpec {
+        path: args.output.clone(),
+        format,
+        name: table_name.into(),
+        as_f32,
+        per_center: quantity != Quantity::PowerSpectrumMean,
+    };
+    let mut out = sink::StreamingOutput::new(spec, metadata)?;
+    let prepare = |frame: &mut Frame, origin: &FrameOrigin| -> anisoap_candle::Result<()> {
+        match semi_axes {
+            Some(axes) => apply_semi_axes(frame, axes, origin),
+            None => Ok(()),
+        }
+    };
+    let options = pipeline::RunOptions {
+        files: &args.files,
+        frames: frames.clone(),
+        quantity,
+        columns,
+        limits: pipeline::BatchLimits {
+            max_particles: args.batch_particles.max(1),
+        },
+        prepare: &prepare,
+    };
+    let bar = crate::progress::frame_bar(args.quiet);
+    bar.set_length(frames.len() as u64);
+    let start = std::time::Instant::now();
+    let summary = pipeline::run(&calculator, &options, &mut out, &mut |done, _pairs| {
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+    out.metadata.insert(
+        "columns".into(),
+        sink::columns_metadata(&summary.layout, columns_mode),
+    );
+    let rows = out.rows();
+    out.finish()?;
     if !args.quiet {
         eprintln!(
             "{}: {} frames, {} pairs, {} rows x {} features ({name}) in {:.3} s ({:.3e} pairs/s) -> {}",
             table_name,
-            frames.len(),
-            n_pairs,
-            table.rows,
-            table.cols,
+            summary.frames,
+            summary.pairs,
+            rows,
+            summary.width,
             elapsed.as_secs_f64(),
-            n_pairs as f64 / elapsed.as_secs_f64().max(1e-12),
+            summary.pairs as f64 / elapsed.as_secs_f64().max(1e-12),
             args.output.display()
         );
     }

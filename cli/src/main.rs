@@ -5,10 +5,12 @@ mod bench;
 mod compare;
 mod compute;
 mod generate;
+mod merge;
 mod output;
 mod plot;
 mod plot_fit;
 mod progress;
+mod sink;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,9 @@ enum Command {
     Compute(Box<compute::ComputeArgs>),
     /// Compare two .npy arrays (e.g. ours vs the original AniSOAP) with a column-scaled tolerance.
     Compare(compare::CompareArgs),
+    /// Merge the shards of one run (`compute --shard K/N`) into one output, checking that they
+    /// share hypers, columns, inputs and version and tile the frames with no gap or overlap.
+    Merge(merge::MergeArgs),
     /// Write synthetic systems of ellipsoids (extended XYZ) for tests and benchmarks.
     Generate(generate::GenerateArgs),
     /// Benchmark systems x backends x settings from a config or preset; one metrics JSON per
@@ -140,6 +145,7 @@ fn main() -> std::process::ExitCode {
         Command::Compute(args) => compute::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Aggregate(args) => aggregate::run(&args),
         Command::Plot(args) => plot::run(&args),

@@ -272,7 +272,7 @@ fn write_atomic(path: &Path, fill: impl FnOnce(&mut File, &Path) -> Result<()>) 
 /// Builds an NPY header (magic, version, length, dict, padding, `\n`) such
 /// that the data starts at a multiple of 64 bytes. Uses v1.0 unless the header
 /// does not fit a 16-bit length, then v2.0.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(crate) fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let shape_str = match shape {
         [n] => format!("({n},)"),
         _ => format!(
@@ -412,7 +412,7 @@ fn write_csv<W: Write>(w: W, table: &OutputTable) -> Result<()> {
 /// magnitudes, `{:e}` (e.g. `1e-300`) for very small or very large ones, whose
 /// `{}` form would spell out hundreds of digits. Non-finite values are
 /// written as `NaN`, `inf` and `-inf`.
-fn format_f64(v: f64) -> String {
+pub(crate) fn format_f64(v: f64) -> String {
     let a = v.abs();
     if v == 0.0 || !v.is_finite() || (1e-5..1e16).contains(&a) {
         format!("{v}")
@@ -422,7 +422,7 @@ fn format_f64(v: f64) -> String {
 }
 
 /// As [`format_f64`], for float32 values (shortest `f32` round-trip text).
-fn format_f32(v: f32) -> String {
+pub(crate) fn format_f32(v: f32) -> String {
     let a = v.abs();
     if v == 0.0 || !v.is_finite() || (1e-5..1e16).contains(&a) {
         format!("{v}")

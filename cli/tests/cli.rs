@@ -76,7 +76,10 @@ fn per_center_npz_and_csv_outputs() {
     let archive = zip::ZipArchive::new(std::fs::File::open(&npz).unwrap()).unwrap();
     let mut names: Vec<_> = archive.file_names().map(str::to_string).collect();
     names.sort();
-    assert_eq!(names, ["center.npy", "frame.npy", "power_spectrum.npy"]);
+    assert_eq!(
+        names,
+        ["center.npy", "frame.npy", "metadata.json", "power_spectrum.npy"]
+    );
     let csv = dir.path().join("density.csv");
     bin()
         .args([
@@ -411,7 +414,7 @@ fn hostile_inputs_are_refused_without_crashing() {
             "empty device",
             flags(&["--device", ""]),
             example(),
-            "unknown device",
+            "empty device;",
         ),
         (
             "singular, batched f64",

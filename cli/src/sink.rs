@@ -1,0 +1,672 @@
+//! Streaming output files: rows are written as the pipeline finishes them, so no output is
+//! ever held whole in memory, in every format (`.npy`, `.npz`, `.safetensors`, `.csv`).
+//!
+//! * `.npy`: the header is written with room for any row count and rewritten at the end.
+//! * `.csv`: header line, then one line per row.
+//! * `.npz` / `.safetensors`: values and index columns go to temporary files next to the
+//!   output; at the end they are assembled into the archive (their headers need the sizes).
+//!
+//! Every output carries its metadata ([`metadata`]): an npz member `metadata.json`, the
+//! safetensors `__metadata__` entry `anisoap_candle`, or a sidecar `<output>.json` for `.npy`
+//! and `.csv` (renamed into place just before the output). Everything is written to temporary
+//! files and renamed at the end: an interrupted or failed run leaves nothing that looks
+//! complete.
+
+use crate::output::{format_f32, format_f64, npy_header, OutputFormat};
+use anisoap_candle::pipeline::RowSink;
+use anisoap_candle::system::Layout;
+use anisoap_candle::RowBlock;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// Path of the metadata sidecar of an `.npy` or `.csv` output.
+pub fn sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// A temporary file next to `path` that becomes `path` when persisted.
+fn temp_next_to(path: &Path, tag: &str) -> Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+    let prefix = format!(".{}.{tag}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(&dir).with_context(|| {
+        format!(
+            "cannot create a temporary file in directory {} (does it exist and is it writable?)",
+            dir.display()
+        )
+    })
+}
+
+/// Syncs `tmp` and renames it onto `path`.
+fn persist(tmp: NamedTempFile, path: &Path) -> Result<()> {
+    tmp.as_file()
+        .sync_all()
+        .context("cannot sync a temporary file")?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot rename a temporary file onto {}", path.display()))?;
+    Ok(())
+}
+
+/// A temporary file written through a buffer.
+struct Spool {
+    writer: BufWriter<NamedTempFile>,
+}
+
+impl Spool {
+    fn new(path: &Path, tag: &str) -> Result<Self> {
+        Ok(Spool {
+            writer: BufWriter::with_capacity(1 << 20, temp_next_to(path, tag)?),
+        })
+    }
+
+    fn into_file(self) -> Result<NamedTempFile> {
+        self.writer
+            .into_inner()
+            .map_err(|e| anyhow!("cannot flush a temporary file: {}", e.error()))
+    }
+}
+
+/// Describes what the sink writes.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// Destination.
+    pub path: PathBuf,
+    /// Format (from the extension).
+    pub format: OutputFormat,
+    /// Name of the values array (`power_spectrum` or `density`).
+    pub name: String,
+    /// Store float32.
+    pub as_f32: bool,
+    /// Rows are centres (`frame` and `center` index columns) rather than frames.
+    pub per_center: bool,
+}
+
+/// The layout's part of the metadata.
+pub fn columns_metadata(layout: &Layout, mode: &str) -> Value {
+    serde_json::json!({
+        "mode": mode,
+        "types": layout.types,
+        "center_types": layout.center_types,
+        "neighbor_types": layout
+            .neighbor_slots
+            .iter()
+            .map(|slots| slots.iter().map(|&s| layout.types[s]).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        "n_radial": layout.n_radial,
+    })
+}
+
+/// A streaming output file: a [`RowSink`] that must be [`finish`](StreamingOutput::finish)ed.
+pub struct StreamingOutput {
+    spec: OutputSpec,
+    cols: usize,
+    rows: usize,
+    /// `.npy`: the output itself (header rewritten at the end); `.npz`/`.safetensors`: the raw
+    /// values.
+    values: Option<Spool>,
+    frame: Option<Spool>,
+    center: Option<Spool>,
+    csv: Option<csv::Writer<BufWriter<NamedTempFile>>>,
+    header_len: usize,
+    record: Vec<String>,
+    /// Metadata, completed by [`StreamingOutput::finish`].
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+impl StreamingOutput {
+    /// A sink for `spec`, carrying `metadata` (completed with the row count and width).
+    pub fn new(spec: OutputSpec, metadata: serde_json::Map<String, Value>) -> Result<Self> {
+        Ok(StreamingOutput {
+            spec,
+            cols: 0,
+            rows: 0,
+            values: None,
+            frame: None,
+            center: None,
+            csv: None,
+            header_len: 0,
+            record: Vec::new(),
+            metadata,
+        })
+    }
+
+    fn descr(&self) -> &'static str {
+        if self.spec.as_f32 {
+            "<f4"
+        } else {
+            "<f8"
+        }
+    }
+
+    /// Starts the files once the width is known.
+    fn start(&mut self, layout: &Layout, width: usize) -> Result<()> {
+        self.cols = width;
+        let path = self.spec.path.clone();
+        match self.spec.format {
+            OutputFormat::Npy => {
+                let mut spool = Spool::new(&path, "npy")?;
+                let header = npy_header(self.descr(), &[usize::MAX, width]);
+                self.header_len = header.len();
+                spool.writer.write_all(&header)?;
+                self.values = Some(spool);
+            }
+            OutputFormat::Csv => {
+                let file = temp_next_to(&path, "csv")?;
+                let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
+                let mut header = vec!["frame".to_string()];
+                if self.spec.per_center {
+                    header.push("center".into());
+                }
+                // Column names from the one feature layout (labels.rs through Layout).
+                header.extend(if self.spec.name == "density" {
+                    layout.density_labels()
+                } else {
+                    layout.power_spectrum_labels()
+                });
+                writer.write_record(&header)?;
+                self.csv = Some(writer);
+            }
+            OutputFormat::Npz | OutputFormat::Safetensors => {
+                self.values = Some(Spool::new(&path, "values")?);
+                self.frame = Some(Spool::new(&path, "frame")?);
+                if self.spec.per_center {
+                    self.center = Some(Spool::new(&path, "center")?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_values(&mut self, values: &[f64]) -> Result<()> {
+        let as_f32 = self.spec.as_f32;
+        let w = &mut self.values.as_mut().expect("started").writer;
+        if as_f32 {
+            for &v in values {
+                w.write_all(&(v as f32).to_le_bytes())?;
+            }
+        } else {
+            for &v in values {
+                w.write_all(&v.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends rows given as values with their global frame and centre indices (used by the
+    /// pipeline and by `merge`).
+    pub fn append(
+        &mut self,
+        values: &[f64],
+        frame: &[usize],
+        center: Option<&[usize]>,
+    ) -> Result<()> {
+        let n = frame.len();
+        if values.len() != n * self.cols {
+            bail!(
+                "internal: {} values for {n} rows of {}",
+                values.len(),
+                self.cols
+            );
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            bail!("internal: a non-finite value reached the output");
+        }
+        self.rows += n;
+        if let Some(csv) = self.csv.as_mut() {
+            for r in 0..n {
+                self.record.clear();
+                self.record.push(frame[r].to_string());
+                if let Some(c) = center {
+                    self.record.push(c[r].to_string());
+                }
+                let row = &values[r * self.cols..(r + 1) * self.cols];
+                if self.spec.as_f32 {
+                    self.record
+                        .extend(row.iter().map(|&v| format_f32(v as f32)));
+                } else {
+                    self.record.extend(row.iter().map(|&v| format_f64(v)));
+                }
+                csv.write_record(&self.record)?;
+            }
+            return Ok(());
+        }
+        self.write_values(values)?;
+        if let Some(spool) = self.frame.as_mut() {
+            for &f in frame {
+                spool.writer.write_all(&(f as i64).to_le_bytes())?;
+            }
+        }
+        if let (Some(spool), Some(center)) = (self.center.as_mut(), center) {
+            for &c in center {
+                spool.writer.write_all(&(c as i64).to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Completes the files and renames them into place (metadata sidecar first, then the
+    /// output). Dropping an unfinished sink deletes every temporary file.
+    pub fn finish(mut self) -> Result<()> {
+        if self.cols == 0 && self.values.is_none() && self.csv.is_none() {
+            bail!("no rows were computed; nothing written");
+        }
+        self.metadata.insert("rows".into(), self.rows.into());
+        self.metadata.insert("width".into(), self.cols.into());
+        let metadata = Value::Object(self.metadata.clone());
+        let metadata_text = serde_json::to_string_pretty(&metadata)?;
+        let path = self.spec.path.clone();
+        match self.spec.format {
+            OutputFormat::Npy => {
+                let mut file = self.values.take().expect("started").into_file()?;
+                let mut header = npy_header(self.descr(), &[self.rows, self.cols]);
+                // Same length as the placeholder: pad the dict with spaces before the '\n'.
+                if header.len() > self.header_len {
+                    bail!("internal: NPY header grew");
+                }
+                header.pop();
+                header.resize(self.header_len - 1, b' ');
+                header.push(b'\n');
+                let f = file.as_file_mut();
+                f.seek(SeekFrom::Start(0))?;
+                f.write_all(&header)?;
+                f.flush()?;
+                write_sidecar(&path, &metadata_text)?;
+                persist(file, &path)
+            }
+            OutputFormat::Csv => {
+                let writer = self.csv.take().expect("started");
+                let file = writer
+                    .into_inner()
+                    .map_err(|e| anyhow!("cannot flush the CSV output: {}", e.error()))?
+                    .into_inner()
+                    .map_err(|e| anyhow!("cannot flush the CSV output: {}", e.error()))?;
+                write_sidecar(&path, &metadata_text)?;
+                persist(file, &path)
+            }
+            OutputFormat::Npz => {
+                let mut parts = self.take_parts()?;
+                let out = temp_next_to(&path, "npz")?;
+                let mut zip = zip::ZipWriter::new(out);
+                let opts = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated)
+                    .large_file(true);
+                let shapes = self.part_shapes();
+                for ((name, descr, shape), file) in shapes.iter().zip(parts.iter_mut()) {
+                    zip.start_file(format!("{name}.npy"), opts)?;
+                    zip.write_all(&npy_header(descr, shape))?;
+                    let f = file.as_file_mut();
+                    f.seek(SeekFrom::Start(0))?;
+                    std::io::copy(f, &mut zip)?;
+                }
+                zip.start_file("metadata.json", opts)?;
+                zip.write_all(metadata_text.as_bytes())?;
+                let out = zip.finish()?;
+                persist(out, &path)
+            }
+            OutputFormat::Safetensors => {
+                let mut parts = self.take_parts()?;
+                let shapes = self.part_shapes();
+                let mut header = serde_json::Map::new();
+                let mut offset = 0u64;
+                for ((name, descr, shape), file) in shapes.iter().zip(parts.iter()) {
+                    let len = file.as_file().metadata()?.len();
+                    let dtype = match *descr {
+                        "<f8" => "F64",
+                        "<f4" => "F32",
+                        _ => "I64",
+                    };
+                    header.insert(
+                        name.clone(),
+                        serde_json::json!({"dtype": dtype, "shape": shape,
+                                           "data_offsets": [offset, offset + len]}),
+                    );
+                    offset += len;
+                }
+                header.insert(
+                    "__metadata__".into(),
+                    serde_json::json!({ "anisoap_candle": serde_json::to_string(&metadata)? }),
+                );
+                let mut text = serde_json::to_string(&Value::Object(header))?.into_bytes();
+                while text.len() % 8 != 0 {
+                    text.push(b' ');
+                }
+                let mut out = temp_next_to(&path, "safetensors")?;
+                {
+                    let mut w = BufWriter::new(out.as_file_mut());
+                    w.write_all(&(text.len() as u64).to_le_bytes())?;
+                    w.write_all(&text)?;
+                    for file in parts.iter_mut() {
+                        let f = file.as_file_mut();
+                        f.seek(SeekFrom::Start(0))?;
+                        std::io::copy(f, &mut w)?;
+                    }
+                    w.flush()?;
+                }
+                persist(out, &path)
+            }
+        }
+    }
+
+    /// `(member name, descr, shape)` of the values and index parts, in order.
+    fn part_shapes(&self) -> Vec<(String, &'static str, Vec<usize>)> {
+        let mut shapes = vec![(
+            self.spec.name.clone(),
+            self.descr(),
+            vec![self.rows, self.cols],
+        )];
+        shapes.push(("frame".into(), "<i8", vec![self.rows]));
+        if self.spec.per_center {
+            shapes.push(("center".into(), "<i8", vec![self.rows]));
+        }
+        shapes
+    }
+
+    fn take_parts(&mut self) -> Result<Vec<NamedTempFile>> {
+        let mut parts = vec![self.values.take().expect("started").into_file()?];
+        parts.push(self.frame.take().expect("started").into_file()?);
+        if let Some(center) = self.center.take() {
+            parts.push(center.into_file()?);
+        }
+        Ok(parts)
+    }
+}
+
+fn write_sidecar(path: &Path, text: &str) -> Result<()> {
+    let sidecar = sidecar_path(path);
+    let mut tmp = temp_next_to(&sidecar, "meta")?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.flush()?;
+    persist(tmp, &sidecar)
+}
+
+impl RowSink for StreamingOutput {
+    fn columns(&mut self, layout: &Layout, width: usize) -> anisoap_candle::Result<()> {
+        self.start(layout, width)
+            .map_err(to_library_error(&self.spec.path))
+    }
+
+    fn rows(&mut self, block: RowBlock) -> anisoap_candle::Result<()> {
+        let path = self.spec.path.clone();
+        self.append(block.values, block.frame, block.center)
+            .map_err(to_library_error(&path))
+    }
+}
+
+fn to_library_error(path: &Path) -> impl Fn(anyhow::Error) -> anisoap_candle::Error + '_ {
+    move |e| anisoap_candle::Error::Io {
+        path: path.to_path_buf(),
+        error: std::io::Error::other(format!("{e:#}")),
+    }
+}
+
+/// An output read back for `merge`: metadata, values (as f64) and index columns.
+pub struct ReadOutput {
+    /// The metadata it carries.
+    pub metadata: serde_json::Map<String, Value>,
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Row-major values.
+    pub values: Vec<f64>,
+    /// Stored as float32.
+    pub as_f32: bool,
+    /// Global frame of each row (from the index column, or the metadata's frame range for a
+    /// per-frame `.npy`).
+    pub frame: Vec<usize>,
+    /// Centre of each row (per-centre outputs with index columns).
+    pub center: Option<Vec<usize>>,
+}
+
+fn metadata_object(value: Value, path: &Path) -> Result<serde_json::Map<String, Value>> {
+    match value {
+        Value::Object(map)
+            if map.get("format").and_then(Value::as_str) == Some(METADATA_FORMAT) =>
+        {
+            Ok(map)
+        }
+        _ => bail!(
+            "{}: no anisoap-candle output metadata (was it written by `compute` of this version?)",
+            path.display()
+        ),
+    }
+}
+
+/// The `format` field of every output's metadata.
+pub const METADATA_FORMAT: &str = "anisoap-candle-output";
+
+fn read_sidecar(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let sidecar = sidecar_path(path);
+    let text = std::fs::read_to_string(&sidecar).with_context(|| {
+        format!(
+            "{}: its metadata sidecar {} is missing (an .npy/.csv output without it is \
+             incomplete)",
+            path.display(),
+            sidecar.display()
+        )
+    })?;
+    metadata_object(serde_json::from_str(&text)?, path)
+}
+
+fn usize_column(data: &[f64]) -> Vec<usize> {
+    data.iter().map(|&v| v as usize).collect()
+}
+
+/// Reads an output written by [`StreamingOutput`] (any format).
+pub fn read_output(path: &Path) -> Result<ReadOutput> {
+    let format = OutputFormat::from_path(path)?;
+    let (metadata, values, shape, as_f32, frame, center) = match format {
+        OutputFormat::Npy => {
+            let metadata = read_sidecar(path)?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let as_f32 = npy_is_f32(&bytes);
+            let array = anisoap_candle::npy::parse_npy(&bytes, path)?;
+            (metadata, array.data, array.shape, as_f32, None, None)
+        }
+        OutputFormat::Csv => {
+            let metadata = read_sidecar(path)?;
+            let per_center =
+                metadata.get("quantity").and_then(Value::as_str) != Some("power_spectrum_mean");
+            let mut reader = csv::Reader::from_path(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let skip = if per_center { 2 } else { 1 };
+            let (mut values, mut frame, mut center) = (Vec::new(), Vec::new(), Vec::new());
+            let mut cols = 0;
+            let mut rows = 0;
+            for record in reader.records() {
+                let record = record.with_context(|| format!("{}: bad CSV", path.display()))?;
+                let parse_index = |k: usize| -> Result<usize> {
+                    record
+                        .get(k)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| anyhow!("{}: row {rows}: bad index column", path.display()))
+                };
+                frame.push(parse_index(0)?);
+                if per_center {
+                    center.push(parse_index(1)?);
+                }
+                cols = record.len() - skip;
+                for field in record.iter().skip(skip) {
+                    values.push(field.parse::<f64>().with_context(|| {
+                        format!("{}: row {rows}: '{field}' is not a number", path.display())
+                    })?);
+                }
+                rows += 1;
+            }
+            let as_f32 = metadata.get("dtype").and_then(Value::as_str) == Some("f32");
+            (
+                metadata,
+                values,
+                vec![rows, cols],
+                as_f32,
+                Some(frame),
+                per_center.then_some(center),
+            )
+        }
+        OutputFormat::Npz => {
+            let file =
+                File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut zip = zip::ZipArchive::new(file)
+                .with_context(|| format!("{}: not a readable npz", path.display()))?;
+            let mut member = |name: &str| -> Result<Option<Vec<u8>>> {
+                match zip.by_name(name) {
+                    Ok(mut m) => {
+                        let mut bytes = Vec::new();
+                        m.read_to_end(&mut bytes)?;
+                        Ok(Some(bytes))
+                    }
+                    Err(zip::result::ZipError::FileNotFound) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            };
+            let metadata_bytes = member("metadata.json")?
+                .ok_or_else(|| anyhow!("{}: no metadata.json member", path.display()))?;
+            let metadata = metadata_object(serde_json::from_slice(&metadata_bytes)?, path)?;
+            let name = metadata
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("power_spectrum")
+                .to_string();
+            let values_bytes = member(&format!("{name}.npy"))?
+                .ok_or_else(|| anyhow!("{}: no {name}.npy member", path.display()))?;
+            let as_f32 = npy_is_f32(&values_bytes);
+            let array = anisoap_candle::npy::parse_npy(&values_bytes, path)?;
+            let frame = member("frame.npy")?
+                .map(|b| anisoap_candle::npy::parse_npy(&b, path))
+                .transpose()?
+                .map(|a| usize_column(&a.data));
+            let center = member("center.npy")?
+                .map(|b| anisoap_candle::npy::parse_npy(&b, path))
+                .transpose()?
+                .map(|a| usize_column(&a.data));
+            (metadata, array.data, array.shape, as_f32, frame, center)
+        }
+        OutputFormat::Safetensors => read_safetensors(path)?,
+    };
+    let (rows, cols) = match shape.as_slice() {
+        [r, c] => (*r, *c),
+        other => bail!(
+            "{}: expected a 2-D array, got shape {other:?}",
+            path.display()
+        ),
+    };
+    let frame = match frame {
+        Some(f) => f,
+        None => {
+            let start = metadata["frames"]["start"].as_u64().unwrap_or(0) as usize;
+            if metadata.get("quantity").and_then(Value::as_str) == Some("power_spectrum_mean") {
+                (start..start + rows).collect()
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    Ok(ReadOutput {
+        metadata,
+        rows,
+        cols,
+        values,
+        as_f32,
+        frame,
+        center,
+    })
+}
+
+fn npy_is_f32(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(256)];
+    String::from_utf8_lossy(head).contains("'<f4'")
+}
+
+type Parts = (
+    serde_json::Map<String, Value>,
+    Vec<f64>,
+    Vec<usize>,
+    bool,
+    Option<Vec<usize>>,
+    Option<Vec<usize>>,
+);
+
+fn read_safetensors(path: &Path) -> Result<Parts> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bad = || anyhow!("{}: not a valid safetensors file", path.display());
+    let n = u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into()?) as usize;
+    let header: Value = serde_json::from_slice(
+        bytes
+            .get(8..8usize.checked_add(n).ok_or_else(bad)?)
+            .ok_or_else(bad)?,
+    )?;
+    let data = &bytes[8 + n..];
+    let text = header["__metadata__"]["anisoap_candle"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{}: no anisoap_candle metadata", path.display()))?;
+    let metadata = metadata_object(serde_json::from_str(text)?, path)?;
+    type Entry<'b> = Option<(String, Vec<usize>, &'b [u8])>;
+    let tensor = |name: &str| -> Result<Entry> {
+        let Some(t) = header.get(name) else {
+            return Ok(None);
+        };
+        let dtype = t["dtype"].as_str().ok_or_else(bad)?.to_string();
+        let shape: Vec<usize> = t["shape"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|v| v.as_u64().map(|x| x as usize).ok_or_else(bad))
+            .collect::<Result<_>>()?;
+        let offsets = t["data_offsets"].as_array().ok_or_else(bad)?;
+        let (a, b) = (
+            offsets.first().and_then(Value::as_u64).ok_or_else(bad)? as usize,
+            offsets.get(1).and_then(Value::as_u64).ok_or_else(bad)? as usize,
+        );
+        Ok(Some((dtype, shape, data.get(a..b).ok_or_else(bad)?)))
+    };
+    let name = metadata
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("power_spectrum")
+        .to_string();
+    let (dtype, shape, raw) = tensor(&name)?.ok_or_else(bad)?;
+    let as_f32 = dtype == "F32";
+    let values: Vec<f64> = if as_f32 {
+        raw.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64)
+            .collect()
+    } else {
+        raw.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    };
+    let index = |name: &str| -> Result<Option<Vec<usize>>> {
+        Ok(tensor(name)?.map(|(_, _, raw)| {
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                .collect()
+        }))
+    };
+    let (frame, center) = (index("frame")?, index("center")?);
+    Ok((metadata, values, shape, as_f32, frame, center))
+}

@@ -334,6 +334,9 @@ class EllipsoidalDensityProjection:
             )
         finally:
             progress.close()
+        # Time inside the library's Calculator::compute (what the CLI reports), for measuring
+        # the overhead of the Python call.
+        self._last_compute_s = out.pop("compute_s")
         if self._engine.dtype == "float32":
             out["values"] = out["values"].astype(np.float32)
         if out["center"] is not None:

@@ -434,6 +434,7 @@ impl Engine {
         let result = py.detach(|| {
             guarded("compute", || {
                 let mut callback_error = None;
+                let start = std::time::Instant::now();
                 let features = if normalize {
                     calculator.compute(&frames, quantity, &mut |done, total| {
                         if let Some(cb) = &progress {
@@ -447,14 +448,18 @@ impl Engine {
                 } else {
                     raw_density(calculator.basis(), &frames)
                 };
+                let elapsed = start.elapsed().as_secs_f64();
                 let features = features.map_err(to_py)?;
                 match callback_error {
                     Some(e) => Err(e),
-                    None => Ok(features),
+                    None => Ok((features, elapsed)),
                 }
             })
         })?;
+        let (result, compute_s) = result;
         let out = PyDict::new(py);
+        // The library's compute time, measured as the CLI measures its own ("in … s").
+        out.set_item("compute_s", compute_s)?;
         let rows = result.values.rows;
         let cols = result.values.cols;
         let values = PyArray1::from_vec(py, result.values.data).reshape([rows, cols])?;

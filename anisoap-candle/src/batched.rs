@@ -57,6 +57,8 @@ struct DegreeStep {
 pub struct BatchedBasis {
     contraction: Tensor,
     fused: Option<crate::fused::FusedMoments>,
+    /// The whole-chunk CPU kernel (Gaussian parameters, moments, contraction, neighbour sum).
+    fused_density: Option<crate::fused_density::FusedPairDensity>,
     steps: Vec<DegreeStep>,
     inv_width2: f64,
     options: BatchedOptions,
@@ -120,11 +122,21 @@ impl BatchedBasis {
             }
             RadialBasis::Monomial => 0.0,
         };
-        let fused = (options.fused_cpu_moments && options.device.is_cpu())
+        let fused_cpu = options.fused_cpu_moments && options.device.is_cpu();
+        let fused = fused_cpu
             .then(|| crate::fused::FusedMoments::new(plan.clone(), &dense_b, basis.n_coefficients));
+        let fused_density = fused_cpu.then(|| {
+            crate::fused_density::FusedPairDensity::new(
+                &plan,
+                &dense_b,
+                basis.n_coefficients,
+                inv_width2,
+            )
+        });
         Ok(BatchedBasis {
             contraction,
             fused,
+            fused_density,
             steps,
             inv_width2,
             options: options.clone(),
@@ -316,6 +328,9 @@ pub fn chunk_density(
             device,
         )?);
     }
+    if let Some(kernel) = &basis.fused_density {
+        return fused_chunk_density(kernel, options, system, centers, pairs);
+    }
     let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
     let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();
     let r = float_tensor(r, &[pairs.len(), 3], options)?;
@@ -352,6 +367,54 @@ fn padded_rows(pairs: &Pairs, centers: &std::ops::Range<usize>) -> Option<usize>
         width = width.max(*c);
     }
     centers.len().checked_mul(width)
+}
+
+/// The whole chunk through the fused CPU kernel ([`crate::fused_density`]): geometry rows of
+/// every pair built on the host from the system's per-particle data, then one custom op.
+fn fused_chunk_density(
+    kernel: &crate::fused_density::FusedPairDensity,
+    options: &BatchedOptions,
+    system: &System,
+    centers: std::ops::Range<usize>,
+    pairs: &Pairs,
+) -> Result<Tensor> {
+    use crate::fused_density::GEOMETRY_COLUMNS;
+    let _span = tracing::trace_span!("fused_pair_density").entered();
+    let n_types = system.layout.types.len();
+    let particles = &system.particles;
+    let mut geometry = Vec::with_capacity(pairs.len() * GEOMETRY_COLUMNS);
+    let mut dest = Vec::with_capacity(pairs.len());
+    for ((&i, &j), r) in pairs
+        .centers
+        .iter()
+        .zip(&pairs.neighbors)
+        .zip(&pairs.vectors)
+    {
+        let a = &particles.precision[j];
+        let s = particles.semi_axes[j];
+        geometry.extend_from_slice(&[
+            a[0][0],
+            a[0][1],
+            a[0][2],
+            a[1][1],
+            a[1][2],
+            a[2][2],
+            1.0 / (s[0] * s[1] * s[2]),
+            r[0],
+            r[1],
+            r[2],
+        ]);
+        dest.push(((i - centers.start) * n_types + system.type_slots[j]) as u32);
+    }
+    let p = pairs.len();
+    let geometry = float_tensor(geometry, &[p, GEOMETRY_COLUMNS], options)?;
+    let dest = Tensor::from_vec(dest, p, &options.device)?;
+    let op = kernel.for_chunk(centers.len(), n_types);
+    let k = op.n_rows / n_types.max(1);
+    let density = geometry.apply_op2_no_bwd(&dest, &op)?;
+    let k_len = density.dim(1)?;
+    debug_assert_eq!(k, centers.len());
+    Ok(density.reshape((centers.len(), n_types, k_len))?)
 }
 
 /// Neighbour sum `[C, n_types, K]` of pair coefficients `[P, K]` with `index_add`.

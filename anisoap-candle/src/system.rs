@@ -609,12 +609,17 @@ impl<'a> System<'a> {
     /// before it, which makes shards of a run equal the whole run bit for bit.
     pub fn center_chunks(&self, chunk_pairs: usize) -> Vec<std::ops::Range<usize>> {
         let limit = chunk_pairs.max(1);
+        // A chunk's per-centre tensors (density, power spectrum) grow with its centres: each
+        // centre counts as at least `CENTER_WEIGHT` pairs, so chunks of tiny frames (few pairs
+        // per centre) stay as small in memory as chunks of dense ones.
+        const CENTER_WEIGHT: usize = 16;
+        let weight = |i: usize| self.pair_counts[i].max(CENTER_WEIGHT);
         let starts = &self.particles.frame_start;
         let mut chunks = Vec::new();
         let mut open: Option<(usize, usize)> = None; // (start, pairs) of the chunk being packed
         for f in 0..self.particles.n_frames() {
             let (lo, hi) = (starts[f], starts[f + 1]);
-            let frame_pairs: usize = self.pair_counts[lo..hi].iter().sum();
+            let frame_pairs: usize = (lo..hi).map(weight).sum();
             if let Some((start, count)) = open {
                 if count + frame_pairs <= limit {
                     open = Some((start, count + frame_pairs));
@@ -632,8 +637,8 @@ impl<'a> System<'a> {
             while start < hi {
                 let mut end = start;
                 let mut count = 0;
-                while end < hi && (end == start || count + self.pair_counts[end] <= limit) {
-                    count += self.pair_counts[end];
+                while end < hi && (end == start || count + weight(end) <= limit) {
+                    count += weight(end);
                     end += 1;
                 }
                 chunks.push(start..end);

@@ -282,10 +282,11 @@ pub struct ComputeArgs {
     /// error, never silently overridden.
     #[arg(long, value_name = "A,B,C")]
     pub semi_axes: Option<String>,
-    /// Frames are read in batches of about this many particles (memory bound; a larger frame
-    /// is a batch of its own).
-    #[arg(long, default_value_t = 1 << 15)]
-    pub batch_particles: usize,
+    /// Frames are read in batches of about this many particles, which bounds host memory (a
+    /// larger frame is a batch of its own). Default: 2048 on the CPU, 65536 on GPUs (enough
+    /// pairs to fill their larger chunks).
+    #[arg(long)]
+    pub batch_particles: Option<usize>,
     /// No progress bar or summary on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -514,7 +515,13 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         quantity,
         columns,
         limits: pipeline::BatchLimits {
-            max_particles: args.batch_particles.max(1),
+            max_particles: args
+                .batch_particles
+                .unwrap_or(match calculator.backend() {
+                    Backend::Batched(o) if !o.device.is_cpu() => 1 << 16,
+                    _ => 2048,
+                })
+                .max(1),
         },
         prepare: &prepare,
     };

@@ -307,32 +307,52 @@ fn bad_hypers_and_outputs() {
 
 #[test]
 fn trace_records_every_stage() {
-    let dir = tempfile::tempdir().unwrap();
-    let trace = dir.path().join("trace.json");
-    bin()
-        .args(["compute", "--quiet", "--trace"])
-        .arg(&trace)
-        .arg("--config")
-        .arg(config())
-        .arg(example())
-        .arg("-o")
-        .arg(dir.path().join("o.npy"))
-        .assert()
-        .success();
-    let events: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
-    let names: std::collections::BTreeSet<&str> =
-        events.iter().filter_map(|e| e["name"].as_str()).collect();
-    for stage in [
-        "prepare",
-        "neighbor_list_pass",
-        "neighbor_list",
-        "gaussian_parameters",
-        "moments_and_contraction",
-        "neighbor_sum",
-        "power_spectrum",
+    // The default CPU path (fused chunk kernel) and the tensor-op path have their own spans.
+    for (extra, stages) in [
+        (
+            vec![],
+            vec![
+                "prepare",
+                "neighbor_list_pass",
+                "neighbor_list",
+                "chunk",
+                "fused_pair_density",
+                "power_spectrum",
+            ],
+        ),
+        (
+            vec!["--tensor-op-moments"],
+            vec![
+                "prepare",
+                "neighbor_list",
+                "gaussian_parameters",
+                "moments",
+                "contraction",
+                "neighbor_sum",
+                "power_spectrum",
+            ],
+        ),
     ] {
-        assert!(names.contains(stage), "no span {stage} in {names:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("trace.json");
+        bin()
+            .args(["compute", "--quiet", "--trace"])
+            .arg(&trace)
+            .arg("--config")
+            .arg(config())
+            .args(&extra)
+            .arg(example())
+            .arg("-o")
+            .arg(dir.path().join("o.npy"))
+            .assert()
+            .success();
+        let events: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+        let names: std::collections::BTreeSet<&str> =
+            events.iter().filter_map(|e| e["name"].as_str()).collect();
+        for stage in stages {
+            assert!(names.contains(stage), "{extra:?}: no span {stage} in {names:?}");
+        }
     }
 }
 

@@ -59,6 +59,10 @@ for kind in mean per-center; do
     measure streaming "$BIN" "$WORK/large_$frames.xyz" "$frames" 10000 "$kind"
   done
 done
+# One 10^6-particle periodic liquid (one frame = one batch; memory is the frame plus one chunk).
+"$BIN" generate --kind liquid --particles 1000000 --species 1 --frames 1 --periodic \
+  --density 0.3 --seed 13 -o "$WORK/huge_1.xyz" 2>/dev/null
+measure streaming "$BIN" "$WORK/huge_1.xyz" 1 1000000 mean
 if [ -n "${OLD_BIN:-}" ]; then
   for kind in mean per-center; do
     for frames in 1000 10000 100000; do
@@ -68,5 +72,6 @@ if [ -n "${OLD_BIN:-}" ]; then
       measure in-memory "$OLD_BIN" "$WORK/large_$frames.xyz" "$frames" 10000 "$kind"
     done
   done
+  measure in-memory "$OLD_BIN" "$WORK/huge_1.xyz" 1 1000000 mean
 fi
 echo "wrote $OUT"

@@ -126,12 +126,7 @@ impl BatchedBasis {
         let fused = fused_cpu
             .then(|| crate::fused::FusedMoments::new(plan.clone(), &dense_b, basis.n_coefficients));
         let fused_density = fused_cpu.then(|| {
-            crate::fused_density::FusedPairDensity::new(
-                &plan,
-                &dense_b,
-                basis.n_coefficients,
-                inv_width2,
-            )
+            crate::fused_density::FusedPairDensity::new(basis, &plan, inv_width2)
         });
         Ok(BatchedBasis {
             contraction,

@@ -78,12 +78,21 @@ struct Step {
 }
 
 /// The kernel: constants of one basis and the output size of one chunk.
+///
+/// The contraction is done in two steps, `B = T'·(ν W)` factored: first the raw coefficients
+/// `u[l,m,n] = ν_{l+2n} Σ T'_l[m,n,abc] m_abc` (each uses only monomials of degree `l + 2n`),
+/// then the Löwdin mixing `c[l,m,n'] = Σ_n u[l,m,n] W_l[n,n']` — about half the work of the
+/// folded matrix `B`, whose columns repeat every `T'` entry `N_l` times.
 #[derive(Debug, Clone)]
 pub struct FusedPairDensity {
     steps: Vec<Step>,
+    /// Raw coefficient `c` (layout of [`crate::basis::Basis::column`]) uses the entries
+    /// `col_start[c]..col_start[c + 1]` of `rows` (monomials) and `values` (`ν T'`).
     col_start: Vec<usize>,
     rows: Vec<usize>,
     values: Vec<f64>,
+    /// Per channel `l`: first column, `N_l`, `2l + 1`, and `W_l` row-major (`N_l × N_l`).
+    channels: Vec<(usize, usize, usize, Vec<f64>)>,
     n_cols: usize,
     n_monomials: usize,
     /// `1/σ²` for GTO, 0 for monomials.
@@ -95,23 +104,36 @@ pub struct FusedPairDensity {
 }
 
 impl FusedPairDensity {
-    /// From the recurrence plan, a dense row-major `B` with `n_cols` columns and the dilation
-    /// shift `1/σ²`.
-    pub fn new(plan: &[RecurrenceStep], dense_b: &[f64], n_cols: usize, shift: f64) -> Self {
+    /// From the basis constants (harmonic tables, radial norms, Löwdin matrices), its
+    /// recurrence plan and the dilation shift `1/σ²`.
+    pub fn new(basis: &crate::basis::Basis, plan: &[RecurrenceStep], shift: f64) -> Self {
+        use crate::basis::monomials::MonomialIndex;
         let n_monomials = plan.len() + 1;
+        let n_cols = basis.n_coefficients;
         let mut col_start = vec![0];
         let mut rows = Vec::new();
         let mut values = Vec::new();
-        for c in 0..n_cols {
-            for r in 0..n_monomials {
-                let v = dense_b[r * n_cols + c];
-                if v != 0.0 {
-                    rows.push(r);
-                    values.push(v);
+        let mut channels = Vec::new();
+        for (l, &n_l) in basis.n_radial.iter().enumerate() {
+            let w = &basis.lowdin[l];
+            channels.push((
+                basis.channel_offsets[l],
+                n_l,
+                2 * l + 1,
+                (0..n_l * n_l).map(|k| w[(k / n_l, k % n_l)]).collect(),
+            ));
+            for m_index in 0..2 * l + 1 {
+                for n in 0..n_l {
+                    let nu = basis.radial_norms[l + 2 * n];
+                    for (e, &c) in &basis.harmonics.tables[l][m_index][n] {
+                        rows.push(MonomialIndex::position(*e));
+                        values.push(c * nu);
+                    }
+                    col_start.push(rows.len());
                 }
             }
-            col_start.push(rows.len());
         }
+        debug_assert_eq!(col_start.len(), n_cols + 1);
         let steps = plan
             .iter()
             .map(|s| Step {
@@ -128,6 +150,7 @@ impl FusedPairDensity {
             col_start,
             rows,
             values,
+            channels,
             n_cols,
             n_monomials,
             shift,
@@ -203,6 +226,7 @@ impl FusedPairDensity {
         let zero = T::of(0.0);
         let k_len = self.n_cols;
         let mut m = vec![[zero; LANES]; self.n_monomials];
+        let mut raw = vec![[zero; LANES]; k_len];
         let mut acc = vec![[zero; LANES]; k_len];
         for (group, rows) in geometry
             .chunks(GEOMETRY_COLUMNS * LANES)
@@ -248,7 +272,7 @@ impl FusedPairDensity {
                 }
                 m[k + 1] = v;
             }
-            for (c, a) in acc.iter_mut().enumerate() {
+            for (c, u) in raw.iter_mut().enumerate() {
                 let mut sum = [zero; LANES];
                 for e in self.col_start[c]..self.col_start[c + 1] {
                     let b = T::of(self.values[e]);
@@ -257,8 +281,25 @@ impl FusedPairDensity {
                         sum[l] = sum[l] + x[l] * b;
                     }
                 }
-                for l in 0..LANES {
-                    a[l] = sum[l] * scale[l];
+                *u = sum;
+            }
+            for (offset, n_l, n_m, w) in &self.channels {
+                for m_index in 0..*n_m {
+                    let base = offset + m_index * n_l;
+                    for n_out in 0..*n_l {
+                        let mut sum = [zero; LANES];
+                        for n in 0..*n_l {
+                            let wv = T::of(w[n * n_l + n_out]);
+                            let u = raw[base + n];
+                            for l in 0..LANES {
+                                sum[l] = sum[l] + u[l] * wv;
+                            }
+                        }
+                        let a = &mut acc[base + n_out];
+                        for l in 0..LANES {
+                            a[l] = sum[l] * scale[l];
+                        }
+                    }
                 }
             }
             for (lane, &row) in rows.iter().enumerate() {

@@ -50,7 +50,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
-            max_particles: 2048,
+            max_particles: 1024,
         }
     }
 }

@@ -283,7 +283,7 @@ pub struct ComputeArgs {
     #[arg(long, value_name = "A,B,C")]
     pub semi_axes: Option<String>,
     /// Frames are read in batches of about this many particles, which bounds host memory (a
-    /// larger frame is a batch of its own). Default: 2048 on the CPU, 65536 on GPUs (enough
+    /// larger frame is a batch of its own). Default: 1024 on the CPU, 65536 on GPUs (enough
     /// pairs to fill their larger chunks).
     #[arg(long)]
     pub batch_particles: Option<usize>,
@@ -519,7 +519,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
                 .batch_particles
                 .unwrap_or(match calculator.backend() {
                     Backend::Batched(o) if !o.device.is_cpu() => 1 << 16,
-                    _ => 2048,
+                    _ => 1024,
                 })
                 .max(1),
         },

@@ -43,7 +43,7 @@ done
 t_start=$(date +%s.%N)
 elapsed() { awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 log() { echo "[slurm-test +$(elapsed)s] $*"; }
-fail() { log "error: $*"; exit 1; }
+fail() { log "error: $*" >&2; exit 1; }
 
 passed=0
 checks=0
@@ -109,12 +109,16 @@ else
     bin=$repo/target/release/anisoap-candle
 fi
 [ -x "$bin" ] || fail "no binary at $bin"
-log "binary $bin ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+bin_src=$bin
 
 # ---- 3. munge + slurm -------------------------------------------------------------------
 # munged wants its key private and its socket directory executable by everyone.
 tmp=$(mktemp -d /tmp/anisoap-slurm.XXXXXX)
 chmod 755 "$tmp"
+# One copy of the binary for every step, even if a build replaces the original meanwhile.
+bin=$tmp/anisoap-candle
+cp "$bin_src" "$bin"
+log "binary $bin_src ($(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo 'no git'), sha256 $(sha256sum "$bin" | cut -c1-16)) copied to $bin"
 mkdir -p "$tmp/munge/etc" "$tmp/munge/run" "$tmp/munge/lib" \
     "$tmp/slurm/state" "$tmp/slurm/spool" "$tmp/slurm/log"
 chmod 700 "$tmp/munge/etc" "$tmp/munge/lib"

@@ -27,7 +27,9 @@ pub struct BatchedOptions {
     /// Upper bound on pairs per chunk (a single centre with more pairs forms its own chunk).
     pub chunk_pairs: usize,
     /// On the CPU, compute the moments with the fused kernel ([`crate::fused`]) instead of
-    /// degree-by-degree tensor ops (same numbers; much faster; no backward).
+    /// degree-by-degree tensor ops (same numbers; much faster; no backward). On CUDA (built
+    /// with the `cuda` feature) the same flag selects the fused CUDA kernels
+    /// ([`crate::fused_cuda`]); `false` keeps the tensor ops everywhere (the oracle).
     pub fused_cpu_moments: bool,
 }
 
@@ -59,6 +61,8 @@ pub struct BatchedBasis {
     fused: Option<crate::fused::FusedMoments>,
     /// The whole-chunk CPU kernel (Gaussian parameters, moments, contraction, neighbour sum).
     fused_density: Option<crate::fused_density::FusedPairDensity>,
+    /// The fused CUDA kernels (pair coefficients, neighbour sum), on CUDA devices.
+    cuda: Option<crate::fused_cuda::CudaKernels>,
     steps: Vec<DegreeStep>,
     inv_width2: f64,
     options: BatchedOptions,
@@ -128,10 +132,22 @@ impl BatchedBasis {
         let fused_density = fused_cpu.then(|| {
             crate::fused_density::FusedPairDensity::new(basis, &plan, inv_width2)
         });
+        let cuda = if options.fused_cpu_moments {
+            crate::fused_cuda::CudaKernels::new(
+                &plan,
+                &dense_b,
+                basis.n_coefficients,
+                inv_width2,
+                options,
+            )?
+        } else {
+            None
+        };
         Ok(BatchedBasis {
             contraction,
             fused,
             fused_density,
+            cuda,
             steps,
             inv_width2,
             options: options.clone(),
@@ -184,6 +200,9 @@ impl BatchedBasis {
         inv_axes_product: &Tensor,
         r: &Tensor,
     ) -> Result<Tensor> {
+        if let Some(cuda) = &self.cuda {
+            return cuda.pair_coefficients(precision, inv_axes_product, r);
+        }
         let (mu, sigma, scale) = {
             let _span = tracing::trace_span!("gaussian_parameters").entered();
             self.gaussian_parameters(precision, inv_axes_product, r)?
@@ -199,6 +218,11 @@ impl BatchedBasis {
     /// True when the fused CPU moment kernel is in use.
     pub fn uses_fused_moments(&self) -> bool {
         self.fused.is_some()
+    }
+
+    /// True when the fused CUDA kernels are in use.
+    pub fn uses_cuda_kernels(&self) -> bool {
+        self.cuda.is_some()
     }
 
     /// `μ` `[3, P]`, `Σ` `[9, P]` (row-major 3×3 entries) and the scalar factor `[1, P]` of
@@ -325,6 +349,9 @@ pub fn chunk_density(
     }
     if let Some(kernel) = &basis.fused_density {
         return fused_chunk_density(kernel, options, system, centers, pairs);
+    }
+    if let Some(cuda) = &basis.cuda {
+        return cuda.chunk_density(system, particles, centers, pairs);
     }
     let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
     let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();

@@ -29,6 +29,7 @@ pub mod elements;
 pub mod error;
 pub mod frame;
 pub mod fused;
+pub mod fused_cuda;
 pub mod fused_density;
 pub mod hypers;
 pub mod labels;

@@ -1,0 +1,97 @@
+//! Device time of the pair-coefficient stage alone on a GPU: the fused CUDA kernel
+//! (`fused_cuda`) against the tensor ops, for lmax 4, 6, 8 in f64 and f32, and the fused kernel
+//! at several block sizes. Inputs are already on the device; each timing is the median of 5
+//! synchronised calls on `PAIRS` pairs (default 2^20, like one GPU chunk).
+//!
+//! `cargo run --release -p anisoap-candle --features cuda --example cuda_kernel_bench [PAIRS]`
+//! prints CSV: `path,lmax,dtype,threads,pairs,ms,pairs_per_s`.
+
+use anisoap_candle::basis::Basis;
+use anisoap_candle::batched::BatchedBasis;
+use anisoap_candle::{BatchedOptions, Hypers};
+use candle_core::{DType, Device, Tensor};
+
+fn uniform(seed: u64, lo: f64, hi: f64, shape: &[usize]) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).expect("host tensor")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let device = match anisoap_candle::device::open_device("cuda:0") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            return Ok(());
+        }
+    };
+    let p: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1 << 20);
+    // Benzene-like neighbours: precision of discs (semi-axes 1.75, 1.75, 0.6), cutoff 7.
+    let precision = uniform(1, 0.05, 0.35, &[p, 6]).broadcast_mul(&Tensor::new(
+        &[1.0f64, 0.2, 0.2, 1.0, 0.2, 8.0],
+        &Device::Cpu,
+    )?)?;
+    let inv = uniform(2, 0.5, 0.6, &[p]);
+    let r = uniform(3, -4.0, 4.0, &[p, 3]);
+    println!("path,lmax,dtype,threads,pairs,ms,pairs_per_s");
+    for lmax in [4, 6, 8] {
+        let basis = Basis::new(&Hypers::gto(lmax, 7.0, 1.5))?;
+        for dtype in [DType::F64, DType::F32] {
+            let t = |x: &Tensor| x.to_dtype(dtype)?.to_device(&device);
+            let (a, i, x) = (t(&precision)?, t(&inv)?, t(&r)?);
+            let threads: &[Option<usize>] = if lmax == 6 {
+                &[None, Some(32), Some(64), Some(128), Some(256)]
+            } else {
+                &[None]
+            };
+            let mut runs: Vec<(&str, Option<usize>)> =
+                threads.iter().map(|&t| ("fused", t)).collect();
+            runs.push(("tensor-op", None));
+            for (path, threads) in runs {
+                match threads {
+                    Some(t) => std::env::set_var("ANISOAP_CUDA_THREADS", t.to_string()),
+                    None => std::env::remove_var("ANISOAP_CUDA_THREADS"),
+                }
+                let options = BatchedOptions {
+                    device: device.clone(),
+                    dtype,
+                    chunk_pairs: p,
+                    fused_cpu_moments: path == "fused",
+                };
+                let batched = BatchedBasis::new(&basis, &options)?;
+                if (path == "fused") != batched.uses_cuda_kernels() {
+                    return Err(format!("lmax {lmax} {dtype:?}: {path} path not in use").into());
+                }
+                let mut times = Vec::new();
+                for rep in 0..6 {
+                    device.synchronize()?;
+                    let start = std::time::Instant::now();
+                    let out = batched.pair_coefficients(&a, &i, &x)?;
+                    device.synchronize()?;
+                    let dt = start.elapsed().as_secs_f64();
+                    drop(out);
+                    if rep > 0 {
+                        times.push(dt);
+                    }
+                }
+                times.sort_by(|a, b| a.total_cmp(b));
+                let median = times[times.len() / 2];
+                let label = threads.map_or("default".to_string(), |t| t.to_string());
+                println!(
+                    "{path},{lmax},{},{label},{p},{:.3},{:.4e}",
+                    if dtype == DType::F64 { "f64" } else { "f32" },
+                    median * 1e3,
+                    p as f64 / median
+                );
+            }
+        }
+    }
+    std::env::remove_var("ANISOAP_CUDA_THREADS");
+    Ok(())
+}

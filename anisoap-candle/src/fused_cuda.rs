@@ -1,0 +1,664 @@
+//! Fused CUDA kernels for the batched path: Gaussian parameters, moments and the sparse
+//! contraction in one kernel, and a deterministic neighbour sum, behind Candle's `CustomOp3`
+//! `cuda_fwd`.
+//!
+//! On CUDA the tensor-op path runs ~80 degree-by-degree passes over `[M, P]` per chunk and a
+//! dense matmul with `B`. Here one thread per pair goes from the neighbour's precision row,
+//! `1/(a1 a2 a3)` and `r_ij` to its `K` coefficients: the Gaussian parameters as
+//! [`crate::batched::BatchedBasis::gaussian_parameters`] computes them, the moment recurrence of
+//! [`crate::basis::monomials::recurrence_plan`] in that thread's column of shared memory, then
+//! the contraction with the non-zero entries of `B` only (`kernels/pair_coefficients.cu`).
+//! A second kernel sums the coefficients of each centre's pairs by neighbour type, one thread
+//! per (centre, coefficient), in pair order (so the result is deterministic, unlike atomics).
+//!
+//! The kernels are compiled with NVRTC when the first CUDA basis is built (for the device's
+//! compute capability) and loaded once per device. The tensor-op path stays the fallback
+//! (`--tensor-op-moments`, a kernel that cannot be compiled or whose moments do not fit in
+//! shared memory) and the oracle (tests/cuda_fused.rs compares both on a GPU).
+//!
+//! Without the `cuda` feature [`CudaKernels`] is an empty type that is never built.
+
+#[cfg(feature = "cuda")]
+pub use imp::CudaKernels;
+#[cfg(not(feature = "cuda"))]
+pub use stub::CudaKernels;
+
+/// The kernel source (CUDA C++, compiled at run time).
+pub const SOURCE: &str = include_str!("kernels/pair_coefficients.cu");
+
+#[cfg(not(feature = "cuda"))]
+mod stub {
+    use crate::basis::monomials::RecurrenceStep;
+    use crate::batched::{BatchedOptions, ParticleTensors};
+    use crate::error::Result;
+    use crate::system::{Pairs, System};
+    use candle_core::Tensor;
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum CudaKernels {}
+
+    impl CudaKernels {
+        /// Always `None` without the `cuda` feature.
+        pub fn new(
+            _plan: &[RecurrenceStep],
+            _dense_b: &[f64],
+            _n_cols: usize,
+            _inv_width2: f64,
+            _options: &BatchedOptions,
+        ) -> Result<Option<Self>> {
+            Ok(None)
+        }
+
+        /// Never called (no value exists).
+        pub fn pair_coefficients(
+            &self,
+            _precision: &Tensor,
+            _inv_axes_product: &Tensor,
+            _r: &Tensor,
+        ) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn chunk_density(
+            &self,
+            _system: &System,
+            _particles: &ParticleTensors,
+            _centers: std::ops::Range<usize>,
+            _pairs: &Pairs,
+        ) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn threads_per_block(&self) -> u32 {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use crate::basis::monomials::RecurrenceStep;
+    use crate::batched::{BatchedOptions, ParticleTensors};
+    use crate::error::{Error, Result};
+    use crate::system::{Pairs, System};
+    use candle_core::cuda_backend::cudarc::driver::{
+        sys, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::cudarc::nvrtc;
+    use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
+    use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+    use rayon::prelude::*;
+    use std::sync::Mutex;
+
+    /// Default budget of dynamic shared memory per block: two blocks fit on an H100/H200
+    /// multiprocessor (228 KiB).
+    const SHARED_BUDGET: usize = 110 * 1024;
+    /// Most threads per block of the pair kernel.
+    const MAX_THREADS: usize = 256;
+    /// Threads per block of the neighbour-sum kernel.
+    const SUM_THREADS: u32 = 256;
+
+    /// PTX of [`super::SOURCE`] per compute capability (NVRTC runs once per process and
+    /// architecture).
+    static PTX: Mutex<Vec<((i32, i32), String)>> = Mutex::new(Vec::new());
+
+    fn ptx_for(major: i32, minor: i32) -> Result<String> {
+        let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ptx)) = cache.iter().find(|(cc, _)| *cc == (major, minor)) {
+            return Ok(ptx.clone());
+        }
+        let _span = tracing::debug_span!("nvrtc_compile").entered();
+        let options = nvrtc::CompileOptions {
+            options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+            name: Some("pair_coefficients.cu".into()),
+            ..Default::default()
+        };
+        let ptx = nvrtc::compile_ptx_with_opts(super::SOURCE, options)
+            .map_err(|e| Error::Device(format!("NVRTC could not compile the fused CUDA kernels ({e}); --tensor-op-moments runs without them")))?
+            .to_src();
+        cache.push(((major, minor), ptx.clone()));
+        Ok(ptx)
+    }
+
+    /// Per-dtype tables: the recurrence weights and the values of `B`'s non-zeros.
+    struct Tables<T> {
+        weights: CudaSlice<T>,
+        values: CudaSlice<T>,
+        inv_width2: T,
+        pair_fn: CudaFunction,
+        sum_fn: CudaFunction,
+    }
+
+    enum FloatTables {
+        F64(Tables<f64>),
+        F32(Tables<f32>),
+    }
+
+    /// Uploaded constants of one basis on one CUDA device, and the loaded kernels.
+    pub struct CudaKernels {
+        device: candle_core::Device,
+        n_steps: u32,
+        n_moments: usize,
+        n_cols: u32,
+        /// `[n_steps, 5]`: dir, parent, grandparents.
+        plan: CudaSlice<u32>,
+        /// `[K + 1]` column starts of `B`'s non-zeros.
+        col_start: CudaSlice<u32>,
+        /// `[nnz]` rows (packed monomials) of the non-zeros.
+        rows: CudaSlice<u32>,
+        tables: FloatTables,
+        threads: u32,
+        shared_bytes: u32,
+    }
+
+    impl CudaKernels {
+        /// Compiles (once per process) and loads the kernels and uploads the tables of one
+        /// basis, for `options.device` and `options.dtype`. `None` when the device is not CUDA
+        /// or the moments of one pair do not fit in shared memory (the tensor-op path is used
+        /// then). `dense_b` is `B` row-major with `n_cols` columns.
+        pub fn new(
+            plan: &[RecurrenceStep],
+            dense_b: &[f64],
+            n_cols: usize,
+            inv_width2: f64,
+            options: &BatchedOptions,
+        ) -> Result<Option<Self>> {
+            let candle_core::Device::Cuda(dev) = &options.device else {
+                return Ok(None);
+            };
+            let n_moments = plan.len() + 1;
+            let elem = match options.dtype {
+                DType::F64 => 8,
+                DType::F32 => 4,
+                other => return Err(Error::Device(format!("dtype {other:?} is not supported"))),
+            };
+            let stream = dev.cuda_stream();
+            let ctx = stream.context();
+            let (major, minor) = ctx.compute_capability().w()?;
+            let optin = ctx
+                .attribute(
+                    sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                )
+                .w()?
+                .max(48 * 1024) as usize;
+            let per_thread = n_moments * elem;
+            let Some(threads) = threads_per_block(per_thread, optin) else {
+                tracing::warn!(
+                    moments = n_moments,
+                    "the moments of one pair do not fit in shared memory: CUDA uses the \
+                     tensor-op moments"
+                );
+                return Ok(None);
+            };
+            let shared_bytes = threads * per_thread;
+            let ptx = ptx_for(major, minor)?;
+            let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
+            let (pair_name, sum_name) = match options.dtype {
+                DType::F64 => ("pair_coefficients_f64", "neighbor_sum_f64"),
+                _ => ("pair_coefficients_f32", "neighbor_sum_f32"),
+            };
+            let pair_fn = module.load_function(pair_name).w()?;
+            let sum_fn = module.load_function(sum_name).w()?;
+            pair_fn
+                .set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    shared_bytes as i32,
+                )
+                .w()?;
+
+            // Tables: the plan, B by columns.
+            let mut plan_words = Vec::with_capacity(plan.len() * 5);
+            let mut weights = Vec::with_capacity(plan.len() * 3);
+            // Moment indices times the block size: the kernel's shared-memory offsets.
+            for s in plan {
+                let g = s.grandparent.map(|g| g * threads);
+                plan_words.extend([s.dir, s.parent * threads, g[0], g[1], g[2]]);
+                weights.extend(s.weight.map(|w| w as f64));
+            }
+            let n_rows = dense_b.len() / n_cols.max(1);
+            let mut col_start = vec![0u32];
+            let mut rows = Vec::new();
+            let mut values = Vec::new();
+            for c in 0..n_cols {
+                for r in 0..n_rows {
+                    let v = dense_b[r * n_cols + c];
+                    if v != 0.0 {
+                        rows.push(r * threads);
+                        values.push(v);
+                    }
+                }
+                col_start.push(rows.len() as u32);
+            }
+            // The kernel's indices stay inside the tables and shared memory only if these hold
+            // (they are what recurrence_plan and Basis build; checked, not assumed): every
+            // moment index read by step k is at most k, so (index * threads + tid) stays below
+            // n_moments * threads, the shared memory of one block.
+            let plan_ok = plan
+                .iter()
+                .enumerate()
+                .all(|(k, s)| s.dir < 3 && s.parent <= k && s.grandparent.iter().all(|&g| g <= k));
+            if !plan_ok || n_rows != n_moments || dense_b.len() != n_rows * n_cols {
+                return Err(Error::Device(
+                    "inconsistent recurrence plan or contraction matrix".into(),
+                ));
+            }
+            let to_u32 = |v: Vec<usize>| -> Result<Vec<u32>> {
+                v.into_iter()
+                    .map(|x| u32::try_from(x).map_err(|_| Error::Device("table too large".into())))
+                    .collect()
+            };
+            let plan_words = to_u32(plan_words)?;
+            let rows = to_u32(rows)?;
+            let tables = match options.dtype {
+                DType::F64 => FloatTables::F64(Tables {
+                    weights: dev.clone_htod(&weights)?,
+                    values: dev.clone_htod(&values)?,
+                    inv_width2,
+                    pair_fn,
+                    sum_fn,
+                }),
+                _ => {
+                    let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    FloatTables::F32(Tables {
+                        weights: dev.clone_htod(&f(&weights))?,
+                        values: dev.clone_htod(&f(&values))?,
+                        inv_width2: inv_width2 as f32,
+                        pair_fn,
+                        sum_fn,
+                    })
+                }
+            };
+            let kernels = CudaKernels {
+                device: options.device.clone(),
+                n_steps: plan.len() as u32,
+                n_moments,
+                n_cols: n_cols as u32,
+                plan: dev.clone_htod(&plan_words)?,
+                col_start: dev.clone_htod(&col_start)?,
+                rows: dev.clone_htod(&rows)?,
+                tables,
+                threads: threads as u32,
+                shared_bytes: shared_bytes as u32,
+            };
+            // The uploads ran on this thread's stream; workers launch from their own threads'
+            // streams, so the tables must have landed before this returns.
+            stream.synchronize().w()?;
+            Ok(Some(kernels))
+        }
+
+        /// Threads per block of the pair kernel.
+        pub fn threads_per_block(&self) -> u32 {
+            self.threads
+        }
+
+        /// Pair coefficients `[P, K]` from precision rows `[P, 6]`, `1/(a1 a2 a3)` `[P]` and
+        /// `r_ij` `[P, 3]` (contiguous, the basis dtype): the fused kernel.
+        pub fn pair_coefficients(
+            &self,
+            precision: &Tensor,
+            inv_axes_product: &Tensor,
+            r: &Tensor,
+        ) -> Result<Tensor> {
+            let _span = tracing::trace_span!("cuda_pair_coefficients").entered();
+            Ok(precision.apply_op3_no_bwd(inv_axes_product, r, self)?)
+        }
+
+        /// Normalised density `[C, n_types, K]` of the centres `centers` from their `pairs`:
+        /// neighbour data gathered on the device, the pair kernel, then the neighbour sum.
+        pub fn chunk_density(
+            &self,
+            system: &System,
+            particles: &ParticleTensors,
+            centers: std::ops::Range<usize>,
+            pairs: &Pairs,
+        ) -> Result<Tensor> {
+            let device = &self.device;
+            let n_types = system.layout.types.len();
+            let n_centers = centers.len();
+            let p = pairs.len();
+            if u32::try_from(p).is_err() || u32::try_from(n_centers).is_err() {
+                return Err(Error::Device(
+                    "too many pairs in one chunk for the CUDA kernels".into(),
+                ));
+            }
+            let (precision, inv, r) = {
+                let _span = tracing::trace_span!("cuda_upload", pairs = p).entered();
+                let neighbors: Vec<u32> = pairs.neighbors.par_iter().map(|&j| j as u32).collect();
+                let neighbors = Tensor::from_vec(neighbors, p, device)?;
+                // r_ij in the kernel's dtype (f32 halves the upload).
+                fn rows<T: Copy + Send + Sync>(pairs: &Pairs, f: fn(f64) -> T, zero: T) -> Vec<T> {
+                    let mut v = vec![zero; 3 * pairs.len()];
+                    v.par_chunks_mut(3)
+                        .zip(pairs.vectors.par_iter())
+                        .for_each(|(row, r)| r.iter().zip(row).for_each(|(&x, y)| *y = f(x)));
+                    v
+                }
+                let r = match self.tables {
+                    FloatTables::F64(_) => {
+                        Tensor::from_vec(rows(pairs, |x| x, 0.0), (p, 3), device)?
+                    }
+                    FloatTables::F32(_) => {
+                        Tensor::from_vec(rows(pairs, |x| x as f32, 0.0f32), (p, 3), device)?
+                    }
+                };
+                (
+                    particles.precision.index_select(&neighbors, 0)?,
+                    particles.inv_axes_product.index_select(&neighbors, 0)?,
+                    r,
+                )
+            };
+            let coefficients = self.pair_coefficients(&precision, &inv, &r)?;
+            let _span = tracing::trace_span!("cuda_neighbor_sum").entered();
+            // Segments of pairs per centre (pairs come grouped by centre, in centre order).
+            let mut seg = vec![0u32; n_centers + 1];
+            let mut previous = centers.start;
+            for &i in &pairs.centers {
+                if i < previous || i >= centers.end {
+                    return Err(Error::Device(
+                        "pairs are not grouped by centre in centre order".into(),
+                    ));
+                }
+                previous = i;
+                seg[i - centers.start + 1] += 1;
+            }
+            for c in 0..n_centers {
+                seg[c + 1] += seg[c];
+            }
+            let slot: Vec<u32> = pairs
+                .neighbors
+                .par_iter()
+                .map(|&j| system.type_slots[j] as u32)
+                .collect();
+            if slot.iter().any(|&t| t as usize >= n_types) {
+                return Err(Error::Device("neighbour type slot out of range".into()));
+            }
+            let seg = Tensor::from_vec(seg, n_centers + 1, device)?;
+            let slot = Tensor::from_vec(slot, p, device)?;
+            let op = NeighborSum {
+                kernels: self,
+                n_centers,
+                n_types,
+            };
+            let density = coefficients.apply_op3_no_bwd(&seg, &slot, &op)?;
+            Ok(density.reshape((n_centers, n_types, self.n_cols as usize))?)
+        }
+
+        fn launch_pairs<T: DeviceRepr + CudaDType + WithDType>(
+            &self,
+            dev: &CudaDevice,
+            inputs: [CudaView<'_, T>; 3],
+            tables: &Tables<T>,
+            n_pairs: usize,
+        ) -> candle_core::Result<CudaSlice<T>> {
+            let n_cols = self.n_cols as usize;
+            // SAFETY: the kernel writes every element of `out`: thread q < n_pairs writes
+            // out[q * K + c] for all c < K, and the grid covers every q < n_pairs.
+            let mut out = unsafe { dev.alloc::<T>(n_pairs * n_cols) }?;
+            if n_pairs == 0 {
+                return Ok(out);
+            }
+            let stream = dev.cuda_stream();
+            let n_pairs_u32 = n_pairs as u32;
+            let [precision, inv, r] = inputs;
+            let config = LaunchConfig {
+                grid_dim: (n_pairs_u32.div_ceil(self.threads), 1, 1),
+                block_dim: (self.threads, 1, 1),
+                shared_mem_bytes: self.shared_bytes,
+            };
+            let mut builder = stream.launch_builder(&tables.pair_fn);
+            builder
+                .arg(&precision)
+                .arg(&inv)
+                .arg(&r)
+                .arg(&self.plan)
+                .arg(&tables.weights)
+                .arg(&self.n_steps)
+                .arg(&self.col_start)
+                .arg(&self.rows)
+                .arg(&tables.values)
+                .arg(&self.n_cols)
+                .arg(&tables.inv_width2)
+                .arg(&n_pairs_u32)
+                .arg(&mut out);
+            // SAFETY: the arguments match the kernel's signature in kernels/pair_coefficients.cu
+            // (pointers to T / u32 in this order, u32 and T scalars). Bounds: thread q reads
+            // precision[6q..6q+6], inv[q], r[3q..3q+3] only for q < n_pairs, and cuda_fwd checked
+            // that these views hold 6P, P and 3P elements; the tables were built in `new` with
+            // plan = 5 n_steps words, weights = 3 n_steps, col_start = K + 1 (non-decreasing, last
+            // = nnz), rows/values = nnz entries, every row < n_moments, dir < 3 and every
+            // parent/grandparent of step k at most k (checked there), all moment indices stored
+            // times `threads`, the block size launched here; so every shared-memory index
+            // i * threads + tid has i < n_moments and tid < threads, inside the shared_bytes =
+            // threads * n_moments * size_of::<T>() requested here (and allowed by the function
+            // attribute set in `new`).
+            // out holds n_pairs * K elements and thread q writes row q only.
+            unsafe { builder.launch(config) }.w()?;
+            drop(builder);
+            Ok(out)
+        }
+
+        fn launch_sum<T: DeviceRepr + CudaDType + WithDType>(
+            &self,
+            dev: &CudaDevice,
+            inputs: (CudaView<'_, T>, CudaView<'_, u32>, CudaView<'_, u32>),
+            func: &CudaFunction,
+            n_centers: usize,
+            n_types: usize,
+        ) -> candle_core::Result<CudaSlice<T>> {
+            let n_cols = self.n_cols as usize;
+            let total = n_centers * n_cols;
+            // SAFETY: thread (c, k) sets out[c, t, k] for every t < n_types before adding to it,
+            // and the grid covers every (c, k), so every element is written.
+            let mut out = unsafe { dev.alloc::<T>(n_centers * n_types * n_cols) }?;
+            if total == 0 || n_types == 0 {
+                return Ok(out);
+            }
+            let blocks = u32::try_from(total.div_ceil(SUM_THREADS as usize))
+                .map_err(|_| candle_core::Error::Msg("neighbour sum grid too large".into()))?;
+            let stream = dev.cuda_stream();
+            let (coef, seg, slot) = inputs;
+            let (c32, t32) = (n_centers as u32, n_types as u32);
+            let config = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (SUM_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut builder = stream.launch_builder(func);
+            builder
+                .arg(&coef)
+                .arg(&seg)
+                .arg(&slot)
+                .arg(&c32)
+                .arg(&t32)
+                .arg(&self.n_cols)
+                .arg(&mut out);
+            // SAFETY: arguments match neighbor_sum_<T>'s signature. Thread idx < C K (guarded in
+            // the kernel) reads seg[c], seg[c + 1] with c < C (seg holds C + 1 entries, checked
+            // in cuda_fwd), and for q in seg[c]..seg[c + 1] (seg is a prefix sum of the pair
+            // counts, so q < P) reads slot[q] (P entries, each < n_types: checked by the
+            // caller) and coef[q K + k] (P K entries, checked in cuda_fwd); it writes
+            // out[(c n_types + t) K + k] with t < n_types, inside the C n_types K allocated.
+            unsafe { builder.launch(config) }.w()?;
+            drop(builder);
+            Ok(out)
+        }
+    }
+
+    /// Threads per block (a multiple of 32, at most [`MAX_THREADS`]) whose moments fit in
+    /// [`SHARED_BUDGET`] (or, when not even 32 do, in the device's opt-in maximum);
+    /// `ANISOAP_CUDA_THREADS` overrides it (for tuning), within the same limit.
+    fn threads_per_block(per_thread: usize, optin: usize) -> Option<usize> {
+        let fit = |budget: usize| (budget / per_thread.max(1) / 32 * 32).min(MAX_THREADS);
+        let limit = fit(optin);
+        if limit < 32 {
+            return None;
+        }
+        let default = fit(SHARED_BUDGET).max(32);
+        let wanted = std::env::var("ANISOAP_CUDA_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|t| (t / 32 * 32).clamp(32, limit));
+        Some(wanted.unwrap_or(default).min(limit))
+    }
+
+    fn view<'a, T: CudaDType>(
+        storage: &'a CudaStorage,
+        layout: &Layout,
+        what: &str,
+        len: usize,
+    ) -> candle_core::Result<CudaView<'a, T>> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("anisoap-cuda: {what} must be contiguous");
+        };
+        if end - start != len {
+            candle_core::bail!(
+                "anisoap-cuda: {what} has {} elements, expected {len}",
+                end - start
+            );
+        }
+        Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
+    }
+
+    impl CustomOp3 for CudaKernels {
+        fn name(&self) -> &'static str {
+            "anisoap-cuda-pair-coefficients"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            candle_core::bail!("anisoap-cuda-pair-coefficients runs on CUDA devices only")
+        }
+
+        fn cuda_fwd(
+            &self,
+            s1: &CudaStorage,
+            l1: &Layout,
+            s2: &CudaStorage,
+            l2: &Layout,
+            s3: &CudaStorage,
+            l3: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let p = l2.shape().elem_count();
+            if l1.shape().dims() != [p, 6] || l3.shape().dims() != [p, 3] {
+                candle_core::bail!(
+                    "anisoap-cuda: expected precision [P, 6], inv [P], r [P, 3], got {:?} {:?} {:?}",
+                    l1.shape(),
+                    l2.shape(),
+                    l3.shape()
+                );
+            }
+            if u32::try_from(p).is_err() {
+                candle_core::bail!("anisoap-cuda: too many pairs in one call");
+            }
+            let dev = &s1.device;
+            let storage = match &self.tables {
+                FloatTables::F64(t) => {
+                    let inputs = [
+                        view::<f64>(s1, l1, "precision", 6 * p)?,
+                        view::<f64>(s2, l2, "inv_axes_product", p)?,
+                        view::<f64>(s3, l3, "r", 3 * p)?,
+                    ];
+                    CudaStorage::wrap_cuda_slice(self.launch_pairs(dev, inputs, t, p)?, dev.clone())
+                }
+                FloatTables::F32(t) => {
+                    let inputs = [
+                        view::<f32>(s1, l1, "precision", 6 * p)?,
+                        view::<f32>(s2, l2, "inv_axes_product", p)?,
+                        view::<f32>(s3, l3, "r", 3 * p)?,
+                    ];
+                    CudaStorage::wrap_cuda_slice(self.launch_pairs(dev, inputs, t, p)?, dev.clone())
+                }
+            };
+            Ok((storage, Shape::from((p, self.n_cols as usize))))
+        }
+    }
+
+    /// The neighbour sum of one chunk: `coef [P, K]`, `seg [C + 1]` (u32), `slot [P]` (u32)
+    /// -> `[C n_types, K]`.
+    struct NeighborSum<'a> {
+        kernels: &'a CudaKernels,
+        n_centers: usize,
+        n_types: usize,
+    }
+
+    impl CustomOp3 for NeighborSum<'_> {
+        fn name(&self) -> &'static str {
+            "anisoap-cuda-neighbor-sum"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
+            candle_core::bail!("anisoap-cuda-neighbor-sum runs on CUDA devices only")
+        }
+
+        fn cuda_fwd(
+            &self,
+            s1: &CudaStorage,
+            l1: &Layout,
+            s2: &CudaStorage,
+            l2: &Layout,
+            s3: &CudaStorage,
+            l3: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let k = self.kernels.n_cols as usize;
+            let p = l3.shape().elem_count();
+            let (c, t) = (self.n_centers, self.n_types);
+            if l1.shape().dims() != [p, k] || l2.shape().elem_count() != c + 1 {
+                candle_core::bail!("anisoap-cuda: neighbour sum inputs have the wrong shapes");
+            }
+            let dev = &s1.device;
+            let seg = view::<u32>(s2, l2, "segments", c + 1)?;
+            let slot = view::<u32>(s3, l3, "slots", p)?;
+            let storage = match &self.kernels.tables {
+                FloatTables::F64(tables) => {
+                    let coef = view::<f64>(s1, l1, "coefficients", p * k)?;
+                    let out =
+                        self.kernels
+                            .launch_sum(dev, (coef, seg, slot), &tables.sum_fn, c, t)?;
+                    CudaStorage::wrap_cuda_slice(out, dev.clone())
+                }
+                FloatTables::F32(tables) => {
+                    let coef = view::<f32>(s1, l1, "coefficients", p * k)?;
+                    let out =
+                        self.kernels
+                            .launch_sum(dev, (coef, seg, slot), &tables.sum_fn, c, t)?;
+                    CudaStorage::wrap_cuda_slice(out, dev.clone())
+                }
+            };
+            Ok((storage, Shape::from((c * t, k))))
+        }
+    }
+
+    // Backends are shared between worker threads.
+    const _: fn() = || {
+        fn check<T: Send + Sync>() {}
+        check::<CudaKernels>();
+    };
+
+    impl std::fmt::Debug for CudaKernels {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CudaKernels")
+                .field("moments", &self.n_moments)
+                .field("columns", &self.n_cols)
+                .field("threads", &self.threads)
+                .field("shared_bytes", &self.shared_bytes)
+                .finish()
+        }
+    }
+}

@@ -1,0 +1,141 @@
+// AniSOAP pair coefficients and neighbour sums on NVIDIA GPUs (compiled with NVRTC at run time
+// by anisoap-candle/src/fused_cuda.rs; no headers needed).
+//
+// pair_coefficients_<T>: one thread per pair. From the neighbour's precision row
+// (a00 a01 a02 a11 a12 a22), 1/(a1 a2 a3) and r_ij it forms the Gaussian parameters exactly as
+// BatchedBasis::gaussian_parameters does (cofactor inverse of A' = A + I/sigma^2, mu, kappa, the
+// scalar factor), runs the moment recurrence of basis::monomials::recurrence_plan into this
+// thread's column of shared memory (m[i * blockDim.x + threadIdx.x], so a warp's accesses to one
+// moment are consecutive words: no bank conflicts), then contracts with the non-zeros of the
+// packed matrix B (column-compressed) and writes the row out[q, 0..K). Moment indices in the
+// tables are pre-multiplied by blockDim.x (the host builds them for the block size it launches).
+//
+// The tables are the same for every thread, so every table read is a warp-uniform load (one
+// transaction, cached).
+//
+//   plan      [n_steps, 5]  dir, parent, grandparent_x, grandparent_y, grandparent_z (the last
+//                           four times blockDim.x)
+//   weights   [n_steps, 3]  integer weights parent_j as T (0: the term is absent)
+//   col_start [K + 1]       column c's non-zeros are col_start[c] .. col_start[c + 1]
+//   rows      [nnz]         packed monomial of each non-zero, times blockDim.x
+//   values    [nnz]         value of each non-zero
+//
+// neighbor_sum_<T>: one thread per (centre, coefficient). The pairs of centre c are the rows
+// seg[c] .. seg[c + 1] of the coefficient matrix (pairs are grouped by centre); the thread
+// zeroes out[c, 0..n_types, k] and adds coef[q, k] to out[c, slot[q], k] in pair order (the
+// order of index_add on the CPU), so the result is deterministic.
+
+template <typename T>
+__device__ __forceinline__ T pick3(unsigned int i, T a, T b, T c) {
+    return i == 0 ? a : (i == 1 ? b : c);
+}
+
+template <typename T>
+__device__ __forceinline__ void pair_coefficients(
+    const T* __restrict__ precision, const T* __restrict__ inv_prod, const T* __restrict__ r,
+    const unsigned int* __restrict__ plan, const T* __restrict__ weights, unsigned int n_steps,
+    const unsigned int* __restrict__ col_start, const unsigned int* __restrict__ rows,
+    const T* __restrict__ values, unsigned int n_cols, T s, unsigned int n_pairs,
+    T* __restrict__ out) {
+    extern __shared__ unsigned char shared_bytes[];
+    T* m = reinterpret_cast<T*>(shared_bytes);
+    const unsigned int tid = threadIdx.x;
+    const unsigned int stride = blockDim.x;
+    T* mine = m + tid;
+    const unsigned long long q = (unsigned long long)blockIdx.x * blockDim.x + tid;
+    // Threads never share data (each owns one column of shared memory), so there is no
+    // __syncthreads and threads past the end can leave at once.
+    if (q >= n_pairs) return;
+
+    // Gaussian parameters (operation order of BatchedBasis::gaussian_parameters).
+    const T* a = precision + q * 6;
+    const T a00 = a[0], a01 = a[1], a02 = a[2], a11 = a[3], a12 = a[4], a22 = a[5];
+    const T rx = r[q * 3 + 0], ry = r[q * 3 + 1], rz = r[q * 3 + 2];
+    const T b00 = a00 + s, b11 = a11 + s, b22 = a22 + s;
+    const T c00 = b11 * b22 - a12 * a12;
+    const T c01 = a02 * a12 - a01 * b22;
+    const T c02 = a01 * a12 - a02 * b11;
+    const T c11 = b00 * b22 - a02 * a02;
+    const T c12 = a01 * a02 - b00 * a12;
+    const T c22 = b00 * b11 - a01 * a01;
+    const T det = (b00 * c00 + a01 * c01) + a02 * c02;
+    const T s00 = c00 / det, s01 = c01 / det, s02 = c02 / det;
+    const T s11 = c11 / det, s12 = c12 / det, s22 = c22 / det;
+    T scale = inv_prod[q] / sqrt(det);
+    T mx = rx, my = ry, mz = rz;
+    if (s != T(0)) {
+        const T sr_x = (s00 * rx + s01 * ry) + s02 * rz;
+        const T sr_y = (s01 * rx + s11 * ry) + s12 * rz;
+        const T sr_z = (s02 * rx + s12 * ry) + s22 * rz;
+        const T ar_x = (a00 * rx + a01 * ry) + a02 * rz;
+        const T ar_y = (a01 * rx + a11 * ry) + a12 * rz;
+        const T ar_z = (a02 * rx + a12 * ry) + a22 * rz;
+        mx = rx - sr_x * s;
+        my = ry - sr_y * s;
+        mz = rz - sr_z * s;
+        const T kappa = ((sr_x * ar_x + sr_y * ar_y) + sr_z * ar_z) * s;
+        scale = exp(kappa * T(-0.5)) * scale;
+    }
+
+    // Moments: m[k + 1] = mu[dir] m[parent] + sum_j Sigma[dir][j] w_j m[grandparent_j].
+    mine[0] = T(1);
+    for (unsigned int k = 0; k < n_steps; ++k) {
+        const unsigned int* step = plan + 5 * k;
+        const unsigned int dir = step[0];
+        const T* w = weights + 3 * k;
+        const T sig0 = pick3(dir, s00, s01, s02);
+        const T sig1 = pick3(dir, s01, s11, s12);
+        const T sig2 = pick3(dir, s02, s12, s22);
+        T acc = pick3(dir, mx, my, mz) * mine[step[1]];
+        T coupling = T(0);
+        if (w[0] != T(0)) coupling = coupling + (sig0 * w[0]) * mine[step[2]];
+        if (w[1] != T(0)) coupling = coupling + (sig1 * w[1]) * mine[step[3]];
+        if (w[2] != T(0)) coupling = coupling + (sig2 * w[2]) * mine[step[4]];
+        mine[(k + 1) * stride] = acc + coupling;
+    }
+
+    // Sparse contraction with B, then the scalar factor.
+    T* row_out = out + q * n_cols;
+    unsigned int e = col_start[0];
+    for (unsigned int c = 0; c < n_cols; ++c) {
+        const unsigned int end = col_start[c + 1];
+        T acc = T(0);
+        for (; e < end; ++e) acc = acc + mine[rows[e]] * values[e];
+        row_out[c] = acc * scale;
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void neighbor_sum(
+    const T* __restrict__ coef, const unsigned int* __restrict__ seg,
+    const unsigned int* __restrict__ slot, unsigned int n_centers, unsigned int n_types,
+    unsigned int n_cols, T* __restrict__ out) {
+    const unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (unsigned long long)n_centers * n_cols) return;
+    const unsigned long long c = idx / n_cols;
+    const unsigned int k = (unsigned int)(idx - c * n_cols);
+    T* o = out + c * n_types * n_cols + k;
+    for (unsigned int t = 0; t < n_types; ++t) o[(unsigned long long)t * n_cols] = T(0);
+    const unsigned int end = seg[c + 1];
+    for (unsigned int q = seg[c]; q < end; ++q) {
+        o[(unsigned long long)slot[q] * n_cols] += coef[(unsigned long long)q * n_cols + k];
+    }
+}
+
+#define ANISOAP_KERNELS(T, SUFFIX)                                                             \
+    extern "C" __global__ void pair_coefficients_##SUFFIX(                                     \
+        const T* precision, const T* inv_prod, const T* r, const unsigned int* plan,           \
+        const T* weights, unsigned int n_steps, const unsigned int* col_start,                 \
+        const unsigned int* rows, const T* values, unsigned int n_cols, T s,                   \
+        unsigned int n_pairs, T* out) {                                                        \
+        pair_coefficients<T>(precision, inv_prod, r, plan, weights, n_steps, col_start, rows,  \
+                             values, n_cols, s, n_pairs, out);                                 \
+    }                                                                                          \
+    extern "C" __global__ void neighbor_sum_##SUFFIX(                                          \
+        const T* coef, const unsigned int* seg, const unsigned int* slot,                      \
+        unsigned int n_centers, unsigned int n_types, unsigned int n_cols, T* out) {           \
+        neighbor_sum<T>(coef, seg, slot, n_centers, n_types, n_cols, out);                     \
+    }
+
+ANISOAP_KERNELS(double, f64)
+ANISOAP_KERNELS(float, f32)

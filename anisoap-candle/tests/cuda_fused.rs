@@ -1,0 +1,207 @@
+//! The fused CUDA kernels (`fused_cuda`) against the tensor-op path (the oracle) and the
+//! reference backend, on a GPU. Without the `cuda` feature or without a usable device every test
+//! prints `SKIPPED: <reason>` and passes (CI has no GPU; scripts/gpu-suite.sh runs these on one).
+
+use anisoap_candle::basis::Basis;
+use anisoap_candle::batched::BatchedBasis;
+use anisoap_candle::hypers::MaxRadial;
+use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
+use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
+use candle_core::{DType, Device, Tensor};
+
+/// The first CUDA device, or `None` (after printing why) when there is none.
+fn cuda() -> Option<Device> {
+    match anisoap_candle::device::open_device("cuda:0") {
+        Ok(device) => Some(device),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+fn options(device: &Device, dtype: DType, chunk_pairs: usize, fused: bool) -> BatchedOptions {
+    BatchedOptions {
+        device: device.clone(),
+        dtype,
+        chunk_pairs,
+        fused_cpu_moments: fused,
+    }
+}
+
+/// `[shape]` f64 values, uniform in `[lo, hi)`, from a fixed-seed ChaCha stream.
+fn uniform(seed: u64, lo: f64, hi: f64, shape: &[usize]) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f64> = (0..n).map(|_| rng.gen_range(lo..hi)).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// Max over columns of `|a - b| / max_row |b[., c]|` for two `[P, K]` matrices.
+fn column_error(a: &Tensor, b: &Tensor) -> f64 {
+    let (p, k) = b.dims2().unwrap();
+    assert_eq!(a.dims2().unwrap(), (p, k));
+    let host = |t: &Tensor| {
+        t.to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let (a, b) = (host(a), host(b));
+    assert!(a.iter().all(|v| v.is_finite()), "non-finite fused output");
+    let mut worst = 0.0f64;
+    for c in 0..k {
+        let scale = (0..p).map(|q| b[q * k + c].abs()).fold(0.0, f64::max);
+        for q in 0..p {
+            let d = (a[q * k + c] - b[q * k + c]).abs();
+            worst = worst.max(if scale > 0.0 { d / scale } else { d });
+        }
+    }
+    worst
+}
+
+fn hypers_cases() -> Vec<(&'static str, Hypers)> {
+    let mut per_channel = Hypers::gto(3, 4.5, 1.1);
+    per_channel.max_radial = MaxRadial::PerChannel(vec![2, 1, 1, 0]);
+    let mut uniform_radial = Hypers::gto(4, 5.0, 1.2);
+    uniform_radial.max_radial = MaxRadial::Uniform(3);
+    vec![
+        ("gto lmax 6", Hypers::gto(6, 5.0, 1.3)),
+        ("gto lmax 8", Hypers::gto(8, 7.0, 1.5)),
+        ("gto lmax 0", Hypers::gto(0, 4.0, 1.0)),
+        ("monomial lmax 4", Hypers::monomial(4, 4.0)),
+        ("gto per-channel max_radial", per_channel),
+        ("gto max_radial 3", uniform_radial),
+    ]
+}
+
+/// Pair coefficients of the fused kernel equal the tensor ops on the same device (f64 to
+/// 1e-12 of each column's scale) and, in f32, the f64 tensor ops to 1e-4.
+#[test]
+fn cuda_pair_coefficients_equal_tensor_ops() {
+    let Some(device) = cuda() else { return };
+    let p = 5000;
+    // Diagonally dominant (positive-definite) precision rows a00, a01, a02, a11, a12, a22.
+    let precision = uniform(1, 0.2, 1.0, &[p, 6])
+        .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &Device::Cpu).unwrap())
+        .unwrap();
+    let inv = uniform(2, 0.5, 2.0, &[p]);
+    let r = uniform(3, -3.0, 3.0, &[p, 3]);
+    for (label, hypers) in hypers_cases() {
+        let basis = Basis::new(&hypers).unwrap();
+        let on = |dtype: DType| {
+            let t = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&device).unwrap();
+            (t(&precision), t(&inv), t(&r))
+        };
+        let oracle =
+            BatchedBasis::new(&basis, &options(&device, DType::F64, 1 << 20, false)).unwrap();
+        assert!(!oracle.uses_cuda_kernels());
+        let (a, i, x) = on(DType::F64);
+        let expected = oracle.pair_coefficients(&a, &i, &x).unwrap();
+        for dtype in [DType::F64, DType::F32] {
+            let fused = BatchedBasis::new(&basis, &options(&device, dtype, 1 << 20, true)).unwrap();
+            assert!(
+                fused.uses_cuda_kernels(),
+                "{label}: fused CUDA kernels not in use"
+            );
+            let (a, i, x) = on(dtype);
+            let got = fused.pair_coefficients(&a, &i, &x).unwrap();
+            let err = column_error(&got, &expected);
+            let bound = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            eprintln!("{label} {dtype:?}: worst error {err:.3e} of the column scale");
+            assert!(err <= bound, "{label} {dtype:?}: {err:e} > {bound:e}");
+        }
+        // Zero pairs: an empty [0, K] result, no launch.
+        let fused =
+            BatchedBasis::new(&basis, &options(&device, DType::F64, 1 << 20, true)).unwrap();
+        let empty = Tensor::zeros((0, 6), DType::F64, &device).unwrap();
+        let got = fused
+            .pair_coefficients(
+                &empty,
+                &Tensor::zeros(0, DType::F64, &device).unwrap(),
+                &Tensor::zeros((0, 3), DType::F64, &device).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(got.dims2().unwrap(), (0, basis.n_coefficients));
+    }
+}
+
+fn frames(kind: SystemKind, n: usize, species: usize, periodic: bool, seed: u64) -> Vec<Frame> {
+    let mut spec = SyntheticSpec::new(kind, n);
+    spec.n_species = species;
+    spec.periodic = periodic;
+    spec.seed = seed;
+    generate(&spec, 2)
+}
+
+fn compute(hypers: &Hypers, backend: Backend, frames: &[Frame], q: Quantity) -> Features {
+    Calculator::new(hypers, backend)
+        .unwrap()
+        .compute(frames, q, &mut |_, _| {})
+        .unwrap()
+}
+
+/// Worst `|a - b|` over each column's largest `|b|`.
+fn features_error(got: &Features, expected: &Features) -> f64 {
+    let (g, e) = (&got.values, &expected.values);
+    assert_eq!((g.rows, g.cols), (e.rows, e.cols));
+    let mut worst = 0.0f64;
+    for c in 0..e.cols {
+        let scale = (0..e.rows)
+            .map(|r| e.data[r * e.cols + c].abs())
+            .fold(0.0, f64::max);
+        for r in 0..e.rows {
+            let d = (g.data[r * g.cols + c] - e.data[r * e.cols + c]).abs();
+            worst = worst.max(if scale > 0.0 { d / scale } else { d });
+        }
+    }
+    worst
+}
+
+/// Whole calculator on CUDA, fused kernels vs tensor ops vs the reference: every quantity,
+/// several chunk sizes (a chunk of one pair's centre, uneven chunks, one chunk), several
+/// species, open and periodic systems.
+#[test]
+fn cuda_fused_calculator_matches_reference() {
+    let Some(device) = cuda() else { return };
+    let systems = [
+        (
+            "liquid 3 species periodic",
+            frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8),
+        ),
+        (
+            "liquid 1 species open",
+            frames(SystemKind::EllipsoidLiquid, 25, 1, false, 3),
+        ),
+    ];
+    let mut monomial = Hypers::monomial(3, 4.0);
+    monomial.subtract_center_contribution = true;
+    for (label, frames) in &systems {
+        for hypers in [Hypers::gto(4, 4.0, 1.2), monomial.clone()] {
+            for q in [
+                Quantity::PowerSpectrumMean,
+                Quantity::PowerSpectrumPerCenter,
+                Quantity::Density,
+            ] {
+                let expected = compute(&hypers, Backend::Reference, frames, q);
+                for chunk in [1, 97, 1 << 20] {
+                    for fused in [true, false] {
+                        let backend = Backend::Batched(options(&device, DType::F64, chunk, fused));
+                        let err = features_error(&compute(&hypers, backend, frames, q), &expected);
+                        assert!(
+                            err <= 1e-10,
+                            "{label} {q:?} f64 chunk {chunk} fused {fused}: {err:e}"
+                        );
+                    }
+                }
+                let backend = Backend::Batched(options(&device, DType::F32, 1 << 20, true));
+                let err = features_error(&compute(&hypers, backend, frames, q), &expected);
+                eprintln!("{label} {q:?} f32 fused: {err:.3e}");
+                assert!(err <= 1e-4, "{label} {q:?} f32 fused: {err:e}");
+            }
+        }
+    }
+}

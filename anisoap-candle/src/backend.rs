@@ -273,10 +273,16 @@ impl ChunkBackend for CandleBackend {
     }
 
     fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>> {
+        // The fused CPU kernel reads the per-particle data on the host: nothing to upload.
+        let particles = if self.batched.uses_fused_density() {
+            ParticleTensors::empty(self.options())?
+        } else {
+            ParticleTensors::new(system, self.options())?
+        };
         Ok(Box::new(CandleRunner {
             backend: self,
             system,
-            particles: ParticleTensors::new(system, self.options())?,
+            particles,
         }))
     }
 }

@@ -129,9 +129,8 @@ impl BatchedBasis {
         let fused_cpu = options.fused_cpu_moments && options.device.is_cpu();
         let fused = fused_cpu
             .then(|| crate::fused::FusedMoments::new(plan.clone(), &dense_b, basis.n_coefficients));
-        let fused_density = fused_cpu.then(|| {
-            crate::fused_density::FusedPairDensity::new(basis, &plan, inv_width2)
-        });
+        let fused_density = fused_cpu
+            .then(|| crate::fused_density::FusedPairDensity::new(basis, &plan, inv_width2));
         let cuda = if options.fused_cpu_moments {
             crate::fused_cuda::CudaKernels::new(
                 &plan,
@@ -213,6 +212,12 @@ impl BatchedBasis {
         }
         let m = self.moments(&mu, &sigma)?;
         self.contract(&m, &scale)
+    }
+
+    /// True when chunks run through the whole-chunk CPU kernel ([`crate::fused_density`]),
+    /// which reads per-particle data on the host.
+    pub fn uses_fused_density(&self) -> bool {
+        self.fused_density.is_some()
     }
 
     /// True when the fused CPU moment kernel is in use.
@@ -303,6 +308,14 @@ pub struct ParticleTensors {
 }
 
 impl ParticleTensors {
+    /// No per-particle data (for kernels that read it on the host).
+    pub fn empty(options: &BatchedOptions) -> Result<Self> {
+        Ok(ParticleTensors {
+            precision: float_tensor(Vec::new(), &[0, 6], options)?,
+            inv_axes_product: float_tensor(Vec::new(), &[0], options)?,
+        })
+    }
+
     /// Uploads per-particle data.
     pub fn new(system: &System, options: &BatchedOptions) -> Result<Self> {
         let p = &system.particles;

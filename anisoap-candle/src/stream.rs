@@ -184,25 +184,28 @@ impl<R: BufRead> XyzFrames<R> {
                 ),
             ));
         }
-        let mut lines = vec![count_line];
+        // All lines of the frame in one buffer (one allocation, not one per line).
+        let mut text = count_line;
+        let mut ends = vec![text.len()];
         // A count line that does not parse is reported by the frame parser itself; the lines
         // that follow are read only as far as the file goes.
         let wanted = natoms.map_or(0, |n| n + 1);
-        while lines.len() <= wanted {
+        while ends.len() <= wanted {
             match self.next_line()? {
-                Some((_, l)) => lines.push(l),
+                Some((_, l)) => {
+                    text.push_str(&l);
+                    ends.push(text.len());
+                }
                 None => break,
             }
         }
+        let line = |k: usize| &text[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
         // A truncated frame: trailing blank lines do not count as particle lines.
-        while lines.len() > 2 && lines.last().is_some_and(|l| l.trim().is_empty()) {
-            if lines.len() <= wanted {
-                lines.pop();
-            } else {
-                break;
-            }
+        let mut n_lines = ends.len();
+        while n_lines > 2 && n_lines <= wanted && line(n_lines - 1).trim().is_empty() {
+            n_lines -= 1;
         }
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = (0..n_lines).map(line).collect();
         xyz::read_frame_lines(&refs, first, &self.path).map(Some)
     }
 }

@@ -435,7 +435,14 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         (Some(text), _) => (parse_frame_range(text, total)?, None),
         (None, Some(text)) => {
             let (k, n) = parse_shard(text)?;
-            (pipeline::shard_range(k, n, total)?, Some((k, n)))
+            let range = pipeline::shard_range(k, n, total)?;
+            if range.is_empty() {
+                bail!(
+                    "--shard {k}/{n} selects no frames: the inputs have {total} frames; use at \
+                     most {total} shards"
+                );
+            }
+            (range, Some((k, n)))
         }
         (None, None) => (0..total, None),
     };

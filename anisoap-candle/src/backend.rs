@@ -327,6 +327,29 @@ impl ChunkRunner for CandleRunner<'_> {
             n_frames
         };
         let mut out = vec![0.0; n_rows * plan.width];
+        if self.backend.batched.uses_fused_density() && plan.quantity != Quantity::Density {
+            // CPU: the chunk's density is already on the host; the small per-centre Gram
+            // matrices are cheaper there than as batched gemm calls.
+            let host = to_host(&density)?;
+            host_power_spectra(HostChunk {
+                basis,
+                system,
+                density: &host,
+                centers: &centers,
+                plan,
+                first_frame,
+                first_row,
+                out: &mut out,
+            })?;
+            return Ok(if plan.per_center() {
+                ChunkOutput::Rows(out)
+            } else {
+                ChunkOutput::FrameSums {
+                    first_frame,
+                    values: out,
+                }
+            });
+        }
         for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
             let members: Vec<usize> = centers
                 .clone()
@@ -403,6 +426,91 @@ impl ChunkRunner for CandleRunner<'_> {
             }
         })
     }
+}
+
+/// One chunk's host-side power spectra: inputs and where the rows go.
+struct HostChunk<'a> {
+    basis: &'a Basis,
+    system: &'a System<'a>,
+    /// `[C, n_types, K]` density of the chunk's centres.
+    density: &'a [f64],
+    centers: &'a Range<usize>,
+    plan: &'a OutputPlan,
+    first_frame: usize,
+    first_row: Option<usize>,
+    /// Rows (per centre) or frame sums, `plan.width` columns each.
+    out: &'a mut [f64],
+}
+
+/// Power spectra of every sample centre of a chunk from its density on the host, in the
+/// reference's summation order (per channel the Gram matrix `(-1)^l/sqrt(2l+1) cᵀc`, summed
+/// over `m` in order), written as per-centre rows or added to per-frame sums in centre order.
+fn host_power_spectra(chunk: HostChunk) -> Result<()> {
+    let _span = tracing::trace_span!("power_spectrum").entered();
+    let HostChunk {
+        basis,
+        system,
+        density,
+        centers,
+        plan,
+        first_frame,
+        first_row,
+        out,
+    } = chunk;
+    let layout = &system.layout;
+    let n_types = layout.types.len();
+    let k_len = basis.n_coefficients;
+    let mut x = Vec::new();
+    let mut row = Vec::new();
+    for i in centers.clone() {
+        if plan.row_of[i] == usize::MAX {
+            continue;
+        }
+        let local = i - centers.start;
+        let b = layout
+            .center_block(system.particles.types[i])
+            .expect("a sample has a block");
+        let slots = &layout.neighbor_slots[b];
+        let e_t = slots.len();
+        row.clear();
+        for (l, &n_l) in basis.n_radial.iter().enumerate() {
+            let width = n_l * e_t;
+            let n_m = 2 * l + 1;
+            x.clear();
+            for m_index in 0..n_m {
+                for p in 0..width {
+                    let (n, e) = (p / e_t, p % e_t);
+                    x.push(
+                        density[(local * n_types + slots[e]) * k_len + basis.column(l, m_index, n)],
+                    );
+                }
+            }
+            let sign = if l % 2 == 0 { 1.0 } else { -1.0 };
+            let factor = sign / (n_m as f64).sqrt();
+            for p in 0..width {
+                for q in 0..width {
+                    let mut sum = 0.0;
+                    for m_index in 0..n_m {
+                        sum += x[m_index * width + p] * x[m_index * width + q];
+                    }
+                    row.push(factor * sum);
+                }
+            }
+        }
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(non_finite_features(system, i));
+        }
+        let target = if plan.per_center() {
+            plan.row_of[i] - first_row.expect("a sample in the chunk")
+        } else {
+            system.particles.frame[i] - first_frame
+        };
+        let start = target * plan.width + plan.offsets[b];
+        for (v, r) in out[start..start + row.len()].iter_mut().zip(&row) {
+            *v += r;
+        }
+    }
+    Ok(())
 }
 
 /// Density rows `[C_t, Σ_l (2l+1) N_l E_t]` of centre block `b` in the original's value layout

@@ -197,6 +197,9 @@ pub struct RunOptions<'a> {
     pub limits: BatchLimits,
     /// Per-frame edit applied after parsing (e.g. default semi-axes).
     pub prepare: &'a dyn Fn(&mut Frame, &FrameOrigin) -> Result<()>,
+    /// Every particle type of the selected frames, when known in advance (lets the columns
+    /// pass stop early); `None` reads until the end.
+    pub known_types: Option<&'a BTreeSet<i32>>,
 }
 
 /// Progress of a run: `(frames done, pairs done)`.
@@ -304,18 +307,27 @@ fn source_has_more(source: &mut SelectedFrames) -> Result<bool> {
     }
 }
 
-/// The original's columns over all selected frames: a first pass that parses every batch and
-/// runs the neighbour counting pass (no descriptor) to collect types and pair types.
+/// The original's columns over all selected frames: a first pass that parses batches and runs
+/// the neighbour counting pass (no descriptor) to collect types and pair types. When the types
+/// of the selection are known in advance (`options.known_types`, from [`scan_inputs`]), the
+/// pass stops as soon as every pair of them has been seen: then the columns are complete.
 fn original_columns(calculator: &Calculator, options: &RunOptions) -> Result<Layout> {
     let _span = tracing::info_span!("columns_pass").entered();
     let basis = calculator.basis();
     let mut source = SelectedFrames::new(options.files, options.frames.clone());
     let mut types = BTreeSet::new();
     let mut pair_types = BTreeSet::new();
+    let complete = |types: &BTreeSet<i32>, pairs: &BTreeSet<(i32, i32)>| match options.known_types {
+        Some(known) => types == known && pairs.len() == known.len() * known.len(),
+        None => false,
+    };
     while let Some(batch) = next_batch(&mut source, options.limits, options.prepare)? {
         let system = System::new(&batch.frames, basis).map_err(|e| locate(e, &batch.origins))?;
         types.extend(system.layout.types.iter().copied());
         pair_types.extend(system.layout.pair_types());
+        if complete(&types, &pair_types) {
+            break;
+        }
     }
     Ok(Layout::from_pair_types(
         &types,
@@ -352,6 +364,9 @@ pub struct InputScan {
     pub bytes: u64,
     /// XXH3-128 of the bytes, as 32 hex digits (identifies the input in output metadata).
     pub xxh3_128: String,
+    /// Particle types found (read from the type column only; a token that is not a type is
+    /// left to the full parser to report).
+    pub types: BTreeSet<i32>,
 }
 
 /// Counts the frames of each file without parsing them and checksums its bytes: one
@@ -380,6 +395,9 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
     let mut remaining: usize = 0;
     let mut frame_start = 0;
     let mut trailing_blank = false;
+    let mut types = BTreeSet::new();
+    let mut type_column: Option<(usize, bool)> = None;
+    let mut comment_next = false;
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).map_err(io)?;
@@ -391,6 +409,19 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
         number += 1;
         if remaining > 0 {
             remaining -= 1;
+            let text = String::from_utf8_lossy(&line);
+            if comment_next {
+                comment_next = false;
+                type_column = crate::xyz::type_token(text.trim_end());
+            } else if let Some((k, symbol)) = type_column {
+                if let Some(t) = text
+                    .split_whitespace()
+                    .nth(k)
+                    .and_then(|tok| crate::xyz::type_of_token(tok, symbol))
+                {
+                    types.insert(t);
+                }
+            }
             continue;
         }
         let text = String::from_utf8_lossy(&line);
@@ -415,6 +446,7 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
             .ok_or_else(|| xyz(number, "particle count too large".into()))?;
         frame_start = number;
         frames += 1;
+        comment_next = true;
     }
     if remaining > 0 {
         return Err(xyz(
@@ -427,6 +459,7 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
         frames,
         bytes,
         xxh3_128: format!("{:032x}", hasher.digest128()),
+        types,
     })
 }
 

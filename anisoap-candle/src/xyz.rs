@@ -225,6 +225,42 @@ fn parse_properties(value: &str) -> std::result::Result<Vec<Column>, String> {
     Ok(columns)
 }
 
+/// Where a frame's particle types are, from its comment line: the token index of the
+/// `species` (element symbols) or `Z`/`numbers` (integers) column, and whether it holds
+/// symbols. `None` when the comment line does not say (the full parser reports why).
+pub fn type_token(comment: &str) -> Option<(usize, bool)> {
+    let pairs = parse_comment(comment).ok()?;
+    let columns = match pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("properties"))
+    {
+        Some((_, v)) => parse_properties(v).ok()?,
+        None => return Some((0, true)),
+    };
+    let mut token = 0;
+    let mut numbers = None;
+    for c in &columns {
+        if c.name == "species" {
+            return Some((token, true));
+        }
+        if (c.name == "Z" || c.name == "numbers") && numbers.is_none() {
+            numbers = Some(token);
+        }
+        token += c.ncols;
+    }
+    numbers.map(|t| (t, false))
+}
+
+/// The particle type of a type token ([`type_token`]): an atomic number from a symbol (as
+/// ASE capitalises it) or an integer.
+pub fn type_of_token(token: &str, symbol: bool) -> Option<i32> {
+    if symbol {
+        elements::atomic_number(&capitalize(token))
+    } else {
+        token.parse().ok()
+    }
+}
+
 /// Parse a boolean token of `pbc`.
 fn parse_bool(token: &str) -> Option<bool> {
     match token.to_ascii_lowercase().as_str() {

@@ -353,16 +353,6 @@ fn parse_species(text: &str) -> Result<Option<Vec<i32>>> {
     Ok(Some(types))
 }
 
-/// Every type in the selected frames (a parsing pass, for `--species auto`).
-fn species_of_inputs(files: &[PathBuf], frames: Range<usize>) -> Result<Vec<i32>> {
-    let mut types = std::collections::BTreeSet::new();
-    for item in pipeline::SelectedFrames::new(files, frames) {
-        let (_, _, frame) = item?;
-        types.extend(frame.numbers.iter().copied());
-    }
-    Ok(types.into_iter().collect())
-}
-
 /// Gives every particle of `frame` the semi-axes `axes` (as `c_diameter[k] = 2 a_k`); refuses
 /// frames that already have diameter columns.
 fn apply_semi_axes(
@@ -421,6 +411,10 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     let semi_axes = args.semi_axes.as_deref().map(parse_semi_axes).transpose()?;
     let inputs = pipeline::scan_inputs(&args.files)?;
     let total: usize = inputs.iter().map(|i| i.frames).sum();
+    let all_types: std::collections::BTreeSet<i32> = inputs
+        .iter()
+        .flat_map(|i| i.types.iter().copied())
+        .collect();
     if total == 0 {
         bail!(
             "no frames in {}",
@@ -452,7 +446,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
         // `auto` reads the species of all inputs, not only the selected frames, so that every
         // shard of a run gets the same columns.
         Some(None) => (
-            Columns::Species(species_of_inputs(&args.files, 0..total)?),
+            Columns::Species(all_types.iter().copied().collect()),
             "species",
         ),
     };
@@ -531,6 +525,8 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
                 .max(1),
         },
         prepare: &prepare,
+        // The scan saw every type of every file; only a selection of all frames can use it.
+        known_types: (frames == (0..total)).then_some(&all_types),
     };
     let bar = crate::progress::frame_bar(args.quiet);
     bar.set_length(frames.len() as u64);

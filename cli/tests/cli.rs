@@ -78,7 +78,12 @@ fn per_center_npz_and_csv_outputs() {
     names.sort();
     assert_eq!(
         names,
-        ["center.npy", "frame.npy", "metadata.json", "power_spectrum.npy"]
+        [
+            "center.npy",
+            "frame.npy",
+            "metadata.json",
+            "power_spectrum.npy"
+        ]
     );
     let csv = dir.path().join("density.csv");
     bin()
@@ -351,7 +356,10 @@ fn trace_records_every_stage() {
         let names: std::collections::BTreeSet<&str> =
             events.iter().filter_map(|e| e["name"].as_str()).collect();
         for stage in stages {
-            assert!(names.contains(stage), "{extra:?}: no span {stage} in {names:?}");
+            assert!(
+                names.contains(stage),
+                "{extra:?}: no span {stage} in {names:?}"
+            );
         }
     }
 }

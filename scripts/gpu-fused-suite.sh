@@ -46,7 +46,7 @@ if [ -z "${SKIP_PARITY:-}" ]; then
     else
       status=FAIL; cmp="${cmp:-$msg}"
     fi
-    echo "$name,$q,$dtype,$path,$rtol,$status,\"$(echo "$cmp" | tr -d '"')\""
+    echo "$name,$q,$dtype,$path,$rtol,$status,\"$(echo "$cmp" | sed 's/^.* vs [^ ]*: //' | tr -d '"')\""
   }
   export -f parity_one
   echo "case,quantity,dtype,path,rtol,status,detail" > "$OUT/cuda_parity_$TAG.csv"
@@ -60,20 +60,31 @@ if [ -z "${SKIP_PARITY:-}" ]; then
   grep ',FAIL,' "$OUT/cuda_parity_$TAG.csv" | head -5
 fi
 
-# Runs `compute` and prints "wall_s pairs pairs_per_s".
+# Runs `compute` with a trace and prints "wall_s pairs read_s prepare_s loop_s search_s chunk_s"
+# (wall_s: the command's own timer, reading included; the rest: scripts/trace_split.py).
 timed() {
-  local line
-  line="$("$BIN" compute "$@" 2>&1 | tail -1)"
-  local t pairs
+  local line t pairs split
+  line="$("$BIN" --trace "$tmp/run.json" compute "$@" 2>&1 | tail -1)"
   t="$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')"
   pairs="$(echo "$line" | sed -n 's/.* frames, \([0-9]*\) pairs.*/\1/p')"
-  if [ -z "$t" ]; then echo "ERROR: $line" >&2; echo "nan 0 nan"; return; fi
-  echo "$t $pairs $(awk "BEGIN{printf \"%.4e\", $pairs / $t}")"
+  if [ -z "$t" ]; then echo "ERROR: $line" >&2; echo "nan 0 nan nan nan nan nan"; return; fi
+  split="$(python3 scripts/trace_split.py "$tmp/run.json" 2>/dev/null || echo nan nan nan nan nan)"
+  echo "$t $pairs $split"
+}
+# Best of REPS runs (by wall_s) of `timed ARGS`: sets best_line.
+best_of() {
+  local rep line best=""
+  best_line=""
+  for rep in $(seq "$REPS"); do
+    line="$(timed "$@")"
+    local t="${line%% *}"
+    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best="$t"; best_line="$line"; fi
+  done
 }
 
 if [ -z "${SKIP_THROUGHPUT:-}" ]; then
-  echo "system,particles,pairs,lmax,dtype,path,device,gpu,chunk_pairs,wall_s,pairs_per_s,peak_gpu_mib,reps,commit" > "$OUT/cuda_throughput_$TAG.csv"
-  echo "system,particles,pairs,lmax,dtype,devices,output,wall_s,pairs_per_s,identical_to_cuda0,commit" > "$OUT/cuda_multiworker_$TAG.csv"
+  echo "system,particles,pairs,lmax,dtype,path,device,gpu,chunk_pairs,wall_s,pairs_per_s,read_s,prepare_s,loop_s,loop_pairs_per_s,search_s,chunk_s,peak_gpu_mib,reps,commit" > "$OUT/cuda_throughput_$TAG.csv"
+  echo "system,particles,pairs,lmax,dtype,devices,output,wall_s,pairs_per_s,read_s,prepare_s,loop_s,loop_pairs_per_s,chunk_s,identical_to_cuda0,commit" > "$OUT/cuda_multiworker_$TAG.csv"
   for n in $SIZES; do
     xyz="$tmp/benzene_$n.xyz"
     "$BIN" generate --kind benzene --particles "$n" --seed 1 -o "$xyz" > /dev/null 2>&1
@@ -84,16 +95,14 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
           base="$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)"
           nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 20 > "$tmp/mem.log" 2>/dev/null &
           smi=$!
-          best=""; pairs=0
-          for rep in $(seq "$REPS"); do
-            read -r t pairs rate < <(timed --device cuda:0 --dtype "$dtype" $pflag --max-angular "$lmax" --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/out.npy")
-            if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best="$t"; fi
-          done
+          best_of --device cuda:0 --dtype "$dtype" $pflag --max-angular "$lmax" --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/out.npy"
+          read -r best pairs rd pr lp se ch <<< "$best_line"
           kill $smi 2>/dev/null; wait $smi 2>/dev/null
           peak="$(sort -n "$tmp/mem.log" | tail -1)"
           rate="$(awk "BEGIN{printf \"%.4e\", $pairs / $best}")"
-          echo "benzene,$n,$pairs,$lmax,$dtype,$path,cuda:0,\"$gpu\",1048576,$best,$rate,$((peak - base)),$REPS,$commit" >> "$OUT/cuda_throughput_$TAG.csv"
-          echo "N=$n lmax=$lmax $dtype $path: $best s, $rate pairs/s, peak +$((peak - base)) MiB"
+          lrate="$(awk "BEGIN{printf \"%.4e\", $pairs / $lp}")"
+          echo "benzene,$n,$pairs,$lmax,$dtype,$path,cuda:0,\"$gpu\",1048576,$best,$rate,$rd,$pr,$lp,$lrate,$se,$ch,$((peak - base)),$REPS,$commit" >> "$OUT/cuda_throughput_$TAG.csv"
+          echo "N=$n lmax=$lmax $dtype $path: $best s, $rate pairs/s; read $rd prepare $pr loop $lp s ($lrate pairs/s; search $se chunk $ch); peak +$((peak - base)) MiB"
         done
       done
     done
@@ -102,15 +111,13 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
       for out_kind in mean per-center; do
         oflag=""; [ "$out_kind" = per-center ] && oflag="--per-center"
         for devices in cuda:0 cuda:0,0 cuda:0,0,0,0; do
-          best=""
-          for rep in $(seq "$REPS"); do
-            read -r t pairs rate < <(timed --device "$devices" --dtype "$dtype" $oflag --max-angular 6 --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/multi_$devices.npy")
-            if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best="$t"; fi
-          done
+          best_of --device "$devices" --dtype "$dtype" $oflag --max-angular 6 --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/multi_$devices.npy"
+          read -r best pairs rd pr lp se ch <<< "$best_line"
           same=yes; cmp -s "$tmp/multi_$devices.npy" "$tmp/multi_cuda:0.npy" || same=no
           rate="$(awk "BEGIN{printf \"%.4e\", $pairs / $best}")"
-          echo "benzene,$n,$pairs,6,$dtype,\"$devices\",$out_kind,$best,$rate,$same,$commit" >> "$OUT/cuda_multiworker_$TAG.csv"
-          echo "N=$n lmax=6 $dtype $out_kind $devices: $best s, $rate pairs/s, identical: $same"
+          lrate="$(awk "BEGIN{printf \"%.4e\", $pairs / $lp}")"
+          echo "benzene,$n,$pairs,6,$dtype,\"$devices\",$out_kind,$best,$rate,$rd,$pr,$lp,$lrate,$ch,$same,$commit" >> "$OUT/cuda_multiworker_$TAG.csv"
+          echo "N=$n lmax=6 $dtype $out_kind $devices: $best s, $rate pairs/s; loop $lp s ($lrate pairs/s); identical: $same"
         done
         rm -f "$tmp"/multi_*.npy
       done

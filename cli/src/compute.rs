@@ -166,8 +166,9 @@ pub struct RunArgs {
     /// on GPUs). Default: 65536 on the CPU, 1048576 on GPUs (fewer, larger kernel launches).
     #[arg(long)]
     pub chunk_pairs: Option<usize>,
-    /// On the CPU, compute moments with degree-by-degree tensor ops instead of the fused
-    /// kernel (same numbers, slower; for checking and profiling).
+    /// Compute moments with degree-by-degree tensor ops instead of the fused kernels (the
+    /// CPU kernel, or the CUDA kernels of a `cuda` build): same numbers to rounding, slower;
+    /// for checking and profiling.
     #[arg(long)]
     pub tensor_op_moments: bool,
 }

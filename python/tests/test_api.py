@@ -179,11 +179,18 @@ def test_chunk_pairs_does_not_change_results(small_frames):
 
 
 def test_gil_is_released_during_compute():
-    frames = random_frames(5, n_frames=4, n_particles=200, box=12.0)
     calc = calculator({**GTO, "max_angular": 6, "max_radial": 3})
-    start = time.perf_counter()
-    calc.power_spectrum(frames)
-    alone = time.perf_counter() - start
+    # Grow the workload until one call is long enough to observe another thread running
+    # during it (the engine got faster; a fixed size may finish too soon to tell).
+    n_frames = 4
+    while True:
+        frames = random_frames(5, n_frames=n_frames, n_particles=200, box=12.0)
+        start = time.perf_counter()
+        calc.power_spectrum(frames)
+        alone = time.perf_counter() - start
+        if alone > 0.1 or n_frames >= 256:
+            break
+        n_frames *= 2
     ticks = []
     done = threading.Event()
 

@@ -116,6 +116,32 @@ pub fn non_finite_features(system: &System, i: usize) -> Error {
     }
 }
 
+/// Where a chunk's output goes: its first frame, the output row of its first sample, and the
+/// zeroed rows (one per sample for per-centre outputs, one per frame spanned otherwise).
+struct ChunkTarget {
+    first_frame: usize,
+    first_row: Option<usize>,
+    out: Vec<f64>,
+}
+
+impl ChunkTarget {
+    fn new(system: &System, centers: &Range<usize>, plan: &OutputPlan) -> Self {
+        let (first_frame, n_frames) = frame_span(system, centers);
+        let samples = centers.clone().filter(|&i| plan.row_of[i] != usize::MAX);
+        let first_row = samples.clone().next().map(|i| plan.row_of[i]);
+        let n_rows = if plan.per_center() {
+            samples.count()
+        } else {
+            n_frames
+        };
+        ChunkTarget {
+            first_frame,
+            first_row,
+            out: vec![0.0; n_rows * plan.width],
+        }
+    }
+}
+
 /// Frames spanned by the centres `centers`: (first frame, number of frames).
 fn frame_span(system: &System, centers: &Range<usize>) -> (usize, usize) {
     let first = system.particles.frame[centers.start];
@@ -172,20 +198,11 @@ impl ChunkRunner for ReferenceRunner<'_> {
         let density = reference::density_of(basis, system, centers.clone(), pairs)?;
         let n_types = layout.types.len();
         let k_len = basis.n_coefficients;
-        let (first_frame, n_frames) = frame_span(system, &centers);
-        let first_row = centers
-            .clone()
-            .map(|i| plan.row_of[i])
-            .find(|&r| r != usize::MAX);
-        let n_rows = if plan.per_center() {
-            centers
-                .clone()
-                .filter(|&i| plan.row_of[i] != usize::MAX)
-                .count()
-        } else {
-            n_frames
-        };
-        let mut out = vec![0.0; n_rows * plan.width];
+        let ChunkTarget {
+            first_frame,
+            first_row,
+            mut out,
+        } = ChunkTarget::new(system, &centers, plan);
         for i in centers.clone() {
             let row = plan.row_of[i];
             if row == usize::MAX {
@@ -313,20 +330,11 @@ impl ChunkRunner for CandleRunner<'_> {
             pairs,
             basis.n_coefficients,
         )?;
-        let (first_frame, n_frames) = frame_span(system, &centers);
-        let first_row = centers
-            .clone()
-            .map(|i| plan.row_of[i])
-            .find(|&r| r != usize::MAX);
-        let n_rows = if plan.per_center() {
-            centers
-                .clone()
-                .filter(|&i| plan.row_of[i] != usize::MAX)
-                .count()
-        } else {
-            n_frames
-        };
-        let mut out = vec![0.0; n_rows * plan.width];
+        let ChunkTarget {
+            first_frame,
+            first_row,
+            mut out,
+        } = ChunkTarget::new(system, &centers, plan);
         if self.backend.batched.uses_fused_density() && plan.quantity != Quantity::Density {
             // CPU: the chunk's density is already on the host; the small per-centre Gram
             // matrices are cheaper there than as batched gemm calls.
@@ -389,6 +397,7 @@ impl ChunkRunner for CandleRunner<'_> {
             if let Some(k) = row_sums.iter().position(|v| !v.is_finite()) {
                 return Err(non_finite_features(system, members[k]));
             }
+            let n_frames = frame_span(system, &centers).1;
             let local_frames: Vec<usize> = members
                 .iter()
                 .map(|&i| system.particles.frame[i] - first_frame)

@@ -4,7 +4,8 @@
 //! [`XyzFrames`] splits a file into frames line by line (count line, comment line, particle
 //! lines) and parses each with [`xyz::read_frame_lines`], so the accepted format, the checks and
 //! the error messages (file and 1-based line) are exactly those of [`xyz::read_xyz_file`].
-//! [`FrameStream`] chains several files and remembers where each frame came from.
+//! [`crate::pipeline::SelectedFrames`] chains several files, selects a frame range and
+//! remembers where each frame came from ([`FrameOrigin`]).
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
@@ -238,56 +239,6 @@ pub struct FrameOrigin {
     pub file: PathBuf,
     /// 0-based frame index within `file`.
     pub index: usize,
-}
-
-/// The frames of several files in order, each with its origin and global index.
-pub struct FrameStream {
-    files: std::vec::IntoIter<PathBuf>,
-    current: Option<(PathBuf, XyzFrames<std::io::BufReader<std::fs::File>>, usize)>,
-    next_global: usize,
-}
-
-impl FrameStream {
-    /// Streams the frames of `files`, in order.
-    pub fn new(files: &[PathBuf]) -> Self {
-        FrameStream {
-            files: Vec::from(files).into_iter(),
-            current: None,
-            next_global: 0,
-        }
-    }
-}
-
-impl Iterator for FrameStream {
-    /// `(global frame index, origin, frame)`.
-    type Item = Result<(usize, FrameOrigin, Frame)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.current.is_none() {
-                let file = self.files.next()?;
-                match XyzFrames::open(&file) {
-                    Ok(frames) => self.current = Some((file, frames, 0)),
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            let (file, frames, index) = self.current.as_mut().expect("current file");
-            match frames.next() {
-                Some(Ok(frame)) => {
-                    let origin = FrameOrigin {
-                        file: file.clone(),
-                        index: *index,
-                    };
-                    *index += 1;
-                    let global = self.next_global;
-                    self.next_global += 1;
-                    return Some(Ok((global, origin, frame)));
-                }
-                Some(Err(e)) => return Some(Err(e)),
-                None => self.current = None,
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -670,3 +670,277 @@ fn read_safetensors(path: &Path) -> Result<Parts> {
     let (frame, center) = (index("frame")?, index("center")?);
     Ok((metadata, values, shape, as_f32, frame, center))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::{entries, f32s, f64s, i64s, parse_npy};
+
+    /// Four rows of two finite values (the layout of one type with `N_l = 1` for `l = 0, 1`).
+    const VALUES: [f64; 8] = [
+        1.0,
+        -2.5,
+        std::f64::consts::PI,
+        1e-300,
+        -0.0,
+        123456.789,
+        1.0 / 3.0,
+        -7.25,
+    ];
+    const FRAME: [usize; 4] = [0, 0, 1, 1];
+    const CENTER: [usize; 4] = [0, 1, 0, 5];
+
+    fn layout() -> Layout {
+        Layout::full(vec![1], vec![1, 1])
+    }
+
+    fn spec(path: &Path, as_f32: bool) -> OutputSpec {
+        OutputSpec {
+            path: path.to_path_buf(),
+            format: OutputFormat::from_path(path).unwrap(),
+            name: "power_spectrum".into(),
+            as_f32,
+            per_center: true,
+        }
+    }
+
+    fn metadata() -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("format".into(), METADATA_FORMAT.into());
+        m.insert("name".into(), "power_spectrum".into());
+        m.insert("quantity".into(), "power_spectrum_per_center".into());
+        m
+    }
+
+    /// Writes the sample rows in two appends (as the pipeline does, chunk by chunk).
+    fn write(path: &Path, as_f32: bool) {
+        let mut out = StreamingOutput::new(spec(path, as_f32), metadata()).unwrap();
+        RowSink::columns(&mut out, &layout(), 2).unwrap();
+        out.append(&VALUES[..4], &FRAME[..2], Some(&CENTER[..2]))
+            .unwrap();
+        out.append(&VALUES[4..], &FRAME[2..], Some(&CENTER[2..]))
+            .unwrap();
+        out.finish().unwrap();
+    }
+
+    fn same_bits(got: &[f64], as_f32: bool) -> bool {
+        got.len() == VALUES.len()
+            && got.iter().zip(&VALUES).all(|(g, v)| {
+                if as_f32 {
+                    (*g as f32).to_bits() == (*v as f32).to_bits()
+                } else {
+                    g.to_bits() == v.to_bits()
+                }
+            })
+    }
+
+    fn sidecar_rows(path: &Path) -> u64 {
+        let text = std::fs::read_to_string(sidecar_path(path)).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_npy_f64_and_f32_with_a_patched_header() {
+        let dir = tempfile::tempdir().unwrap();
+        for as_f32 in [false, true] {
+            let p = dir.path().join(format!("out{as_f32}.npy"));
+            write(&p, as_f32);
+            let npy = parse_npy(&std::fs::read(&p).unwrap());
+            assert_eq!(npy.version, (1, 0));
+            assert_eq!(npy.shape, vec![4, 2]);
+            let descr = if as_f32 { "<f4" } else { "<f8" };
+            assert_eq!(npy.descr, descr);
+            assert_eq!(
+                npy.dict,
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (4, 2), }}")
+            );
+            let got: Vec<f64> = if as_f32 {
+                f32s(&npy.data).iter().map(|&v| v as f64).collect()
+            } else {
+                f64s(&npy.data)
+            };
+            assert!(same_bits(&got, as_f32));
+            assert_eq!(sidecar_rows(&p), 4);
+        }
+        assert_eq!(
+            entries(dir.path()),
+            [
+                "outfalse.npy",
+                "outfalse.npy.json",
+                "outtrue.npy",
+                "outtrue.npy.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_npz_with_index_and_metadata_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.npz");
+        write(&p, false);
+        let mut zip = zip::ZipArchive::new(File::open(&p).unwrap()).unwrap();
+        let mut names: Vec<String> = zip.file_names().map(String::from).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "center.npy",
+                "frame.npy",
+                "metadata.json",
+                "power_spectrum.npy"
+            ]
+        );
+        let mut read = |name: &str| {
+            let mut f = zip.by_name(name).unwrap();
+            assert_eq!(f.compression(), zip::CompressionMethod::Deflated);
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).unwrap();
+            buf
+        };
+        let v = parse_npy(&read("power_spectrum.npy"));
+        assert_eq!((v.descr.as_str(), v.shape.clone()), ("<f8", vec![4, 2]));
+        assert!(same_bits(&f64s(&v.data), false));
+        for (name, col) in [("frame", FRAME), ("center", CENTER)] {
+            let c = parse_npy(&read(&format!("{name}.npy")));
+            assert_eq!((c.descr.as_str(), c.shape.clone()), ("<i8", vec![4]));
+            let want: Vec<i64> = col.iter().map(|&x| x as i64).collect();
+            assert_eq!(i64s(&c.data), want);
+        }
+        let meta: Value = serde_json::from_slice(&read("metadata.json")).unwrap();
+        assert_eq!(
+            (meta["rows"].as_u64(), meta["width"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(entries(dir.path()), ["out.npz"]);
+    }
+
+    #[test]
+    fn writes_safetensors_that_candle_reads() {
+        use candle_core::{DType, Device};
+        let dir = tempfile::tempdir().unwrap();
+        for as_f32 in [false, true] {
+            let p = dir.path().join(format!("out{as_f32}.safetensors"));
+            write(&p, as_f32);
+            let m = candle_core::safetensors::load(&p, &Device::Cpu).unwrap();
+            assert_eq!(m.len(), 3);
+            let v = &m["power_spectrum"];
+            assert_eq!(v.dims(), &[4, 2]);
+            assert_eq!(v.dtype(), if as_f32 { DType::F32 } else { DType::F64 });
+            let got = v
+                .to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            assert!(same_bits(&got, as_f32));
+            for (name, col) in [("frame", FRAME), ("center", CENTER)] {
+                let c = &m[name];
+                assert_eq!(c.dtype(), DType::I64);
+                let want: Vec<i64> = col.iter().map(|&x| x as i64).collect();
+                assert_eq!(c.to_vec1::<i64>().unwrap(), want);
+            }
+        }
+        assert_eq!(entries(dir.path()).len(), 2);
+    }
+
+    #[test]
+    fn writes_csv_with_layout_names_and_round_trip_text() {
+        let dir = tempfile::tempdir().unwrap();
+        for as_f32 in [false, true] {
+            let p = dir.path().join(format!("out{as_f32}.csv"));
+            write(&p, as_f32);
+            let mut rdr = csv::Reader::from_path(&p).unwrap();
+            let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+            let mut expected = vec!["frame".to_string(), "center".to_string()];
+            expected.extend(layout().power_spectrum_labels());
+            assert_eq!(header, expected);
+            let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+            assert_eq!(rows.len(), 4);
+            let mut got = Vec::new();
+            for (r, rec) in rows.iter().enumerate() {
+                assert_eq!(rec.len(), 4);
+                assert_eq!(rec[0].parse::<usize>().unwrap(), FRAME[r]);
+                assert_eq!(rec[1].parse::<usize>().unwrap(), CENTER[r]);
+                got.extend(rec.iter().skip(2).map(|t| t.parse::<f64>().unwrap()));
+            }
+            assert!(same_bits(&got, as_f32));
+            assert_eq!(sidecar_rows(&p), 4);
+        }
+        let text = std::fs::read_to_string(dir.path().join("outtrue.csv")).unwrap();
+        assert!(text.contains(",0.33333334,"), "{text}");
+        let text = std::fs::read_to_string(dir.path().join("outfalse.csv")).unwrap();
+        assert!(text.contains(",1e-300\n"), "{text}");
+    }
+
+    #[test]
+    fn empty_output_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["e.npy", "e.npz", "e.safetensors", "e.csv"] {
+            let p = dir.path().join(f);
+            let mut out = StreamingOutput::new(spec(&p, false), metadata()).unwrap();
+            RowSink::columns(&mut out, &layout(), 2).unwrap();
+            out.finish().unwrap();
+        }
+        let npy = parse_npy(&std::fs::read(dir.path().join("e.npy")).unwrap());
+        assert_eq!(npy.shape, vec![0, 2]);
+        assert!(npy.data.is_empty());
+        let text = std::fs::read_to_string(dir.path().join("e.csv")).unwrap();
+        let mut header = vec!["frame".to_string(), "center".to_string()];
+        header.extend(layout().power_spectrum_labels());
+        assert_eq!(text, header.join(",") + "\n");
+    }
+
+    #[test]
+    fn overwrites_existing_destination_with_usual_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.csv");
+        std::fs::write(
+            &p,
+            "old content that is longer than the new one\n".repeat(50),
+        )
+        .unwrap();
+        write(&p, false);
+        assert!(std::fs::read_to_string(&p).unwrap().lines().count() == 5);
+        assert_eq!(entries(dir.path()), ["o.csv", "o.csv.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Not the private 0600 of a temporary file: group/other bits follow the umask.
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, "").unwrap();
+            let usual = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, usual);
+        }
+    }
+
+    #[test]
+    fn failures_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["x.npy", "x.npz", "x.safetensors", "x.csv"] {
+            // A directory that does not exist: an error naming it.
+            let missing = dir.path().join("does-not-exist").join(f);
+            let err = StreamingOutput::new(spec(&missing, false), metadata())
+                .and_then(|mut out| {
+                    RowSink::columns(&mut out, &layout(), 2)?;
+                    Ok(())
+                })
+                .unwrap_err();
+            assert!(format!("{err:#}").contains("does-not-exist"), "{err:#}");
+            // A non-finite value never reaches a file; an unfinished sink removes its
+            // temporary files when dropped.
+            let p = dir.path().join(f);
+            let mut out = StreamingOutput::new(spec(&p, false), metadata()).unwrap();
+            RowSink::columns(&mut out, &layout(), 2).unwrap();
+            out.append(&VALUES[..2], &FRAME[..1], Some(&CENTER[..1]))
+                .unwrap();
+            let err = out.append(&[f64::NAN, 1.0], &[0], Some(&[0])).unwrap_err();
+            assert!(err.to_string().contains("non-finite"), "{err}");
+            drop(out);
+        }
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    }
+}

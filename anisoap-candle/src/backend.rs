@@ -140,6 +140,46 @@ impl ChunkTarget {
             out: vec![0.0; n_rows * plan.width],
         }
     }
+
+    /// Adds the features of sample centre `i` (its block `b`) to its row: its own row for
+    /// per-centre outputs, its frame's sum otherwise. Non-finite features are refused.
+    fn add(
+        &mut self,
+        system: &System,
+        plan: &OutputPlan,
+        i: usize,
+        b: usize,
+        features: &[f64],
+    ) -> Result<()> {
+        if features.iter().any(|v| !v.is_finite()) {
+            return Err(non_finite_features(system, i));
+        }
+        let target = if plan.per_center() {
+            plan.row_of[i] - self.first_row.expect("a sample in the chunk")
+        } else {
+            system.particles.frame[i] - self.first_frame
+        };
+        let start = target * plan.width + plan.offsets[b];
+        for (v, x) in self.out[start..start + features.len()]
+            .iter_mut()
+            .zip(features)
+        {
+            *v += x;
+        }
+        Ok(())
+    }
+
+    /// The chunk's output.
+    fn finish(self, plan: &OutputPlan) -> ChunkOutput {
+        if plan.per_center() {
+            ChunkOutput::Rows(self.out)
+        } else {
+            ChunkOutput::FrameSums {
+                first_frame: self.first_frame,
+                values: self.out,
+            }
+        }
+    }
 }
 
 /// Frames spanned by the centres `centers`: (first frame, number of frames).
@@ -198,14 +238,9 @@ impl ChunkRunner for ReferenceRunner<'_> {
         let density = reference::density_of(basis, system, centers.clone(), pairs)?;
         let n_types = layout.types.len();
         let k_len = basis.n_coefficients;
-        let ChunkTarget {
-            first_frame,
-            first_row,
-            mut out,
-        } = ChunkTarget::new(system, &centers, plan);
+        let mut target = ChunkTarget::new(system, &centers, plan);
         for i in centers.clone() {
-            let row = plan.row_of[i];
-            if row == usize::MAX {
+            if plan.row_of[i] == usize::MAX {
                 continue;
             }
             let local = i - centers.start;
@@ -232,27 +267,9 @@ impl ChunkRunner for ReferenceRunner<'_> {
                 }
                 _ => reference::power_spectrum_row(basis, system, &density, local, b),
             };
-            if features.iter().any(|v| !v.is_finite()) {
-                return Err(non_finite_features(system, i));
-            }
-            let target = if plan.per_center() {
-                row - first_row.expect("a sample in the chunk")
-            } else {
-                system.particles.frame[i] - first_frame
-            };
-            let start = target * plan.width + plan.offsets[b];
-            for (v, x) in out[start..start + features.len()].iter_mut().zip(&features) {
-                *v += x;
-            }
+            target.add(system, plan, i, b, &features)?;
         }
-        Ok(if plan.per_center() {
-            ChunkOutput::Rows(out)
-        } else {
-            ChunkOutput::FrameSums {
-                first_frame,
-                values: out,
-            }
-        })
+        Ok(target.finish(plan))
     }
 }
 
@@ -330,34 +347,15 @@ impl ChunkRunner for CandleRunner<'_> {
             pairs,
             basis.n_coefficients,
         )?;
-        let ChunkTarget {
-            first_frame,
-            first_row,
-            mut out,
-        } = ChunkTarget::new(system, &centers, plan);
+        let mut target = ChunkTarget::new(system, &centers, plan);
         if self.backend.batched.uses_fused_density() && plan.quantity != Quantity::Density {
             // CPU: the chunk's density is already on the host; the small per-centre Gram
             // matrices are cheaper there than as batched gemm calls.
             let host = to_host(&density)?;
-            host_power_spectra(HostChunk {
-                basis,
-                system,
-                density: &host,
-                centers: &centers,
-                plan,
-                first_frame,
-                first_row,
-                out: &mut out,
-            })?;
-            return Ok(if plan.per_center() {
-                ChunkOutput::Rows(out)
-            } else {
-                ChunkOutput::FrameSums {
-                    first_frame,
-                    values: out,
-                }
-            });
+            host_power_spectra(basis, system, &host, &centers, plan, &mut target)?;
+            return Ok(target.finish(plan));
         }
+        let (first_frame, first_row) = (target.first_frame, target.first_row);
         for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
             let members: Vec<usize> = centers
                 .clone()
@@ -387,7 +385,7 @@ impl ChunkRunner for CandleRunner<'_> {
                 let first = first_row.expect("a sample in the chunk");
                 for (k, row) in host.chunks(width).enumerate() {
                     let start = (plan.row_of[members[k]] - first) * plan.width + offset;
-                    out[start..start + width].copy_from_slice(row);
+                    target.out[start..start + width].copy_from_slice(row);
                 }
                 continue;
             }
@@ -423,49 +421,26 @@ impl ChunkRunner for CandleRunner<'_> {
             };
             for (k, row) in to_host(&sums)?.chunks(width).enumerate() {
                 let start = k * plan.width + offset;
-                out[start..start + width].copy_from_slice(row);
+                target.out[start..start + width].copy_from_slice(row);
             }
         }
-        Ok(if plan.per_center() {
-            ChunkOutput::Rows(out)
-        } else {
-            ChunkOutput::FrameSums {
-                first_frame,
-                values: out,
-            }
-        })
+        Ok(target.finish(plan))
     }
-}
-
-/// One chunk's host-side power spectra: inputs and where the rows go.
-struct HostChunk<'a> {
-    basis: &'a Basis,
-    system: &'a System<'a>,
-    /// `[C, n_types, K]` density of the chunk's centres.
-    density: &'a [f64],
-    centers: &'a Range<usize>,
-    plan: &'a OutputPlan,
-    first_frame: usize,
-    first_row: Option<usize>,
-    /// Rows (per centre) or frame sums, `plan.width` columns each.
-    out: &'a mut [f64],
 }
 
 /// Power spectra of every sample centre of a chunk from its density on the host, in the
 /// reference's summation order (per channel the Gram matrix `(-1)^l/sqrt(2l+1) cᵀc`, summed
 /// over `m` in order), written as per-centre rows or added to per-frame sums in centre order.
-fn host_power_spectra(chunk: HostChunk) -> Result<()> {
+/// `density` is the chunk's `[C, n_types, K]` on the host.
+fn host_power_spectra(
+    basis: &Basis,
+    system: &System,
+    density: &[f64],
+    centers: &Range<usize>,
+    plan: &OutputPlan,
+    target: &mut ChunkTarget,
+) -> Result<()> {
     let _span = tracing::trace_span!("power_spectrum").entered();
-    let HostChunk {
-        basis,
-        system,
-        density,
-        centers,
-        plan,
-        first_frame,
-        first_row,
-        out,
-    } = chunk;
     let layout = &system.layout;
     let n_types = layout.types.len();
     let k_len = basis.n_coefficients;
@@ -506,18 +481,7 @@ fn host_power_spectra(chunk: HostChunk) -> Result<()> {
                 }
             }
         }
-        if row.iter().any(|v| !v.is_finite()) {
-            return Err(non_finite_features(system, i));
-        }
-        let target = if plan.per_center() {
-            plan.row_of[i] - first_row.expect("a sample in the chunk")
-        } else {
-            system.particles.frame[i] - first_frame
-        };
-        let start = target * plan.width + plan.offsets[b];
-        for (v, r) in out[start..start + row.len()].iter_mut().zip(&row) {
-            *v += r;
-        }
+        target.add(system, plan, i, b, &row)?;
     }
     Ok(())
 }

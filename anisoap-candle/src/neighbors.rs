@@ -504,10 +504,14 @@ impl<'a> NeighborSearch<'a> {
             _ => 0.0,
         };
         if estimate > max_pairs as f64 {
+            let cell = if pbc.iter().any(|&p| p) {
+                format!("cell widths {:?}", geo.widths)
+            } else {
+                "open system, all particles within the cutoff".to_string()
+            };
             return Err(Error::TooLarge(format!(
                 "neighbour list would hold about {estimate:.3e} pairs ({n} particles, cutoff \
-                 {cutoff}, cell widths {:?}), more than the limit of {max_pairs}",
-                geo.widths
+                 {cutoff}, {cell}), more than the limit of {max_pairs}"
             )));
         }
         let grid = if n == 0 {

@@ -3,6 +3,7 @@
 //! Values are read from JSON or TOML. Integer-versus-float matters here, as in the original:
 //! `cutoff_radius = 4` (an integer) is refused, `cutoff_radius = 4.0` is accepted.
 
+pub use crate::cutoff::CutoffFunction;
 use crate::error::{Error, Result};
 use serde_json::Value;
 
@@ -58,6 +59,9 @@ pub struct Hypers {
     pub basis_rcond: f64,
     /// Tolerance of the check that `S^{-1/2}` reproduces `S`.
     pub basis_tol: f64,
+    /// Weight of each neighbour pair by its distance: the original's step (default) or the
+    /// opt-in smooth [`CutoffFunction::ShiftedCosine`] (a departure from the original).
+    pub cutoff_function: CutoffFunction,
 }
 
 /// Largest `max_angular` accepted.
@@ -69,7 +73,7 @@ pub const MAX_ANGULAR: usize = 20;
 pub const MAX_DEGREE: usize = 40;
 
 /// Names of all keys accepted in a hypers file.
-pub const KNOWN_KEYS: [&str; 11] = [
+pub const KNOWN_KEYS: [&str; 12] = [
     "max_angular",
     "radial_basis_name",
     "cutoff_radius",
@@ -81,6 +85,7 @@ pub const KNOWN_KEYS: [&str; 11] = [
     "basis_rcond",
     "basis_tol",
     "compute_gradients",
+    "cutoff_function",
 ];
 
 impl Hypers {
@@ -97,6 +102,7 @@ impl Hypers {
             rotation_type: RotationType::Quaternion,
             basis_rcond: 0.0,
             basis_tol: 1e-8,
+            cutoff_function: CutoffFunction::Step,
         }
     }
 
@@ -163,6 +169,11 @@ impl Hypers {
         );
         map.insert("basis_rcond".into(), self.basis_rcond.into());
         map.insert("basis_tol".into(), self.basis_tol.into());
+        // Only when it departs from the original, so that default hypers (and the metadata
+        // of outputs written with them) read as before.
+        if !self.cutoff_function.is_step() {
+            map.insert("cutoff_function".into(), self.cutoff_function.to_value());
+        }
         Value::Object(map)
     }
 
@@ -358,6 +369,10 @@ impl Hypers {
             rotation_type,
             basis_rcond: number("basis_rcond", 0.0)?,
             basis_tol: number("basis_tol", 1e-8)?,
+            cutoff_function: match get("cutoff_function") {
+                None => CutoffFunction::Step,
+                Some(v) => CutoffFunction::from_value(v)?,
+            },
         };
         hypers.validate()?;
         Ok(hypers)
@@ -413,6 +428,7 @@ impl Hypers {
                 "basis_rcond and basis_tol must be finite".into(),
             ));
         }
+        self.cutoff_function.validate(self.cutoff_radius)?;
         Ok(())
     }
 
@@ -575,10 +591,45 @@ mod tests {
         for text in [
             r#"{"max_angular":3,"cutoff_radius":4.0,"radial_gaussian_width":1.0,"max_radial":[2,1,1,0],"subtract_center_contribution":true}"#,
             r#"{"max_angular":2,"cutoff_radius":5.0,"radial_basis_name":"monomial","max_radial":2,"rotation_type":"matrix","rotation_key":"R"}"#,
+            r#"{"max_angular":2,"cutoff_radius":5.0,"radial_gaussian_width":1.0,"cutoff_function":{"shifted_cosine":{"width":0.5}}}"#,
         ] {
             let h = Hypers::from_json_str(text).unwrap();
             assert_eq!(Hypers::from_value(&h.to_value()).unwrap(), h);
         }
+    }
+
+    #[test]
+    fn cutoff_function_in_toml_and_json() {
+        let h = Hypers::from_toml_str(
+            "max_angular = 2\ncutoff_radius = 4.0\nradial_gaussian_width = 1.0\n\
+             cutoff_function = { shifted_cosine = { width = 0.5 } }",
+        )
+        .unwrap();
+        assert_eq!(
+            h.cutoff_function,
+            CutoffFunction::ShiftedCosine { width: 0.5 }
+        );
+        // Absent: the original's step, and to_value leaves the key out.
+        let d = Hypers::from_json_str(
+            r#"{"max_angular":2,"cutoff_radius":4.0,"radial_gaussian_width":1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(d.cutoff_function, CutoffFunction::Step);
+        assert!(d.to_value().get("cutoff_function").is_none());
+        let e = err(
+            r#"{"max_angular":2,"cutoff_radius":4.0,"radial_gaussian_width":1.0,"cutoff_function":{"shifted_cosine":{"width":5.0}}}"#,
+        );
+        assert!(
+            e.contains("cutoff_function.shifted_cosine.width = 5 exceeds cutoff_radius"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"max_angular":2,"cutoff_radius":4.0,"radial_gaussian_width":1.0,"cutoff_function":"cosine"}"#,
+        );
+        assert!(
+            e.contains("known cutoff functions: step, shifted_cosine"),
+            "{e}"
+        );
     }
 
     #[test]

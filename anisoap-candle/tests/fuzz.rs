@@ -230,6 +230,7 @@ fn basis_constants_never_panic() {
                 rotation_type: RotationType::Quaternion,
                 basis_rcond: rcond,
                 basis_tol: tol,
+                cutoff_function: Default::default(),
             };
             if let Ok(basis) = Basis::new(&hypers) {
                 built.fetch_add(1, Ordering::Relaxed);

@@ -65,6 +65,9 @@ pub struct BatchedBasis {
     cuda: Option<crate::fused_cuda::CudaKernels>,
     steps: Vec<DegreeStep>,
     inv_width2: f64,
+    /// The opt-in smooth cutoff and the cutoff radius ([`crate::cutoff`]).
+    cutoff_function: crate::cutoff::CutoffFunction,
+    cutoff_radius: f64,
     options: BatchedOptions,
 }
 
@@ -137,6 +140,10 @@ impl BatchedBasis {
                 &dense_b,
                 basis.n_coefficients,
                 inv_width2,
+                [
+                    basis.hypers.cutoff_radius,
+                    basis.hypers.cutoff_function.width(),
+                ],
                 options,
             )?
         } else {
@@ -149,6 +156,8 @@ impl BatchedBasis {
             cuda,
             steps,
             inv_width2,
+            cutoff_function: basis.hypers.cutoff_function,
+            cutoff_radius: basis.hypers.cutoff_radius,
             options: options.clone(),
         })
     }
@@ -191,6 +200,16 @@ impl BatchedBasis {
             .matmul(&self.contraction)?)
     }
 
+    /// The scalar factor `[1, P]` times the smooth cutoff `f(|r_ij|)` of each pair
+    /// ([`crate::cutoff::CutoffFunction::factor_tensor`], differentiable in `r` `[P, 3]`);
+    /// unchanged (the same tensor) for the original's step.
+    pub fn smooth_cutoff(&self, scale: &Tensor, r: &Tensor) -> Result<Tensor> {
+        match self.cutoff_function.factor_tensor(r, self.cutoff_radius)? {
+            None => Ok(scale.clone()),
+            Some(f) => Ok(scale.mul(&f.t()?)?),
+        }
+    }
+
     /// Normalised pair coefficients `[P, K]` from the neighbours' precision rows
     /// `[P, 6]` (a00, a01, a02, a11, a12, a22), `1/(a1 a2 a3)` `[P]` and `r_ij` `[P, 3]`.
     pub fn pair_coefficients(
@@ -206,6 +225,7 @@ impl BatchedBasis {
             let _span = tracing::trace_span!("gaussian_parameters").entered();
             self.gaussian_parameters(precision, inv_axes_product, r)?
         };
+        let scale = self.smooth_cutoff(&scale, r)?;
         if let Some(fused) = &self.fused {
             let _span = tracing::trace_span!("moments_and_contraction").entered();
             return Ok(mu.apply_op3_no_bwd(&sigma, &scale, fused)?);

@@ -44,6 +44,7 @@ mod stub {
             _dense_b: &[f64],
             _n_cols: usize,
             _inv_width2: f64,
+            _smooth_cutoff: [f64; 2],
             _options: &BatchedOptions,
         ) -> Result<Option<Self>> {
             Ok(None)
@@ -127,6 +128,9 @@ mod imp {
         weights: CudaSlice<T>,
         values: CudaSlice<T>,
         inv_width2: T,
+        /// Cutoff radius `r_c` and smooth-cutoff width `w` (0: the original's step).
+        cutoff: T,
+        smooth_width: T,
         pair_fn: CudaFunction,
         sum_fn: CudaFunction,
     }
@@ -157,12 +161,14 @@ mod imp {
         /// Compiles (once per process) and loads the kernels and uploads the tables of one
         /// basis, for `options.device` and `options.dtype`. `None` when the device is not CUDA
         /// or the moments of one pair do not fit in shared memory (the tensor-op path is used
-        /// then). `dense_b` is `B` row-major with `n_cols` columns.
+        /// then). `dense_b` is `B` row-major with `n_cols` columns; `smooth_cutoff` is
+        /// `[r_c, w]` of the smooth cutoff ([`crate::cutoff`]; `w = 0`: the original's step).
         pub fn new(
             plan: &[RecurrenceStep],
             dense_b: &[f64],
             n_cols: usize,
             inv_width2: f64,
+            smooth_cutoff: [f64; 2],
             options: &BatchedOptions,
         ) -> Result<Option<Self>> {
             let candle_core::Device::Cuda(dev) = &options.device else {
@@ -256,6 +262,8 @@ mod imp {
                     weights: dev.clone_htod(&weights)?,
                     values: dev.clone_htod(&values)?,
                     inv_width2,
+                    cutoff: smooth_cutoff[0],
+                    smooth_width: smooth_cutoff[1],
                     pair_fn,
                     sum_fn,
                 }),
@@ -265,6 +273,8 @@ mod imp {
                         weights: dev.clone_htod(&f(&weights))?,
                         values: dev.clone_htod(&f(&values))?,
                         inv_width2: inv_width2 as f32,
+                        cutoff: smooth_cutoff[0] as f32,
+                        smooth_width: smooth_cutoff[1] as f32,
                         pair_fn,
                         sum_fn,
                     })
@@ -420,12 +430,15 @@ mod imp {
                 .arg(&tables.values)
                 .arg(&self.n_cols)
                 .arg(&tables.inv_width2)
+                .arg(&tables.cutoff)
+                .arg(&tables.smooth_width)
                 .arg(&n_pairs_u32)
                 .arg(&mut out);
             // SAFETY: the arguments match the kernel's signature in kernels/pair_coefficients.cu
-            // (pointers to T / u32 in this order, u32 and T scalars). Bounds: thread q reads
-            // precision[6q..6q+6], inv[q], r[3q..3q+3] only for q < n_pairs, and cuda_fwd checked
-            // that these views hold 6P, P and 3P elements; the tables were built in `new` with
+            // (pointers to T / u32 in this order, u32 and T scalars: s, cutoff, width; the
+            // scalars are never used as indices). Bounds: thread q reads precision[6q..6q+6],
+            // inv[q], r[3q..3q+3] only for q < n_pairs, and cuda_fwd checked that these views
+            // hold 6P, P and 3P elements; the tables were built in `new` with
             // plan = 5 n_steps words, weights = 3 n_steps, col_start = K + 1 (non-decreasing, last
             // = nnz), rows/values = nnz entries, every row < n_moments, dir < 3 and every
             // parent/grandparent of step k at most k (checked there), all moment indices stored

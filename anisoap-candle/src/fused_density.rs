@@ -35,6 +35,7 @@ pub trait Real:
     + Sub<Output = Self>
     + Mul<Output = Self>
     + Div<Output = Self>
+    + PartialOrd
 {
     /// Conversion from f64.
     fn of(v: f64) -> Self;
@@ -42,6 +43,8 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// Exponential.
     fn exp(self) -> Self;
+    /// Cosine.
+    fn cos(self) -> Self;
 }
 
 impl Real for f64 {
@@ -54,6 +57,9 @@ impl Real for f64 {
     fn exp(self) -> Self {
         f64::exp(self)
     }
+    fn cos(self) -> Self {
+        f64::cos(self)
+    }
 }
 
 impl Real for f32 {
@@ -65,6 +71,9 @@ impl Real for f32 {
     }
     fn exp(self) -> Self {
         f32::exp(self)
+    }
+    fn cos(self) -> Self {
+        f32::cos(self)
     }
 }
 
@@ -97,6 +106,10 @@ pub struct FusedPairDensity {
     n_monomials: usize,
     /// `1/σ²` for GTO, 0 for monomials.
     pub shift: f64,
+    /// Cutoff radius `r_c` (used only by the smooth cutoff).
+    pub cutoff: f64,
+    /// Width `w` of the smooth cutoff ([`crate::cutoff`]); 0 is the original's step (no factor).
+    pub smooth_width: f64,
     /// Output rows of the chunk (`centres × types`); set per chunk with [`Self::with_rows`].
     pub n_rows: usize,
     /// Rows per centre (types); a pair's centre is its output row divided by this.
@@ -154,6 +167,8 @@ impl FusedPairDensity {
             n_cols,
             n_monomials,
             shift,
+            cutoff: basis.hypers.cutoff_radius,
+            smooth_width: basis.hypers.cutoff_function.width(),
             n_rows: 0,
             n_types: 1,
         }
@@ -217,6 +232,22 @@ impl FusedPairDensity {
         (mu, sigma, scale)
     }
 
+    /// The smooth cutoff `f(|r|)` of one pair ([`crate::cutoff::CutoffFunction::value`] in
+    /// the kernel's dtype); only called when `smooth_width > 0`.
+    #[inline(always)]
+    fn smooth_factor<T: Real>(&self, r: [T; 3]) -> T {
+        let distance = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+        let (cutoff, width) = (T::of(self.cutoff), T::of(self.smooth_width));
+        if distance <= cutoff - width {
+            T::of(1.0)
+        } else if distance >= cutoff {
+            T::of(0.0)
+        } else {
+            let phase = T::of(std::f64::consts::PI) * (distance - cutoff + width) / width;
+            T::of(0.5) * (T::of(1.0) + phase.cos())
+        }
+    }
+
     /// Adds the coefficients of `pairs` (geometry rows, output row of each pair) to `out`,
     /// whose first row is output row `row0`. Every output row is checked to lie in
     /// `row0..row0 + out.len() / K` before this is called ([`FusedPairDensity::run`] cuts tasks
@@ -245,7 +276,13 @@ impl FusedPairDensity {
                 for e in 0..9 {
                     sigma[e][lane] = sigma_l[e];
                 }
-                scale[lane] = scale_l;
+                // The smooth cutoff weights the pair's whole row through its scalar factor
+                // (the step applies none, so the default keeps its bits).
+                scale[lane] = if self.smooth_width > 0.0 {
+                    scale_l * self.smooth_factor([g[7], g[8], g[9]])
+                } else {
+                    scale_l
+                };
             }
             m[0] = [T::of(1.0); LANES];
             for (k, step) in self.steps.iter().enumerate() {

@@ -213,6 +213,15 @@ pub fn density_of(
             }
             other => other,
         })?;
+        // The opt-in smooth cutoff (crate::cutoff) weights the whole pair; the step applies no
+        // factor at all, so the default stays bit for bit the original's.
+        let weight = if hypers.cutoff_function.is_step() {
+            g.scale
+        } else {
+            let r = pairs.vectors[p];
+            let distance = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+            g.scale * hypers.cutoff_function.value(distance, hypers.cutoff_radius)
+        };
         let m = moments_cube(g.mu, &g.sigma, degree);
         let base = ((i - centers.start) * n_types + system.type_slots[j]) * k_len;
         for (l, &n_l) in basis.n_radial.iter().enumerate() {
@@ -222,7 +231,7 @@ pub fn density_of(
                         .iter()
                         .map(|(e, c)| c * m[(e[0] * s + e[1]) * s + e[2]])
                         .sum();
-                    raw[base + basis.column(l, m_index, n)] += g.scale * value;
+                    raw[base + basis.column(l, m_index, n)] += weight * value;
                 }
             }
         }

@@ -7,7 +7,10 @@
 // scalar factor), runs the moment recurrence of basis::monomials::recurrence_plan into this
 // thread's column of shared memory (m[i * blockDim.x + threadIdx.x], so a warp's accesses to one
 // moment are consecutive words: no bank conflicts), then contracts with the non-zeros of the
-// packed matrix B (column-compressed) and writes the row out[q, 0..K). Moment indices in the
+// packed matrix B (column-compressed) and writes the row out[q, 0..K), times the smooth cutoff
+// f(|r_ij|) when width > 0 (featomic's shifted cosine, anisoap-candle/src/cutoff.rs: 1 up to
+// cutoff - width, 1/2 (1 + cos(pi (r - cutoff + width) / width)) inside the zone, 0 from the
+// cutoff on; width = 0 is the original's step, no factor). Moment indices in the
 // tables are pre-multiplied by blockDim.x (the host builds them for the block size it launches).
 //
 // The tables are the same for every thread, so every table read is a warp-uniform load (one
@@ -35,8 +38,8 @@ __device__ __forceinline__ void pair_coefficients(
     const T* __restrict__ precision, const T* __restrict__ inv_prod, const T* __restrict__ r,
     const unsigned int* __restrict__ plan, const T* __restrict__ weights, unsigned int n_steps,
     const unsigned int* __restrict__ col_start, const unsigned int* __restrict__ rows,
-    const T* __restrict__ values, unsigned int n_cols, T s, unsigned int n_pairs,
-    T* __restrict__ out) {
+    const T* __restrict__ values, unsigned int n_cols, T s, T cutoff, T width,
+    unsigned int n_pairs, T* __restrict__ out) {
     extern __shared__ unsigned char shared_bytes[];
     T* m = reinterpret_cast<T*>(shared_bytes);
     const unsigned int tid = threadIdx.x;
@@ -75,6 +78,17 @@ __device__ __forceinline__ void pair_coefficients(
         mz = rz - sr_z * s;
         const T kappa = ((sr_x * ar_x + sr_y * ar_y) + sr_z * ar_z) * s;
         scale = exp(kappa * T(-0.5)) * scale;
+    }
+    // Smooth cutoff: weights the whole row through the scalar factor.
+    if (width > T(0)) {
+        const T dist = sqrt((rx * rx + ry * ry) + rz * rz);
+        T f = T(1);
+        if (dist >= cutoff) {
+            f = T(0);
+        } else if (dist > cutoff - width) {
+            f = T(0.5) * (T(1) + cos(T(3.14159265358979323846) * (dist - cutoff + width) / width));
+        }
+        scale = scale * f;
     }
 
     // Moments: m[k + 1] = mu[dir] m[parent] + sum_j Sigma[dir][j] w_j m[grandparent_j].
@@ -126,10 +140,10 @@ __device__ __forceinline__ void neighbor_sum(
     extern "C" __global__ void pair_coefficients_##SUFFIX(                                     \
         const T* precision, const T* inv_prod, const T* r, const unsigned int* plan,           \
         const T* weights, unsigned int n_steps, const unsigned int* col_start,                 \
-        const unsigned int* rows, const T* values, unsigned int n_cols, T s,                   \
-        unsigned int n_pairs, T* out) {                                                        \
+        const unsigned int* rows, const T* values, unsigned int n_cols, T s, T cutoff,         \
+        T width, unsigned int n_pairs, T* out) {                                               \
         pair_coefficients<T>(precision, inv_prod, r, plan, weights, n_steps, col_start, rows,  \
-                             values, n_cols, s, n_pairs, out);                                 \
+                             values, n_cols, s, cutoff, width, n_pairs, out);                  \
     }                                                                                          \
     extern "C" __global__ void neighbor_sum_##SUFFIX(                                          \
         const T* coef, const unsigned int* seg, const unsigned int* slot,                      \

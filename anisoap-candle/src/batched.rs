@@ -26,9 +26,9 @@ pub struct BatchedOptions {
     pub dtype: DType,
     /// Upper bound on pairs per chunk (a single centre with more pairs forms its own chunk).
     pub chunk_pairs: usize,
-    /// On the CPU, compute the moments with the fused kernel ([`crate::fused`]) instead of
-    /// degree-by-degree tensor ops (same numbers; much faster; no backward). On CUDA (built
-    /// with the `cuda` feature) the same flag selects the fused CUDA kernels
+    /// On the CPU, run each chunk through the fused chunk kernel ([`crate::fused_density`])
+    /// instead of degree-by-degree tensor ops (same numbers; much faster; no backward). On
+    /// CUDA (built with the `cuda` feature) the same flag selects the fused CUDA kernels
     /// ([`crate::fused_cuda`]); `false` keeps the tensor ops everywhere (the oracle).
     pub fused_cpu_moments: bool,
 }
@@ -58,7 +58,6 @@ struct DegreeStep {
 /// Constants of the batched path on the device.
 pub struct BatchedBasis {
     contraction: Tensor,
-    fused: Option<crate::fused::FusedMoments>,
     /// The whole-chunk CPU kernel (Gaussian parameters, moments, contraction, neighbour sum).
     fused_density: Option<crate::fused_density::FusedPairDensity>,
     /// The fused CUDA kernels (pair coefficients, neighbour sum), on CUDA devices.
@@ -130,8 +129,6 @@ impl BatchedBasis {
             RadialBasis::Monomial => 0.0,
         };
         let fused_cpu = options.fused_cpu_moments && options.device.is_cpu();
-        let fused = fused_cpu
-            .then(|| crate::fused::FusedMoments::new(plan.clone(), &dense_b, basis.n_coefficients));
         let fused_density = fused_cpu
             .then(|| crate::fused_density::FusedPairDensity::new(basis, &plan, inv_width2));
         let cuda = if options.fused_cpu_moments {
@@ -151,7 +148,6 @@ impl BatchedBasis {
         };
         Ok(BatchedBasis {
             contraction,
-            fused,
             fused_density,
             cuda,
             steps,
@@ -226,10 +222,6 @@ impl BatchedBasis {
             self.gaussian_parameters(precision, inv_axes_product, r)?
         };
         let scale = self.smooth_cutoff(&scale, r)?;
-        if let Some(fused) = &self.fused {
-            let _span = tracing::trace_span!("moments_and_contraction").entered();
-            return Ok(mu.apply_op3_no_bwd(&sigma, &scale, fused)?);
-        }
         let m = self.moments(&mu, &sigma)?;
         self.contract(&m, &scale)
     }
@@ -238,11 +230,6 @@ impl BatchedBasis {
     /// which reads per-particle data on the host.
     pub fn uses_fused_density(&self) -> bool {
         self.fused_density.is_some()
-    }
-
-    /// True when the fused CPU moment kernel is in use.
-    pub fn uses_fused_moments(&self) -> bool {
-        self.fused.is_some()
     }
 
     /// True when the fused CUDA kernels are in use.

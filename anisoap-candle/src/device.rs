@@ -140,6 +140,12 @@ pub fn open_devices(spec: &str) -> Result<Vec<Device>> {
     Ok(devices)
 }
 
+/// Threads of rayon's global pool, which the CPU kernels and the neighbour search use (its
+/// size comes from `RAYON_NUM_THREADS` when the pool starts, else the logical CPUs).
+pub fn rayon_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// Short human-readable name of a device (`cpu`, `cuda:0`, `metal:0`).
 pub fn device_name(device: &Device) -> String {
     match device.location() {

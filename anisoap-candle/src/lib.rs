@@ -29,7 +29,6 @@ pub mod differentiable;
 pub mod elements;
 pub mod error;
 pub mod frame;
-pub mod fused;
 pub mod fused_cuda;
 pub mod fused_density;
 pub mod hypers;

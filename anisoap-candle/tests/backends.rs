@@ -89,53 +89,6 @@ fn check_all(label: &str, hypers: &Hypers, frames: &[Frame]) {
 /// Documented float32 bound (README): error relative to each column's largest magnitude.
 const F32_RTOL: f64 = 1e-4;
 
-/// The fused CPU moment kernel and the tensor-op moments are the same computation in the same
-/// order: identical pair coefficients.
-#[test]
-fn fused_moments_equal_tensor_ops() {
-    use anisoap_candle::basis::Basis;
-    use anisoap_candle::batched::BatchedBasis;
-    use candle_core::Tensor;
-    let hypers = Hypers::gto(6, 5.0, 1.3);
-    let basis = Basis::new(&hypers).unwrap();
-    let p = 300;
-    let dev = candle_core::Device::Cpu;
-    // Diagonally dominant (positive-definite) precision rows a00, a01, a02, a11, a12, a22.
-    let precision = uniform(1, 0.2, 1.0, &[p, 6])
-        .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &dev).unwrap())
-        .unwrap();
-    let inv = uniform(2, 0.5, 2.0, &[p]);
-    let r = uniform(3, -3.0, 3.0, &[p, 3]);
-    let fused = BatchedBasis::new(&basis, &BatchedOptions::cpu_f64()).unwrap();
-    assert!(fused.uses_fused_moments());
-    let plain_options = BatchedOptions {
-        fused_cpu_moments: false,
-        ..BatchedOptions::cpu_f64()
-    };
-    let plain = BatchedBasis::new(&basis, &plain_options).unwrap();
-    assert!(!plain.uses_fused_moments());
-    let a = fused
-        .pair_coefficients(&precision, &inv, &r)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let b = plain
-        .pair_coefficients(&precision, &inv, &r)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0);
-    for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-14 * scale, "{x} vs {y}");
-    }
-}
-
 /// The GPU neighbour sum (padded batched matmul) equals the CPU one (index_add).
 #[test]
 fn padded_neighbor_sum_equals_index_add() {

@@ -1,6 +1,8 @@
 //! `aggregate` subcommand: every `<results>/logs/*.metrics.json` into one table,
 //! `<results>/tables/combined_from_metrics.csv` (one row per run, skipped and failed runs
-//! included with their reason).
+//! included with their reason), and the `threads` sweep's runs (those files and the ones kept
+//! in `<results>/logs/threads_sweep/`, where the sweeps of several hosts are collected) into
+//! `<results>/tables/threads_sweep.csv`.
 
 use crate::bench::metrics::{Metrics, STAGES};
 use anyhow::{Context, Result};
@@ -16,6 +18,74 @@ pub struct AggregateArgs {
     /// Output CSV (default: DIR/tables/combined_from_metrics.csv).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+}
+
+/// Columns of `threads_sweep.csv` (the figure script reads them by name): the first twelve
+/// are the sweep's point; the rest say what the pools really had.
+pub const THREADS_COLUMNS: [&str; 18] = [
+    "host",
+    "device",
+    "threads",
+    "system",
+    "particles",
+    "pairs",
+    "lmax",
+    "dtype",
+    "backend",
+    "wall_s",
+    "pairs_per_s",
+    "commit",
+    "rayon_threads",
+    "candle_threads",
+    "cpu_count",
+    "oversubscribed",
+    "cpu_model",
+    "run_id",
+];
+
+/// One `threads_sweep.csv` row of an `ok` run of the threads sweep (`None` otherwise).
+pub fn threads_row(m: &Metrics) -> Option<Vec<String>> {
+    let threads = m.threads_requested?;
+    let wall = m.times.median_s.filter(|_| m.status == "ok")?;
+    Some(vec![
+        m.env.hostname.clone().unwrap_or_default(),
+        m.device.clone(),
+        threads.to_string(),
+        m.system.name.clone(),
+        m.n_particles.to_string(),
+        m.pairs.to_string(),
+        m.lmax.to_string(),
+        m.dtype.clone(),
+        m.backend.clone(),
+        wall.to_string(),
+        opt(m.pairs_per_s),
+        m.env.git_commit.clone().unwrap_or_default(),
+        opt(m.rayon_threads),
+        opt(m.candle_threads),
+        m.env.cpu_count.to_string(),
+        (threads > m.env.cpu_count).to_string(),
+        m.env.cpu_model.clone().unwrap_or_default(),
+        m.run_id.clone(),
+    ])
+}
+
+/// Writes `rows` under `columns` to `path` atomically (temp file + rename).
+fn write_csv(path: &Path, columns: &[String], rows: &[Vec<String>]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("csv.tmp");
+    {
+        let mut w = csv::Writer::from_path(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        w.write_record(columns)?;
+        for r in rows {
+            w.write_record(r)?;
+        }
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Stage columns of the table: the bench's stages plus `other` (upstream's remainder).
@@ -45,6 +115,7 @@ pub fn columns() -> Vec<String> {
         "dtype",
         "label",
         "threads",
+        "threads_requested",
         "lmax",
         "chunk_pairs",
         "sweeps",
@@ -57,6 +128,7 @@ pub fn columns() -> Vec<String> {
         "time_per_n2_s",
         "setup_s",
         "stage_total_s",
+        "stage_wall_s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -146,6 +218,7 @@ pub fn row(all: &[Metrics], m: &Metrics) -> Vec<String> {
         m.dtype.clone(),
         format!("{} {}", m.backend, m.dtype),
         opt(m.threads),
+        opt(m.threads_requested),
         m.lmax.to_string(),
         opt(m.chunk_pairs),
         m.sweeps.join(";"),
@@ -158,6 +231,7 @@ pub fn row(all: &[Metrics], m: &Metrics) -> Vec<String> {
         opt(median.filter(|_| n > 0.0).map(|t| t / (n * n))),
         opt(m.setup_s),
         opt(m.stages.median_s.values().copied().reduce(|a, b| a + b)),
+        opt(m.stages.wall_median_s),
     ];
     for c in stage_columns() {
         let stage = c.trim_start_matches("stage_").trim_end_matches("_s");
@@ -194,20 +268,46 @@ pub fn run(args: &AggregateArgs) -> Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| args.results.join("tables/combined_from_metrics.csv"));
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = output.with_extension("csv.tmp");
-    {
-        let mut w = csv::Writer::from_path(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        w.write_record(columns())?;
-        for m in &all {
-            w.write_record(row(&all, m))?;
+    let rows: Vec<Vec<String>> = all.iter().map(|m| row(&all, m)).collect();
+    write_csv(&output, &columns(), &rows)?;
+    // The threads sweep: these logs plus the collected sweeps of other hosts.
+    let collected = logs.join("threads_sweep");
+    let mut sweep = all.clone();
+    if collected.is_dir() {
+        for m in read_metrics(&collected)? {
+            let same = |o: &Metrics| {
+                (&o.run_id, &o.timestamp, &o.env.hostname)
+                    == (&m.run_id, &m.timestamp, &m.env.hostname)
+            };
+            if !sweep.iter().any(same) {
+                sweep.push(m);
+            }
         }
-        w.flush()?;
     }
-    std::fs::rename(&tmp, &output)?;
+    sweep.sort_by(|a, b| {
+        let key = |m: &Metrics| {
+            (
+                m.env.hostname.clone(),
+                m.system.name.clone(),
+                m.backend.clone(),
+                m.dtype.clone(),
+                m.lmax,
+                m.threads_requested,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let threads_rows: Vec<Vec<String>> = sweep.iter().filter_map(threads_row).collect();
+    if !threads_rows.is_empty() {
+        let path = args.results.join("tables/threads_sweep.csv");
+        let columns: Vec<String> = THREADS_COLUMNS.iter().map(|c| c.to_string()).collect();
+        write_csv(&path, &columns, &threads_rows)?;
+        eprintln!(
+            "aggregate: {} threads-sweep runs -> {}",
+            threads_rows.len(),
+            path.display()
+        );
+    }
     let ok = all.iter().filter(|m| m.status == "ok").count();
     eprintln!(
         "aggregate: {} runs ({ok} ok, {} skipped/failed) -> {}",

@@ -87,10 +87,13 @@ struct Trace {
     path: std::path::PathBuf,
 }
 
-/// Logs on stderr (filtered by `ANISOAP_LOG`) and, with `--trace`, a Chrome trace of all
-/// spans of the library and the CLI. Fails (instead of panicking) when the trace file cannot
-/// be created.
-fn init_tracing(trace: Option<&std::path::Path>) -> anyhow::Result<Option<Trace>> {
+/// Logs on stderr (filtered by `ANISOAP_LOG`), with `--trace` a Chrome trace of all spans of
+/// the library and the CLI, and with `stage_spans` the bench's span recorder
+/// (`bench::spans`). Fails (instead of panicking) when the trace file cannot be created.
+fn init_tracing(
+    trace: Option<&std::path::Path>,
+    stage_spans: bool,
+) -> anyhow::Result<Option<Trace>> {
     use anyhow::Context;
     use tracing_subscriber::prelude::*;
     let logs = tracing_subscriber::fmt::layer()
@@ -125,16 +128,19 @@ fn init_tracing(trace: Option<&std::path::Path>) -> anyhow::Result<Option<Trace>
         }
         None => (None, None),
     };
+    let recorder = stage_spans.then(|| bench::spans::global().layer());
     tracing_subscriber::registry()
         .with(logs)
         .with(chrome)
+        .with(recorder)
         .init();
     Ok(trace)
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let trace = match init_tracing(cli.trace.as_deref()) {
+    let bench = matches!(cli.command, Command::Bench(_));
+    let trace = match init_tracing(cli.trace.as_deref(), bench) {
         Ok(trace) => trace,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -28,7 +28,7 @@ pub const PRESETS: [(&str, &str, &str); 3] = [
 ];
 
 /// Sweep dimensions accepted by `--sweep` and the `[sweep]` table.
-pub const SWEEPS: [&str; 5] = ["species", "size", "lmax", "chunk", "dtype"];
+pub const SWEEPS: [&str; 6] = ["species", "size", "lmax", "chunk", "dtype", "threads"];
 
 /// The base synthetic system of a config.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +84,10 @@ pub struct SweepConfig {
     /// Dtypes of the candle backends.
     #[serde(default)]
     pub dtype: Vec<String>,
+    /// Thread counts (each point runs in a child process with `RAYON_NUM_THREADS` and
+    /// `CANDLE_NUM_THREADS` set; counts above the logical CPUs run too, flagged).
+    #[serde(default)]
+    pub threads: Vec<usize>,
 }
 
 /// A benchmark configuration file.
@@ -122,6 +126,10 @@ pub struct BenchConfig {
     /// Backends skipped on purpose, with the reason recorded in their metrics.
     #[serde(default)]
     pub skip: BTreeMap<String, String>,
+    /// Largest pair count on which a candle backend's staged output is checked against the
+    /// reference backend (which costs a reference run); default `bench::CHECK_MAX_PAIRS`.
+    #[serde(default = "default_check_max_pairs")]
+    pub check_max_pairs: usize,
     /// Hyperparameters (the original's keyword names).
     pub hypers: Map<String, Value>,
     /// The base synthetic system.
@@ -141,6 +149,10 @@ fn default_dtypes() -> Vec<String> {
 
 fn default_chunk() -> usize {
     1 << 16
+}
+
+fn default_check_max_pairs() -> usize {
+    crate::bench::CHECK_MAX_PAIRS
 }
 
 /// Where a config came from, for the metrics.
@@ -188,8 +200,19 @@ pub fn load(preset: Option<&str>, file: Option<&Path>) -> Result<LoadedConfig> {
     if config.repeats == 0 {
         bail!("{source}: repeats must be at least 1");
     }
+    if let Some(bad) = config
+        .sweep
+        .threads
+        .iter()
+        .find(|&&t| t == 0 || t > MAX_THREADS)
+    {
+        bail!("{source}: sweep.threads value {bad} is not in 1..={MAX_THREADS}");
+    }
     Ok(LoadedConfig { config, source })
 }
+
+/// Largest thread count the `threads` sweep accepts.
+pub const MAX_THREADS: usize = 4096;
 
 /// Fails on an unknown sweep name.
 pub fn check_sweep(name: &str) -> Result<()> {
@@ -238,6 +261,9 @@ pub struct Setting {
     pub dtypes: Vec<String>,
     /// Sweeps this point belongs to (`base` when none).
     pub sweeps: Vec<String>,
+    /// Threads of the `threads` sweep (the point runs in a child process); `None`: this
+    /// process's pools.
+    pub threads: Option<usize>,
 }
 
 impl Setting {
@@ -250,7 +276,13 @@ impl Setting {
     }
 
     fn key(&self) -> String {
-        format!("{}|{}|{}", self.system.name, self.lmax(), self.chunk_pairs)
+        format!(
+            "{}|{}|{}|{:?}",
+            self.system.name,
+            self.lmax(),
+            self.chunk_pairs,
+            self.threads
+        )
     }
 }
 
@@ -314,6 +346,7 @@ pub fn expand(config: &BenchConfig, sweeps: &[String], data: &[PathBuf]) -> Resu
         chunk_pairs: config.chunk_pairs,
         dtypes: config.dtypes.clone(),
         sweeps: Vec::new(),
+        threads: None,
     };
     let mut out: Vec<Setting> = Vec::new();
     let mut push = |mut s: Setting, sweep: &str| {
@@ -402,6 +435,18 @@ pub fn expand(config: &BenchConfig, sweeps: &[String], data: &[PathBuf]) -> Resu
                     let mut s = base(system.clone());
                     s.dtypes = config.sweep.dtype.clone();
                     push(s, sweep);
+                }
+            }
+            "threads" => {
+                if config.sweep.threads.is_empty() {
+                    return Err(values_missing());
+                }
+                for system in &base_systems {
+                    for &t in &config.sweep.threads {
+                        let mut s = base(system.clone());
+                        s.threads = Some(t);
+                        push(s, sweep);
+                    }
                 }
             }
             _ => unreachable!("checked"),

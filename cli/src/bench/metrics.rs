@@ -10,19 +10,30 @@ use std::path::Path;
 /// Version of the metrics layout.
 pub const SCHEMA: u32 = 1;
 
-/// Stage names of the breakdown, in pipeline order (a backend fills those it has).
-pub const STAGES: [&str; 11] = [
+/// Stage names of the breakdown table, in pipeline order: the production spans of
+/// `anisoap-candle` that the bench records (`bench::spans`), then the stages of older metrics
+/// files and of `upstream` (a run fills those it has).
+pub const STAGES: [&str; 20] = [
+    "prepare",
+    "neighbor_list_pass",
     "neighbor_list",
-    "setup",
-    "gather",
+    "chunk",
+    "reference_chunk",
+    "fused_pair_density",
+    "cuda_upload",
+    "cuda_pair_coefficients",
+    "cuda_neighbor_sum",
     "gaussian_parameters",
+    "moments_and_contraction",
     "moments",
     "contraction",
+    "neighbor_sum",
+    "power_spectrum",
+    "setup",
+    "gather",
     "moments_contraction_fused",
     "pair_expansion",
-    "neighbor_sum",
     "lowdin",
-    "power_spectrum",
 ];
 
 /// The system of a run.
@@ -94,17 +105,31 @@ pub fn median(values: &[f64]) -> Option<f64> {
 pub struct StageBreakdown {
     /// How the stages were measured.
     pub method: String,
-    /// Median over the stage repeats of each stage's time, seconds.
+    /// Median over the stage repeats of each stage's time, seconds: for the Rust backends the
+    /// self time of each production span (its busy time minus its child spans'), summed over
+    /// threads.
     pub median_s: BTreeMap<String, f64>,
     /// Every stage repeat, seconds.
     pub all_s: BTreeMap<String, Vec<f64>>,
-    /// Median of the staged pipeline's total (sum of its stages).
+    /// Median of the staged run's total (sum of its stages; with spans on several threads at
+    /// once this exceeds `wall_median_s`).
     pub total_median_s: Option<f64>,
-    /// Largest |difference| between the staged pipeline and the reference backend
-    /// (`reference::density`, `reference::power_spectrum_row`: an independent implementation),
-    /// over the first chunk's density and the per-frame sums of all power-spectrum features
-    /// (candle backends on systems of at most `stages::CHECK_MAX_PAIRS` pairs; checks that the
-    /// stages are the real computation).
+    /// Median busy time of each span including its child spans, seconds (Rust backends).
+    #[serde(default)]
+    pub inclusive_median_s: BTreeMap<String, f64>,
+    /// Entries of each span in one staged run (Rust backends).
+    #[serde(default)]
+    pub calls: BTreeMap<String, u64>,
+    /// Distinct threads each span ran on, most over the staged runs (Rust backends).
+    #[serde(default)]
+    pub threads: BTreeMap<String, usize>,
+    /// Median wall time of the staged computation, seconds (Rust backends).
+    #[serde(default)]
+    pub wall_median_s: Option<f64>,
+    /// Largest |difference| between the staged run's output (the production per-frame mean
+    /// power spectrum) and the reference backend's, over all values (candle backends on
+    /// systems of at most `bench::CHECK_MAX_PAIRS` pairs: checks that the stages timed are
+    /// the real computation).
     pub check_max_abs_diff: Option<f64>,
 }
 
@@ -177,8 +202,23 @@ pub struct Metrics {
     pub device: String,
     /// `f64` or `f32`.
     pub dtype: String,
-    /// Threads the backend may use.
+    /// Threads the backend may use (rayon's pool for the candle backends, 1 for the
+    /// reference's chunk loop, the largest Python thread pool for upstream).
     pub threads: Option<usize>,
+    /// Threads asked for by the `threads` sweep (`RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS`
+    /// of the child process that ran this point); `None` outside the sweep.
+    #[serde(default)]
+    pub threads_requested: Option<usize>,
+    /// Threads of rayon's global pool in the process that ran (our kernels, neighbour search).
+    #[serde(default)]
+    pub rayon_threads: Option<usize>,
+    /// `candle_core::utils::get_num_threads()` in that process (candle's CPU ops).
+    #[serde(default)]
+    pub candle_threads: Option<usize>,
+    /// Set when the requested threads exceed the logical CPUs, or the pools differ from the
+    /// request.
+    #[serde(default)]
+    pub threads_note: Option<String>,
     /// `max_angular`.
     pub lmax: u64,
     /// Pairs per chunk (candle backends).

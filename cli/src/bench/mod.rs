@@ -1,6 +1,9 @@
 //! `bench` subcommand: named systems × backends × settings from a config, with warm-up,
-//! repeats, a synchronised per-stage breakdown, and one `<run>.metrics.json` per run under
-//! `<out>/logs/`.
+//! repeats, a per-stage breakdown read from the production spans ([`spans`]), and one
+//! `<run>.metrics.json` per run under `<out>/logs/`. The `threads` sweep runs each thread
+//! count in a child process (this binary again, with `RAYON_NUM_THREADS` and
+//! `CANDLE_NUM_THREADS` set), because rayon's and candle's pools take their size once, when
+//! they start.
 //!
 //! Backends: `reference` (plain Rust f64), `candle-cpu`, `candle-cuda`, `candle-metal` (the
 //! batched path; GPU ones are recorded as skipped, with the reason, when the binary or machine
@@ -9,11 +12,10 @@
 
 pub mod config;
 pub mod metrics;
-pub mod stages;
+pub mod spans;
 pub mod upstream;
 
 use crate::compute::{HyperArgs, RunArgs};
-use anisoap_candle::batched::BatchedBasis;
 use anisoap_candle::system::System;
 use anisoap_candle::{xyz, Backend, Calculator, Frame, Hypers, Quantity};
 use anyhow::{bail, Context, Result};
@@ -51,8 +53,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Sweep to run over the values in the config's [sweep] table: species, size, lmax,
-    /// chunk or dtype; repeat the flag (or use commas) for several. Default: the config's
-    /// sweep.default list.
+    /// chunk, dtype or threads (each thread count in a child process); repeat the flag (or use
+    /// commas) for several. Default: the config's sweep.default list.
     #[arg(long = "sweep", value_delimiter = ',')]
     pub sweeps: Vec<String>,
     /// Only these backends (comma list) instead of the config's.
@@ -81,6 +83,10 @@ pub struct BenchArgs {
     /// List the runs without running them.
     #[arg(long)]
     pub dry_run: bool,
+    /// Internal: run only the `threads` sweep's points of this thread count (set by the parent
+    /// process of `--sweep threads`, with RAYON_NUM_THREADS and CANDLE_NUM_THREADS).
+    #[arg(long, hide = true)]
+    pub threads_child: Option<usize>,
 }
 
 /// Everything a run needs that is shared by all backends of one setting.
@@ -102,6 +108,7 @@ struct Harness {
     warmup: usize,
     repeats: usize,
     stage_repeats: usize,
+    check_max_pairs: usize,
     logs: PathBuf,
     data_dir: PathBuf,
     python: std::result::Result<PathBuf, String>,
@@ -153,13 +160,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         args.sweeps.clone()
     };
-    let settings = config::expand(&cfg, &sweeps, &data)?;
+    let mut settings = config::expand(&cfg, &sweeps, &data)?;
+    if let Some(t) = args.threads_child {
+        let env = std::env::var("RAYON_NUM_THREADS").ok();
+        if env.as_deref() != Some(t.to_string().as_str()) {
+            bail!(
+                "--threads-child {t} is internal to `bench --sweep threads` (it expects \
+                 RAYON_NUM_THREADS={t}, found {env:?})"
+            );
+        }
+        settings.retain(|s| s.threads == Some(t));
+    }
     let mut harness = Harness {
         preset: cfg.name.clone(),
         config_source: loaded.source.clone(),
         warmup: args.warmup.unwrap_or(cfg.warmup),
         repeats: args.repeats.unwrap_or(cfg.repeats).max(1),
         stage_repeats: args.stage_repeats.unwrap_or(cfg.stage_repeats),
+        check_max_pairs: cfg.check_max_pairs,
         logs: args.out.join("logs"),
         data_dir: args.out.join("data"),
         python: upstream::find_python(args.python.as_deref()),
@@ -189,18 +207,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.dry_run {
         for s in &settings {
             eprintln!(
-                "  {} lmax {} chunk {} dtypes [{}] sweeps [{}]",
+                "  {} lmax {} chunk {} dtypes [{}] sweeps [{}]{}",
                 s.system.name,
                 s.lmax(),
                 s.chunk_pairs,
                 s.dtypes.join(","),
-                s.sweeps.join(",")
+                s.sweeps.join(","),
+                s.threads
+                    .map(|t| format!(" threads {t} (child process)"))
+                    .unwrap_or_default()
             );
         }
         return Ok(());
     }
     let start = Instant::now();
+    let in_child = args.threads_child.is_some();
+    let mut children = Vec::new();
     for setting in &settings {
+        if let (Some(t), false) = (setting.threads, in_child) {
+            if !children.contains(&t) {
+                children.push(t);
+            }
+            continue;
+        }
         let prepared = harness.prepare(setting)?;
         for backend in &cfg.backends {
             if backend.starts_with("candle-") {
@@ -212,6 +241,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
     }
+    for &t in &children {
+        harness.written.extend(run_threads_child(args, t)?);
+    }
     eprintln!(
         "bench '{}': {} metrics files in {} ({:.1} s)",
         cfg.name,
@@ -220,6 +252,86 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Runs the `threads` sweep's points of `threads` in a child process (this binary, same
+/// config and overrides, `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` = `threads`) and returns
+/// the metrics files it wrote.
+fn run_threads_child(args: &BenchArgs, threads: usize) -> Result<Vec<PathBuf>> {
+    let exe = std::env::current_exe().context("threads sweep: cannot locate this binary")?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("bench");
+    if let Some(preset) = &args.preset {
+        cmd.args(["--preset", preset]);
+    }
+    if let Some(config) = &args.config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args([
+        "--sweep",
+        "threads",
+        "--threads-child",
+        &threads.to_string(),
+    ]);
+    if !args.backends.is_empty() {
+        cmd.arg("--backends").arg(args.backends.join(","));
+    }
+    cmd.arg("--out").arg(&args.out);
+    if let Some(data) = &args.data {
+        cmd.arg("--data").arg(data);
+    }
+    if let Some(python) = &args.python {
+        cmd.arg("--python").arg(python);
+    }
+    for (flag, value) in [
+        ("--repeats", args.repeats),
+        ("--warmup", args.warmup),
+        ("--stage-repeats", args.stage_repeats),
+    ] {
+        if let Some(v) = value {
+            cmd.arg(flag).arg(v.to_string());
+        }
+    }
+    let n = threads.to_string();
+    cmd.env("RAYON_NUM_THREADS", &n)
+        .env("CANDLE_NUM_THREADS", &n);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "  threads {threads}: child process {}{}",
+        exe.display(),
+        if threads > cpus {
+            format!(" (oversubscribed: {cpus} logical CPUs)")
+        } else {
+            String::new()
+        }
+    );
+    let before = std::time::SystemTime::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("threads sweep: cannot start {}", exe.display()))?;
+    if !status.success() {
+        bail!("threads sweep: the child process for {threads} threads failed ({status})");
+    }
+    // The child's files: this sweep's metrics of that thread count, written since it started.
+    let logs = args.out.join("logs");
+    let suffix = format!("_t{threads}.metrics.json");
+    let mut written = Vec::new();
+    for entry in
+        std::fs::read_dir(&logs).with_context(|| format!("cannot read {}", logs.display()))?
+    {
+        let path = entry?.path();
+        let fresh = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= before);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if fresh && name.ends_with(&suffix) && !name.starts_with('.') {
+            written.push(path);
+        }
+    }
+    Ok(written)
 }
 
 /// `compute`'s device flags, parsed like the command line (so defaults of flags added there
@@ -331,13 +443,17 @@ impl Harness {
             .starts_with("candle-")
             .then_some(p.setting.chunk_pairs);
         let run_id = sanitize(&format!(
-            "{}_{}_{}_{}_l{}{}",
+            "{}_{}_{}_{}_l{}{}{}",
             self.preset,
             p.setting.system.name,
             backend,
             dtype,
             p.setting.lmax(),
-            chunk.map(|c| format!("_c{c}")).unwrap_or_default()
+            chunk.map(|c| format!("_c{c}")).unwrap_or_default(),
+            p.setting
+                .threads
+                .map(|t| format!("_t{t}"))
+                .unwrap_or_default()
         ));
         Metrics {
             schema: metrics::SCHEMA,
@@ -360,6 +476,23 @@ impl Harness {
             },
             dtype: dtype.into(),
             threads: None,
+            threads_requested: p.setting.threads,
+            rayon_threads: Some(anisoap_candle::device::rayon_threads()),
+            candle_threads: Some(candle_core::utils::get_num_threads()),
+            threads_note: p.setting.threads.and_then(|t| {
+                let cpus = self.env.cpu_count;
+                let rayon = anisoap_candle::device::rayon_threads();
+                let mut notes = Vec::new();
+                if t > cpus {
+                    notes.push(format!(
+                        "oversubscribed: {t} threads on {cpus} logical CPUs"
+                    ));
+                }
+                if rayon != t {
+                    notes.push(format!("rayon's pool has {rayon} threads, not {t}"));
+                }
+                (!notes.is_empty()).then(|| notes.join("; "))
+            }),
             lmax: p.setting.lmax(),
             chunk_pairs: chunk,
             hypers: p.setting.hypers.clone(),
@@ -392,6 +525,8 @@ impl Harness {
         m.repeats = self.repeats_for(backend);
         let skip_reason = if let Some(reason) = self.skip.get(backend) {
             Some(reason.clone())
+        } else if backend == "upstream" && p.setting.threads.is_some() {
+            Some("the threads sweep runs the Rust backends only".into())
         } else {
             match self.max_pairs.get(backend) {
                 Some(&limit) if limit > 0 && p.pairs > limit => Some(format!(
@@ -468,7 +603,7 @@ impl Harness {
             None => "cpu".into(),
         };
         m.threads = Some(match &options {
-            Some(_) => candle_core::utils::get_num_threads(),
+            Some(_) => anisoap_candle::device::rayon_threads(),
             None => 1,
         });
         if options.as_ref().is_some_and(|o| o.device.is_cuda()) {
@@ -508,55 +643,76 @@ impl Harness {
                                    not available)"
                 .into();
         }
-        // Stage breakdown.
-        let basis = calculator.basis();
-        let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        // Stage breakdown: the same call with the span recorder on.
+        let recorder = spans::global();
+        if self.stage_repeats > 0 && !recorder.is_installed() {
+            bail!("the stage breakdown needs the span recorder that `main` installs for bench");
+        }
+        let mut self_s: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut inclusive_s: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut calls = BTreeMap::new();
+        let mut threads: BTreeMap<String, usize> = BTreeMap::new();
+        let mut walls = Vec::new();
         let mut totals = Vec::new();
-        let mut check = None;
-        let fused = std::cell::Cell::new(false);
-        let staged = |check_now: bool| -> Result<(stages::StageTimes, Option<f64>)> {
-            match &options {
-                Some(o) => {
-                    let bb = BatchedBasis::new(basis, o)?;
-                    fused.set(bb.uses_fused_moments());
-                    let run = stages::candle(&p.frames, basis, &bb, check_now)?;
-                    Ok((run.times, run.check_max_abs_diff))
-                }
-                None => Ok((stages::reference(&p.frames, basis)?, None)),
-            }
-        };
+        let mut staged_output = None;
         for k in 0..self.stage_repeats {
-            let (times, diff) = staged(k == 0)?;
-            if diff.is_some() {
-                check = diff;
+            let (result, spans) = recorder.record(|| -> Result<_> {
+                let t = Instant::now();
+                let features =
+                    calculator.compute(&p.frames, Quantity::PowerSpectrumMean, &mut |_, _| {})?;
+                if let Some(o) = &options {
+                    o.device.synchronize()?;
+                }
+                Ok((features, t.elapsed().as_secs_f64()))
+            });
+            let (features, wall) = result?;
+            walls.push(wall);
+            totals.push(spans.values().map(|t| t.self_s).sum::<f64>());
+            for (name, t) in spans {
+                self_s.entry(name.clone()).or_default().push(t.self_s);
+                inclusive_s.entry(name.clone()).or_default().push(t.busy_s);
+                let n = threads.entry(name.clone()).or_default();
+                *n = (*n).max(t.threads);
+                if k == 0 {
+                    calls.insert(name, t.calls);
+                }
             }
-            totals.push(times.values().sum::<f64>());
-            for (stage, t) in times {
-                all.entry(stage).or_default().push(t);
+            if k == 0 {
+                staged_output = Some(features.values);
             }
         }
-        if options.is_some() {
-            m.extra
-                .insert("fused_cpu_moments".into(), Value::from(fused.get()));
-        }
-        m.stages = StageBreakdown {
-            method: match &options {
-                Some(_) => "public batched functions called stage by stage on the prepared \
-                            system, device.synchronize() after each stage (neighbor_list = \
-                            System::new + per-chunk pair streaming; setup = particle upload; \
-                            with the fused CPU moment kernel, moments_contraction_fused = \
-                            pair_coefficients minus a separate gaussian_parameters call)"
-                    .into(),
-                None => "reference: System::new, reference::density (pairs, Gaussians, \
-                         moments, contraction, neighbour sum, Löwdin), power_spectrum_row"
-                    .into(),
-            },
-            median_s: all
-                .iter()
+        let check = match (&options, staged_output) {
+            (Some(_), Some(staged)) if p.pairs <= self.check_max_pairs => {
+                let reference = Calculator::new(&p.hypers, Backend::Reference)?
+                    .compute(&p.frames, Quantity::PowerSpectrumMean, &mut |_, _| {})?
+                    .values;
+                Some(max_abs_diff(&staged, &reference)?)
+            }
+            _ => None,
+        };
+        let medians = |all: &BTreeMap<String, Vec<f64>>| {
+            all.iter()
                 .filter_map(|(k, v)| metrics::median(v).map(|x| (k.clone(), x)))
-                .collect(),
-            all_s: all,
+                .collect()
+        };
+        m.stages = StageBreakdown {
+            method: "production spans (bench/spans.rs): Calculator::compute of the per-frame \
+                     mean power spectrum with a tracing layer adding up, per span name of \
+                     anisoap-candle, the busy time without child spans (median_s) and with \
+                     them (inclusive_median_s), summed over threads; wall_median_s is the \
+                     whole call (spans on several threads at once sum to more than it). On \
+                     GPUs spans time the host: a device stage is exact only where its span \
+                     waits for the device (those that copy results to the host, e.g. chunk and \
+                     power_spectrum); kernels a span only launches are paid in the next span \
+                     that synchronises."
+                .into(),
+            median_s: medians(&self_s),
+            inclusive_median_s: medians(&inclusive_s),
+            all_s: self_s,
             total_median_s: metrics::median(&totals),
+            calls,
+            threads,
+            wall_median_s: metrics::median(&walls),
             check_max_abs_diff: check,
         };
         Ok(())
@@ -613,6 +769,7 @@ impl Harness {
             all_s: report.stages_s.clone(),
             total_median_s: m.times.median_s,
             check_max_abs_diff: None,
+            ..StageBreakdown::default()
         };
         m.extra = report.rest.clone();
         m.extra
@@ -627,6 +784,32 @@ impl Harness {
         }
         Ok(())
     }
+}
+
+/// Largest pair count on which a candle backend's staged output is checked against the
+/// reference backend unless the config sets `check_max_pairs`.
+pub const CHECK_MAX_PAIRS: usize = 2_000_000;
+
+/// Largest |a − b| over two outputs of the same shape; NaN when either holds a non-finite
+/// value (so that it never reads as agreement).
+fn max_abs_diff(a: &anisoap_candle::Matrix, b: &anisoap_candle::Matrix) -> Result<f64> {
+    if (a.rows, a.cols) != (b.rows, b.cols) {
+        bail!(
+            "staged output is {}x{}, the reference {}x{}",
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols
+        );
+    }
+    if a.data.iter().chain(&b.data).any(|x| !x.is_finite()) {
+        return Ok(f64::NAN);
+    }
+    Ok(a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max))
 }
 
 /// A run that did not produce times: skipped (reason), or failed (reason starts "failed: ").

@@ -88,6 +88,10 @@ pub struct SweepConfig {
     /// `CANDLE_NUM_THREADS` set; counts above the logical CPUs run too, flagged).
     #[serde(default)]
     pub threads: Vec<usize>,
+    /// Particles per frame of the systems the `threads` sweep runs (default: the base
+    /// system only).
+    #[serde(default)]
+    pub threads_sizes: Vec<usize>,
 }
 
 /// A benchmark configuration file.
@@ -441,7 +445,17 @@ pub fn expand(config: &BenchConfig, sweeps: &[String], data: &[PathBuf]) -> Resu
                 if config.sweep.threads.is_empty() {
                     return Err(values_missing());
                 }
-                for system in &base_systems {
+                let systems = if config.sweep.threads_sizes.is_empty() || !data.is_empty() {
+                    base_systems.clone()
+                } else {
+                    config
+                        .sweep
+                        .threads_sizes
+                        .iter()
+                        .map(|&n| synthetic(&config.system, n, config.system.species))
+                        .collect::<Result<Vec<_>>>()?
+                };
+                for system in &systems {
                     for &t in &config.sweep.threads {
                         let mut s = base(system.clone());
                         s.threads = Some(t);

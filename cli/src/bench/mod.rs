@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// commas) for several. Default: the config's sweep.default list.
     #[arg(long = "sweep", value_delimiter = ',')]
     pub sweeps: Vec<String>,
+    /// Thread counts of the `threads` sweep (comma list) instead of the config's
+    /// sweep.threads.
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
     /// Only these backends (comma list) instead of the config's.
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
@@ -146,6 +150,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
         cfg.backends = args.backends.clone();
+    }
+    if !args.threads.is_empty() {
+        if let Some(bad) = args
+            .threads
+            .iter()
+            .find(|&&t| t == 0 || t > config::MAX_THREADS)
+        {
+            bail!("--threads {bad} is not in 1..={}", config::MAX_THREADS);
+        }
+        cfg.sweep.threads = args.threads.clone();
     }
     let data_dir = args
         .data
@@ -275,6 +289,10 @@ fn run_threads_child(args: &BenchArgs, threads: usize) -> Result<Vec<PathBuf>> {
     ]);
     if !args.backends.is_empty() {
         cmd.arg("--backends").arg(args.backends.join(","));
+    }
+    if !args.threads.is_empty() {
+        let list: Vec<String> = args.threads.iter().map(usize::to_string).collect();
+        cmd.arg("--threads").arg(list.join(","));
     }
     cmd.arg("--out").arg(&args.out);
     if let Some(data) = &args.data {

@@ -17,7 +17,7 @@ pub struct HyperArgs {
     /// Hyperparameter file, TOML or JSON by extension, with the original AniSOAP's keyword
     /// names (max_angular, radial_basis_name, cutoff_radius, radial_gaussian_width,
     /// max_radial, subtract_center_contribution, rotation_key, rotation_type, basis_rcond,
-    /// basis_tol). Flags below override its values.
+    /// basis_tol) plus this project's cutoff_function. Flags below override its values.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
     /// Highest angular channel l (max_angular).
@@ -51,6 +51,14 @@ pub struct HyperArgs {
     /// Tolerance of the orthonormalisation check (basis_tol). Default 1e-8.
     #[arg(long)]
     pub basis_tol: Option<f64>,
+    /// Weight of each neighbour pair by its distance r (cutoff_function): `step` (the
+    /// original's, default: every pair inside the cutoff counts fully) or
+    /// `shifted_cosine:WIDTH`, an opt-in smooth cutoff that departs from the original:
+    /// f(r) = 1 up to cutoff - WIDTH, ½(1 + cos(π (r - cutoff + WIDTH) / WIDTH)) up to the
+    /// cutoff, so features and forces are continuous when a neighbour crosses it. 0 < WIDTH <=
+    /// cutoff. In a config file: cutoff_function = { shifted_cosine = { width = 0.5 } }.
+    #[arg(long, value_name = "step|shifted_cosine:WIDTH")]
+    pub cutoff_function: Option<String>,
 }
 
 impl HyperArgs {
@@ -105,6 +113,9 @@ impl HyperArgs {
         if let Some(v) = self.basis_tol {
             set("basis_tol", float(v)?);
         }
+        if let Some(v) = &self.cutoff_function {
+            set("cutoff_function", cutoff_function_flag(v)?);
+        }
         if !map.contains_key("max_angular") && !map.contains_key("cutoff_radius") {
             bail!(
                 "no hyperparameters given: pass --config hypers.toml or at least --max-angular, \
@@ -117,6 +128,23 @@ impl HyperArgs {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "command-line flags".into());
         Hypers::from_value(&Value::Object(map)).with_context(|| format!("in {source}"))
+    }
+}
+
+/// `--cutoff-function`: `step` or `shifted_cosine:WIDTH` as the hypers' `cutoff_function` value
+/// (names and ranges are checked by `Hypers::from_value`).
+fn cutoff_function_flag(v: &str) -> Result<Value> {
+    match v.split_once(':') {
+        None => Ok(Value::String(v.trim().to_string())),
+        Some((name, width)) => {
+            let width: f64 = width.trim().parse().with_context(|| {
+                format!(
+                    "--cutoff-function '{v}': expected NAME:WIDTH with a number, e.g. \
+                     shifted_cosine:0.5"
+                )
+            })?;
+            Ok(serde_json::json!({ name.trim(): { "width": float(width)? } }))
+        }
     }
 }
 

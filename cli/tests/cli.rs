@@ -597,3 +597,97 @@ fn hostile_inputs_are_refused_without_crashing() {
             .stderr(predicate::str::contains("panicked").not());
     }
 }
+
+/// `--cutoff-function shifted_cosine:W` and the config key `cutoff_function`: the same
+/// features both ways, equal to the reference backend, different from the default step, the
+/// choice recorded in the metadata; bad values name the field.
+#[test]
+fn smooth_cutoff_flag_and_config_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |extra: &[&str], config: &Path, out: &Path| {
+        bin()
+            .args(["compute", "--quiet", "--config"])
+            .arg(config)
+            .args(extra)
+            .arg(example())
+            .arg("-o")
+            .arg(out)
+            .assert()
+            .success();
+        anisoap_candle::npy::read_npy(out).unwrap().data
+    };
+    let with_key = write(
+        d,
+        "smooth.toml",
+        &(std::fs::read_to_string(config()).unwrap()
+            + "cutoff_function = { shifted_cosine = { width = 1.5 } }\n"),
+    );
+    let step = run(&[], &config(), &d.join("step.npy"));
+    let flag = run(
+        &["--cutoff-function", "shifted_cosine:1.5"],
+        &config(),
+        &d.join("flag.npy"),
+    );
+    let key = run(&[], &with_key, &d.join("key.npy"));
+    let reference = run(&["--reference"], &with_key, &d.join("reference.npy"));
+    // The flag overrides the file: `step` on the smooth config gives the default back.
+    let back = run(
+        &["--cutoff-function", "step"],
+        &with_key,
+        &d.join("back.npy"),
+    );
+    assert_eq!(flag, key);
+    assert_eq!(back, step);
+    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(worst(&flag, &reference) <= 1e-10 * scale);
+    assert!(
+        worst(&flag, &step) > 1e-3 * scale,
+        "the smooth cutoff changed nothing"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("flag.npy.json")).unwrap()).unwrap();
+    let text = metadata.to_string();
+    assert!(
+        text.contains(r#""cutoff_function":{"shifted_cosine":{"width":1.5}}"#),
+        "{text}"
+    );
+    let default_meta = std::fs::read_to_string(d.join("step.npy.json")).unwrap();
+    assert!(!default_meta.contains("cutoff_function"), "{default_meta}");
+    for (value, message) in [
+        (
+            "shifted_cosine:0",
+            "cutoff_function.shifted_cosine.width must be positive",
+        ),
+        (
+            "shifted_cosine:9",
+            "cutoff_function.shifted_cosine.width = 9 exceeds cutoff_radius",
+        ),
+        ("shifted_cosine:x", "expected NAME:WIDTH with a number"),
+        ("shifted_cosine", "needs a table with its width"),
+        (
+            "gaussian:1",
+            "unknown cutoff function 'gaussian'; known cutoff functions: step, shifted_cosine",
+        ),
+    ] {
+        let out = d.join("bad.npy");
+        bin()
+            .args(["compute", "--quiet", "--config"])
+            .arg(config())
+            .args(["--cutoff-function", value])
+            .arg(example())
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(message))
+            .stderr(predicate::str::contains("panicked").not());
+        assert!(!out.exists(), "{value}: output left behind");
+    }
+}

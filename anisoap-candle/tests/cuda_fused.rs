@@ -205,3 +205,98 @@ fn cuda_fused_calculator_matches_reference() {
         }
     }
 }
+
+/// The smooth cutoff (`cutoff_function = shifted_cosine`) in the CUDA pair kernel: pair
+/// coefficients equal the tensor ops (whose factor is the differentiable Candle expression)
+/// for pairs before, inside and beyond the smoothing zone, and the whole calculator equals the
+/// reference with the smooth cutoff on (f64 1e-10, f32 1e-4 of each column's scale).
+#[test]
+fn cuda_smooth_cutoff_matches_tensor_ops_and_reference() {
+    use anisoap_candle::cutoff::CutoffFunction;
+    let Some(device) = cuda() else { return };
+    let p = 5000;
+    let precision = uniform(11, 0.2, 1.0, &[p, 6])
+        .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &Device::Cpu).unwrap())
+        .unwrap();
+    let inv = uniform(12, 0.5, 2.0, &[p]);
+    // |r| up to 5.2: pairs with f = 1, 0 < f < 1 and f = 0 (beyond r_c = 4).
+    let r = uniform(13, -3.0, 3.0, &[p, 3]);
+    let smooth = |mut h: Hypers, width: f64| {
+        h.cutoff_function = CutoffFunction::ShiftedCosine { width };
+        h
+    };
+    for (label, hypers) in [
+        ("gto lmax 6, width 2", smooth(Hypers::gto(6, 4.0, 1.3), 2.0)),
+        (
+            "monomial lmax 4, width = cutoff",
+            smooth(Hypers::monomial(4, 4.0), 4.0),
+        ),
+    ] {
+        let basis = Basis::new(&hypers).unwrap();
+        let on = |dtype: DType| {
+            let t = |x: &Tensor| x.to_dtype(dtype).unwrap().to_device(&device).unwrap();
+            (t(&precision), t(&inv), t(&r))
+        };
+        let oracle =
+            BatchedBasis::new(&basis, &options(&device, DType::F64, 1 << 20, false)).unwrap();
+        let (a, i, x) = on(DType::F64);
+        let expected = oracle.pair_coefficients(&a, &i, &x).unwrap();
+        let mut step = hypers.clone();
+        step.cutoff_function = CutoffFunction::Step;
+        let unweighted = BatchedBasis::new(
+            &Basis::new(&step).unwrap(),
+            &options(&device, DType::F64, 1 << 20, false),
+        )
+        .unwrap()
+        .pair_coefficients(&a, &i, &x)
+        .unwrap();
+        assert!(
+            column_error(&unweighted, &expected) > 1e-2,
+            "{label}: the smooth cutoff changed nothing"
+        );
+        for dtype in [DType::F64, DType::F32] {
+            let fused = BatchedBasis::new(&basis, &options(&device, dtype, 1 << 20, true)).unwrap();
+            assert!(
+                fused.uses_cuda_kernels(),
+                "{label}: fused CUDA kernels not in use"
+            );
+            let (a, i, x) = on(dtype);
+            let err = column_error(&fused.pair_coefficients(&a, &i, &x).unwrap(), &expected);
+            let bound = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            eprintln!("smooth {label} {dtype:?}: pair coefficients {err:.3e} of the column scale");
+            assert!(
+                err <= bound,
+                "smooth {label} {dtype:?}: {err:e} > {bound:e}"
+            );
+        }
+    }
+    let frames = frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8);
+    let mut monomial = smooth(Hypers::monomial(3, 4.0), 1.0);
+    monomial.subtract_center_contribution = true;
+    for hypers in [smooth(Hypers::gto(4, 4.0, 1.2), 1.5), monomial] {
+        for q in [
+            Quantity::PowerSpectrumMean,
+            Quantity::PowerSpectrumPerCenter,
+            Quantity::Density,
+        ] {
+            let expected = compute(&hypers, Backend::Reference, &frames, q);
+            for chunk in [97, 1 << 20] {
+                for fused in [true, false] {
+                    let backend = Backend::Batched(options(&device, DType::F64, chunk, fused));
+                    let err = features_error(&compute(&hypers, backend, &frames, q), &expected);
+                    assert!(
+                        err <= 1e-10,
+                        "smooth {q:?} f64 chunk {chunk} fused {fused}: {err:e}"
+                    );
+                }
+            }
+            let backend = Backend::Batched(options(&device, DType::F32, 1 << 20, true));
+            let err = features_error(&compute(&hypers, backend, &frames, q), &expected);
+            eprintln!(
+                "smooth {:?} {q:?} f32 fused: {err:.3e}",
+                hypers.radial_basis
+            );
+            assert!(err <= 1e-4, "smooth {q:?} f32 fused: {err:e}");
+        }
+    }
+}

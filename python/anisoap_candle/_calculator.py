@@ -162,6 +162,27 @@ def _number(x):
     raise ValueError(f"expected a number, got {x!r}")
 
 
+def _cutoff_function(value):
+    """The ``cutoff_function`` option as JSON: ``"step"`` or ``{"shifted_cosine": {"width": w}}``
+    (numbers made JSON-able; names and ranges are checked by the engine, whose errors name the
+    field, e.g. ``cutoff_function.shifted_cosine.width``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return {
+            str(name): (
+                {str(k): _number(v) if isinstance(v, (int, float, np.number)) else v
+                 for k, v in params.items()}
+                if isinstance(params, dict) else params
+            )
+            for name, params in value.items()
+        }
+    raise ValueError(
+        "cutoff_function must be 'step' or a dict such as {'shifted_cosine': {'width': 0.5}}, "
+        f"got {value!r}"
+    )
+
+
 class EllipsoidalDensityProjection:
     """AniSOAP's ``EllipsoidalDensityProjection``, computed by the Candle engine.
 
@@ -180,6 +201,13 @@ class EllipsoidalDensityProjection:
         ``"original"``: the original's label rows, which are type-major while the values are
         n-major (they do not describe the columns when a block has several radial functions
         and several neighbour types).
+    cutoff_function : str, dict or None
+        ``None`` or ``"step"`` (default): the original's step, every neighbour strictly inside
+        the cutoff counts fully. ``{"shifted_cosine": {"width": w}}``: an opt-in smooth cutoff
+        that departs from the original: each neighbour's contribution is multiplied by
+        ``f(r) = 1`` for ``r <= cutoff - w``, ``(1 + cos(pi (r - cutoff + w) / w)) / 2`` up to
+        the cutoff, so features change continuously when a neighbour crosses it
+        (``0 < w <= cutoff_radius``).
     """
 
     def __init__(
@@ -200,6 +228,7 @@ class EllipsoidalDensityProjection:
         dtype="float64",
         chunk_pairs=None,
         property_labels="values",
+        cutoff_function=None,
     ):
         self._init_args = dict(
             max_angular=max_angular,
@@ -217,6 +246,7 @@ class EllipsoidalDensityProjection:
             dtype=dtype,
             chunk_pairs=chunk_pairs,
             property_labels=property_labels,
+            cutoff_function=cutoff_function,
         )
         self.max_angular = max_angular
         self.cutoff_radius = cutoff_radius
@@ -254,6 +284,9 @@ class EllipsoidalDensityProjection:
             hypers["max_radial"] = (
                 [int(k) for k in max_radial] if isinstance(max_radial, list) else int(max_radial)
             )
+        if cutoff_function is not None:
+            hypers["cutoff_function"] = _cutoff_function(cutoff_function)
+        self.cutoff_function = cutoff_function
         self._engine = _native.Engine(
             json.dumps(hypers), device, dtype_name, None if chunk_pairs is None else int(chunk_pairs)
         )

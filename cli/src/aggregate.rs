@@ -288,6 +288,7 @@ pub fn run(args: &AggregateArgs) -> Result<()> {
         let key = |m: &Metrics| {
             (
                 m.env.hostname.clone(),
+                m.n_particles,
                 m.system.name.clone(),
                 m.backend.clone(),
                 m.dtype.clone(),

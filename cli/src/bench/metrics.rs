@@ -149,7 +149,7 @@ pub struct Memory {
 /// Machine and build facts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Environment {
-    /// `git rev-parse HEAD` of the working directory, if any.
+    /// `git rev-parse HEAD` of the working directory, else `$ANISOAP_BENCH_COMMIT`, if any.
     pub git_commit: Option<String>,
     /// Whether `git status --porcelain` listed changes.
     pub git_dirty: Option<bool>,
@@ -339,7 +339,10 @@ pub fn environment() -> Environment {
     .map(str::to_string)
     .collect();
     Environment {
-        git_commit: command_output("git", &["rev-parse", "HEAD"]),
+        // Outside a checkout (a prebuilt binary on another host) the caller may say which
+        // commit the binary was built from.
+        git_commit: command_output("git", &["rev-parse", "HEAD"])
+            .or_else(|| std::env::var("ANISOAP_BENCH_COMMIT").ok()),
         git_dirty: command_output("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
         cpu_model,
         cpu_count: std::thread::available_parallelism()

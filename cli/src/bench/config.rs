@@ -112,7 +112,8 @@ pub struct BenchConfig {
     /// Timed calls per backend, overriding `repeats` (e.g. fewer for the slow `upstream`).
     #[serde(default)]
     pub backend_repeats: BTreeMap<String, usize>,
-    /// Runs of the stage-by-stage pipeline (synchronised after every stage).
+    /// Span-recorded calls of the production computation that give the stage breakdown
+    /// (`bench::spans`), after the timed ones.
     #[serde(default = "one")]
     pub stage_repeats: usize,
     /// Backends: reference, candle-cpu, candle-cuda, candle-metal, upstream.

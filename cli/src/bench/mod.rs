@@ -81,7 +81,8 @@ pub struct BenchArgs {
     /// Override the config's warm-up calls.
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Override the config's staged (per-stage) runs.
+    /// Override the config's staged runs (span-recorded production calls: the stage
+    /// breakdown).
     #[arg(long)]
     pub stage_repeats: Option<usize>,
     /// List the runs without running them.

@@ -212,7 +212,9 @@ pub struct Metrics {
     /// Threads of rayon's global pool in the process that ran (our kernels, neighbour search).
     #[serde(default)]
     pub rayon_threads: Option<usize>,
-    /// `candle_core::utils::get_num_threads()` in that process (candle's CPU ops).
+    /// `candle_core::utils::get_num_threads()` in that process (candle's CPU ops: it reads
+    /// `RAYON_NUM_THREADS`; candle's own pools prefer `CANDLE_NUM_THREADS`, which the sweep sets
+    /// to the same value).
     #[serde(default)]
     pub candle_threads: Option<usize>,
     /// Set when the requested threads exceed the logical CPUs, or the pools differ from the

@@ -55,6 +55,13 @@
 //! jumps in MD. With the GTO basis the contribution of a pair at `r_c` carries the radial
 //! weight `e^{-r²/2σ²}` and is small when `r_c ≫ σ`; with the monomial basis it is not small.
 //!
+//! The opt-in smooth cutoff (`hypers.cutoff_function = ShiftedCosine { width }`,
+//! [`crate::cutoff`]; a departure from the original) removes the jump: each pair's coefficients
+//! are multiplied by `f(|r_ij|)`, built here from differentiable Candle ops
+//! ([`BatchedBasis::smooth_cutoff`]), so `f` and `f'` are continuous at `r_c` and the forces
+//! of a model energy see the smoothing (tests/smooth_cutoff.rs checks them against finite
+//! differences inside the smoothing zone).
+//!
 //! # Example
 //!
 //! A linear model energy `E = Σ_i w · X_i`, its position gradient and the forces `-∂E/∂x`:

@@ -469,3 +469,52 @@ pub fn expand(config: &BenchConfig, sweeps: &[String], data: &[PathBuf]) -> Resu
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let tiny = PRESETS[0].2;
+        std::fs::write(&path, format!("{tiny}{extra}")).unwrap();
+        (dir, path)
+    }
+
+    /// The threads sweep gives one point per (size, thread count), apart from the base point
+    /// and from each other; zero threads is refused naming the key.
+    #[test]
+    fn threads_sweep_points_and_validation() {
+        let (_dir, path) = tiny_with("threads = [1, 2, 4]\nthreads_sizes = [8, 12]\n");
+        let cfg = load(None, Some(&path)).unwrap().config;
+        let both = ["threads".to_string()];
+        let points = expand(&cfg, &both, &[]).unwrap();
+        let got: Vec<(usize, Option<usize>)> = points
+            .iter()
+            .map(|s| match &s.system.source {
+                Source::Synthetic(spec) => (spec.n_particles, s.threads),
+                Source::File(_) => unreachable!("synthetic"),
+            })
+            .collect();
+        let want: Vec<(usize, Option<usize>)> = [8, 12]
+            .iter()
+            .flat_map(|&n| [1, 2, 4].map(|t| (n, Some(t))))
+            .collect();
+        assert_eq!(got, want);
+        assert!(points.iter().all(|s| s.sweeps == ["threads"]));
+        // Without the sweep the base point has no thread count.
+        let base = expand(&cfg, &[], &[]).unwrap();
+        assert_eq!(base.len(), 1);
+        assert_eq!(base[0].threads, None);
+
+        let (_dir, path) = tiny_with("threads = [2, 0]\n");
+        let err = load(None, Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("sweep.threads value 0"), "{err}");
+        let (_dir, path) = tiny_with("");
+        let err = expand(&load(None, Some(&path)).unwrap().config, &both, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sweep 'threads' has no values"), "{err}");
+    }
+}

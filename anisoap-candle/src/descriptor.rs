@@ -9,7 +9,7 @@ use crate::batched::BatchedOptions;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::hypers::Hypers;
-use crate::system::{Layout, System};
+use crate::system::{Layout, Pairs, System};
 
 /// Which implementation computes the features.
 #[derive(Debug, Clone)]
@@ -283,13 +283,12 @@ impl Calculator {
         };
         if self.workers.len() == 1 || chunks.len() <= 1 {
             let runner = self.workers[0].prepare(system)?;
-            for centers in &chunks {
-                let pairs = {
-                    let _span = tracing::debug_span!("neighbor_list").entered();
-                    system.pairs(centers.clone())?
-                };
-                apply(centers, runner.chunk(centers.clone(), &pairs, &plan)?)?;
-            }
+            run_overlapped(
+                system,
+                &chunks,
+                &mut |centers, pairs| runner.chunk(centers.clone(), pairs, &plan),
+                &mut apply,
+            )?;
         } else {
             run_on_workers(&self.workers, system, &chunks, &plan, &mut apply)?;
         }
@@ -339,6 +338,67 @@ fn block_counts(system: &System) -> Vec<usize> {
     counts
 }
 
+/// One worker: a producer thread finds the pairs of chunk k+1 while the worker computes chunk
+/// k (two pair buffers travel back and forth, so after the first two chunks the search writes
+/// into memory that is already mapped), which hides the host neighbour search behind the
+/// device. Chunks are computed and applied in order; the first error stops both sides.
+fn run_overlapped(
+    system: &System,
+    chunks: &[std::ops::Range<usize>],
+    compute: &mut dyn FnMut(&std::ops::Range<usize>, &Pairs) -> Result<ChunkOutput>,
+    apply: &mut dyn FnMut(&std::ops::Range<usize>, ChunkOutput) -> Result<()>,
+) -> Result<()> {
+    let search = |centers: &std::ops::Range<usize>, pairs: &mut Pairs| {
+        let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
+        system.pairs_into(centers.clone(), pairs)
+    };
+    if chunks.len() <= 1 {
+        let mut pairs = Pairs::default();
+        for centers in chunks {
+            search(centers, &mut pairs)?;
+            apply(centers, compute(centers, &pairs)?)?;
+        }
+        return Ok(());
+    }
+    let (full_sender, full) = std::sync::mpsc::sync_channel::<Result<Pairs>>(1);
+    let (free, free_receiver) = std::sync::mpsc::channel::<Pairs>();
+    for _ in 0..2 {
+        free.send(Pairs::default())
+            .expect("the receiver is alive until the producer starts");
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for centers in chunks {
+                // The consumer hung up (it failed): stop searching.
+                let Ok(mut buffer) = free_receiver.recv() else {
+                    return;
+                };
+                let found = search(centers, &mut buffer).map(|()| buffer);
+                let failed = found.is_err();
+                if full_sender.send(found).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let result = (|| {
+            for centers in chunks {
+                let pairs = full.recv().map_err(|_| {
+                    Error::Device("the neighbour-search thread stopped early".into())
+                })??;
+                let output = compute(centers, &pairs);
+                // The producer may already have stopped; the buffer is then dropped.
+                let _ = free.send(pairs);
+                apply(centers, output?)?;
+            }
+            Ok(())
+        })();
+        // Hang up both channels so a producer blocked on either returns before the scope ends.
+        drop(full);
+        drop(free);
+        result
+    })
+}
+
 /// Several workers (one per device) on the chunks of one system: each thread prepares its
 /// device, then takes the next chunk index until none is left (its own neighbour search
 /// included, so host searches overlap with device work); finished chunks are applied in chunk
@@ -367,12 +427,15 @@ fn run_on_workers(
                         return;
                     }
                 };
+                let mut pairs = Pairs::default();
                 while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(centers) = chunks.get(k) else { break };
-                    let output = system
-                        .pairs(centers.clone())
-                        .and_then(|pairs| runner.chunk(centers.clone(), &pairs, plan));
+                    let output = {
+                        let _span = tracing::debug_span!("neighbor_list").entered();
+                        system.pairs_into(centers.clone(), &mut pairs)
+                    }
+                    .and_then(|()| runner.chunk(centers.clone(), &pairs, plan));
                     if output.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }

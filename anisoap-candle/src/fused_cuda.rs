@@ -90,7 +90,6 @@ mod imp {
     use candle_core::cuda_backend::cudarc::nvrtc;
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
-    use rayon::prelude::*;
     use std::sync::Mutex;
 
     /// Default budget of dynamic shared memory per block: two blocks fit on an H100/H200
@@ -121,6 +120,20 @@ mod imp {
             .to_src();
         cache.push(((major, minor), ptx.clone()));
         Ok(ptx)
+    }
+
+    /// Host buffers a chunk's indices are staged in before the copy to the device, one set
+    /// per host thread (each device worker is its own thread), kept between chunks.
+    #[derive(Default)]
+    struct Staging {
+        neighbors: Vec<u32>,
+        slot: Vec<u32>,
+        seg: Vec<u32>,
+        r32: Vec<f32>,
+    }
+
+    thread_local! {
+        static STAGING: std::cell::RefCell<Staging> = std::cell::RefCell::new(Staging::default());
     }
 
     /// Per-dtype tables: the recurrence weights and the values of `B`'s non-zeros.
@@ -333,59 +346,68 @@ mod imp {
                     "too many pairs in one chunk for the CUDA kernels".into(),
                 ));
             }
-            let (precision, inv, r) = {
+            let kernel_f64 = matches!(self.tables, FloatTables::F64(_));
+            let (precision, inv, r, seg, slot) = STAGING.with(|staging| -> Result<_> {
+                let mut staging = staging.borrow_mut();
+                let staging = &mut *staging;
                 let _span = tracing::trace_span!("cuda_upload", pairs = p).entered();
-                let neighbors: Vec<u32> = pairs.neighbors.par_iter().map(|&j| j as u32).collect();
-                let neighbors = Tensor::from_vec(neighbors, p, device)?;
-                // r_ij in the kernel's dtype (f32 halves the upload).
-                fn rows<T: Copy + Send + Sync>(pairs: &Pairs, f: fn(f64) -> T, zero: T) -> Vec<T> {
-                    let mut v = vec![zero; 3 * pairs.len()];
-                    v.par_chunks_mut(3)
-                        .zip(pairs.vectors.par_iter())
-                        .for_each(|(row, r)| r.iter().zip(row).for_each(|(&x, y)| *y = f(x)));
-                    v
+                // Host staging buffers are reused chunk after chunk (fresh ones would fault in
+                // ~30 bytes per pair of new pages every chunk), then copied to the device. The
+                // loops are serial on purpose: this thread runs while the producer thread's
+                // neighbour search keeps rayon's pool busy, and a parallel loop here would
+                // queue behind it (a few ms per 1e6 pairs serially).
+                staging.neighbors.clear();
+                staging.slot.clear();
+                for &j in &pairs.neighbors {
+                    let t = system.type_slots[j];
+                    if t >= n_types {
+                        return Err(Error::Device("neighbour type slot out of range".into()));
+                    }
+                    let j = u32::try_from(j).map_err(|_| {
+                        Error::Device("particle index too large for the CUDA kernels".into())
+                    })?;
+                    staging.neighbors.push(j);
+                    staging.slot.push(t as u32);
                 }
-                let r = match self.tables {
-                    FloatTables::F64(_) => {
-                        Tensor::from_vec(rows(pairs, |x| x, 0.0), (p, 3), device)?
-                    }
-                    FloatTables::F32(_) => {
-                        Tensor::from_vec(rows(pairs, |x| x as f32, 0.0f32), (p, 3), device)?
-                    }
+                let neighbors = Tensor::from_slice(&staging.neighbors, p, device)?;
+                // r_ij in the kernel's dtype (f32 halves the upload).
+                let r = if kernel_f64 {
+                    let flat: &[f64] = pairs.vectors.as_flattened();
+                    Tensor::from_slice(flat, (p, 3), device)?
+                } else {
+                    staging.r32.clear();
+                    staging
+                        .r32
+                        .extend(pairs.vectors.as_flattened().iter().map(|&x| x as f32));
+                    Tensor::from_slice(&staging.r32, (p, 3), device)?
                 };
-                (
+                // Segments of pairs per centre (pairs come grouped by centre, in centre order).
+                staging.seg.clear();
+                staging.seg.resize(n_centers + 1, 0);
+                let seg = &mut staging.seg;
+                let mut previous = centers.start;
+                for &i in &pairs.centers {
+                    if i < previous || i >= centers.end {
+                        return Err(Error::Device(
+                            "pairs are not grouped by centre in centre order".into(),
+                        ));
+                    }
+                    previous = i;
+                    seg[i - centers.start + 1] += 1;
+                }
+                for c in 0..n_centers {
+                    seg[c + 1] += seg[c];
+                }
+                Ok((
                     particles.precision.index_select(&neighbors, 0)?,
                     particles.inv_axes_product.index_select(&neighbors, 0)?,
                     r,
-                )
-            };
+                    Tensor::from_slice(&staging.seg, n_centers + 1, device)?,
+                    Tensor::from_slice(&staging.slot, p, device)?,
+                ))
+            })?;
             let coefficients = self.pair_coefficients(&precision, &inv, &r)?;
             let _span = tracing::trace_span!("cuda_neighbor_sum").entered();
-            // Segments of pairs per centre (pairs come grouped by centre, in centre order).
-            let mut seg = vec![0u32; n_centers + 1];
-            let mut previous = centers.start;
-            for &i in &pairs.centers {
-                if i < previous || i >= centers.end {
-                    return Err(Error::Device(
-                        "pairs are not grouped by centre in centre order".into(),
-                    ));
-                }
-                previous = i;
-                seg[i - centers.start + 1] += 1;
-            }
-            for c in 0..n_centers {
-                seg[c + 1] += seg[c];
-            }
-            let slot: Vec<u32> = pairs
-                .neighbors
-                .par_iter()
-                .map(|&j| system.type_slots[j] as u32)
-                .collect();
-            if slot.iter().any(|&t| t as usize >= n_types) {
-                return Err(Error::Device("neighbour type slot out of range".into()));
-            }
-            let seg = Tensor::from_vec(seg, n_centers + 1, device)?;
-            let slot = Tensor::from_vec(slot, p, device)?;
             let op = NeighborSum {
                 kernels: self,
                 n_centers,

@@ -153,10 +153,9 @@ fn validate(
             1.0,
         )
     };
-    let frac: Vec<[f64; 3]> = positions
-        .iter()
-        .map(|&x| [dot(x, recip[0]), dot(x, recip[1]), dot(x, recip[2])])
-        .collect();
+    let frac: Vec<[f64; 3]> = map_items(positions, |&x| {
+        [dot(x, recip[0]), dot(x, recip[1]), dot(x, recip[2])]
+    });
     for (i, s) in frac.iter().enumerate() {
         for k in 0..3 {
             if pbc[k] && (s[k].is_nan() || s[k].abs() > MAX_FRACTIONAL) {
@@ -177,6 +176,17 @@ fn validate(
         pbc,
         cell: if periodic { *cell } else { [[0.0; 3]; 3] },
     })
+}
+
+/// `items.iter().map(f).collect()`, on rayon's pool when there are enough items to pay for
+/// it (one large frame); in order either way.
+fn map_items<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -> Vec<U> {
+    use rayon::prelude::*;
+    if items.len() >= 4096 {
+        items.par_iter().map(f).collect()
+    } else {
+        items.iter().map(f).collect()
+    }
 }
 
 /// The bins of the cell list and the particles in them.
@@ -259,9 +269,7 @@ impl Grid {
             }
         }
 
-        let mut bin_of = Vec::with_capacity(n);
-        let mut image = Vec::with_capacity(n);
-        for s in &geo.frac {
+        let placed: Vec<([usize; 3], [i64; 3])> = map_items(&geo.frac, |s| {
             let mut b = [0usize; 3];
             let mut img = [0i64; 3];
             for k in 0..3 {
@@ -277,9 +285,9 @@ impl Grid {
                 };
                 b[k] = (t.max(0.0) as usize).min(nb - 1);
             }
-            bin_of.push(b);
-            image.push(img);
-        }
+            (b, img)
+        });
+        let (bin_of, image): (Vec<[usize; 3]>, Vec<[i64; 3]>) = placed.into_iter().unzip();
         let total = nbins[0] * nbins[1] * nbins[2];
         let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
         let mut start = vec![0usize; total + 1];
@@ -299,18 +307,15 @@ impl Grid {
             fill[l] += 1;
         }
         let cell = geo.cell;
-        let wrapped = sorted
-            .iter()
-            .map(|&j| {
-                let (x, img) = (positions[j], image[j]);
-                [0, 1, 2].map(|c| {
-                    x[c] - (img[0] as f64 * cell[0][c]
-                        + img[1] as f64 * cell[1][c]
-                        + img[2] as f64 * cell[2][c])
-                })
+        let wrapped = map_items(&sorted, |&j| {
+            let (x, img) = (positions[j], image[j]);
+            [0, 1, 2].map(|c| {
+                x[c] - (img[0] as f64 * cell[0][c]
+                    + img[1] as f64 * cell[1][c]
+                    + img[2] as f64 * cell[2][c])
             })
-            .collect();
-        let sorted_image = sorted.iter().map(|&j| image[j]).collect();
+        });
+        let sorted_image = map_items(&sorted, |&j| image[j]);
         Ok(Grid {
             nbins,
             reach,
@@ -564,6 +569,50 @@ impl<'a> NeighborSearch<'a> {
         }
         row.sort_unstable_by_key(|a| (a.0, a.1));
         Ok(())
+    }
+}
+
+impl NeighborSearch<'_> {
+    /// Calls `visit(j)` for the neighbour of every pair of centre `i` (the self pair included
+    /// when `self_pairs`), in no particular order, and returns the number of pairs: exactly
+    /// the pairs [`NeighborSearch::center_pairs`] lists (same test, same errors), without
+    /// building or sorting the list. The counting pass of a system runs on this.
+    pub fn visit_center_pairs(
+        &self,
+        i: usize,
+        self_pairs: bool,
+        mut visit: impl FnMut(usize),
+    ) -> Result<usize> {
+        let Some(grid) = &self.grid else {
+            return Ok(0);
+        };
+        let mut count = 0;
+        if self_pairs {
+            visit(i);
+            count += 1;
+        }
+        let mut failure = None;
+        grid.for_each_candidate(i, |j, s| {
+            if i == j && s == [0; 3] {
+                return;
+            }
+            match shift_i32(s) {
+                Ok(s) => {
+                    let r = pair_vector(self.positions[i], self.positions[j], s, &self.cell);
+                    if dot(r, r) < self.cutoff2 {
+                        visit(j);
+                        count += 1;
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
     }
 }
 

@@ -226,6 +226,9 @@ fn frame_error(frame: usize, message: String) -> Error {
     Error::Frame { frame, message }
 }
 
+/// Frames with at least this many particles read their per-particle data in parallel.
+const PARALLEL_PARTICLES: usize = 4096;
+
 /// Reads one frame's orientation and shape columns into `particles`.
 fn push_frame_particles(
     particles: &mut Particles,
@@ -271,7 +274,9 @@ fn push_frame_particles(
             ),
         ));
     }
-    for i in 0..frame.len() {
+    // Per particle: semi-axes, rotation, precision matrix (independent, so in parallel for
+    // large frames; errors are reported for the first bad particle in order either way).
+    let particle = |i: usize| -> Result<(Mat3, [f64; 3])> {
         let mut semi = [0.0; 3];
         for k in 0..3 {
             let d = diameters[k].values[i];
@@ -320,11 +325,42 @@ fn push_frame_particles(
                 ),
             ));
         }
-        particles.precision.push(precision);
-        particles.semi_axes.push(semi);
-        particles.types.push(frame.numbers[i]);
-        particles.frame.push(f);
+        Ok((precision, semi))
+    };
+    // Written in place (no per-particle results collected first); the error reported is
+    // the first bad particle's in either order of evaluation.
+    let n = frame.len();
+    let base = particles.precision.len();
+    particles.precision.resize(base + n, [[0.0; 3]; 3]);
+    particles.semi_axes.resize(base + n, [0.0; 3]);
+    let fill = |(i, (precision, semi)): (usize, (&mut Mat3, &mut [f64; 3]))| match particle(i) {
+        Ok((p, a)) => {
+            *precision = p;
+            *semi = a;
+            None
+        }
+        Err(e) => Some((i, e)),
+    };
+    let first_bad = if n >= PARALLEL_PARTICLES {
+        use rayon::prelude::*;
+        particles.precision[base..]
+            .par_iter_mut()
+            .zip(particles.semi_axes[base..].par_iter_mut())
+            .enumerate()
+            .filter_map(fill)
+            .min_by_key(|(i, _)| *i)
+    } else {
+        particles.precision[base..]
+            .iter_mut()
+            .zip(particles.semi_axes[base..].iter_mut())
+            .enumerate()
+            .find_map(fill)
+    };
+    if let Some((_, e)) = first_bad {
+        return Err(e);
     }
+    particles.types.extend_from_slice(&frame.numbers);
+    particles.frame.extend(std::iter::repeat_n(f, n));
     Ok(())
 }
 
@@ -368,12 +404,16 @@ impl<'a> System<'a> {
                     format!("particle {i}: non-finite position {p:?}"),
                 ));
             }
-            push_frame_particles(&mut particles, frame, f, hypers)?;
+            {
+                let _span = tracing::debug_span!("particle_data", frame = f).entered();
+                push_frame_particles(&mut particles, frame, f, hypers)?;
+            }
             let (cell, pbc) = if frame.is_periodic() {
                 (frame.cell, frame.pbc)
             } else {
                 ([[0.0; 3]; 3], [false; 3])
             };
+            let _span = tracing::debug_span!("neighbor_grid", frame = f).entered();
             searches.push(
                 neighbors::NeighborSearch::new(
                     &frame.positions,
@@ -388,10 +428,10 @@ impl<'a> System<'a> {
         particles.frame_start.push(particles.len());
         let types = match columns {
             None => {
-                let mut types = particles.types.clone();
-                types.sort_unstable();
-                types.dedup();
-                types
+                // Distinct types without sorting a copy of every particle's type.
+                let distinct: std::collections::BTreeSet<i32> =
+                    particles.types.iter().copied().collect();
+                distinct.into_iter().collect()
             }
             Some(columns) => {
                 if let Some(i) = (0..particles.len())
@@ -417,11 +457,16 @@ impl<'a> System<'a> {
         // evaluated once per particle, enforced for every particle that is some pair's
         // neighbour, so that all backends refuse the same inputs with the same message.
         let shift = reference::dilation_shift(hypers.radial_basis, hypers.radial_gaussian_width);
-        let singular: Vec<bool> = particles
-            .precision
-            .iter()
-            .map(|a| reference::singular_dilation(reference::dilation_matrix(a, shift).2).is_some())
-            .collect();
+        let singular: Vec<bool> = {
+            use rayon::prelude::*;
+            particles
+                .precision
+                .par_iter()
+                .map(|a| {
+                    reference::singular_dilation(reference::dilation_matrix(a, shift).2).is_some()
+                })
+                .collect()
+        };
         let (pair_counts, key_seen) = {
             use rayon::prelude::*;
             use std::sync::atomic::{AtomicUsize, Ordering};
@@ -440,28 +485,32 @@ impl<'a> System<'a> {
                     let mut counts = Vec::with_capacity(block.len());
                     let mut seen = vec![false; n_types * n_types];
                     let mut first_singular = None;
-                    let mut row = Vec::new();
                     for i in block {
                         let f = particles.frame[i];
                         let start = particles.frame_start[f];
-                        searches[f]
-                            .center_pairs(i - start, self_pairs, &mut row)
+                        let ti = slot(particles.types[i]);
+                        // The first singular neighbour in (neighbour, shift) order, as the
+                        // sorted list would meet it: the smallest such index.
+                        let mut singular_j: Option<usize> = None;
+                        let count = searches[f]
+                            .visit_center_pairs(i - start, self_pairs, |j| {
+                                seen[ti * n_types + slot(particles.types[start + j])] = true;
+                                if singular[start + j] {
+                                    singular_j = Some(singular_j.map_or(j, |k| k.min(j)));
+                                }
+                            })
                             .map_err(reframe(f))?;
-                        let so_far = running.fetch_add(row.len(), Ordering::Relaxed) + row.len();
+                        if first_singular.is_none() {
+                            first_singular = singular_j.map(|j| (i, start + j));
+                        }
+                        let so_far = running.fetch_add(count, Ordering::Relaxed) + count;
                         if so_far > limit {
                             return Err(Error::TooLarge(format!(
                                 "more than {limit} pairs in all frames (the limit); lower the \
                                  cutoff or split the input"
                             )));
                         }
-                        let ti = slot(particles.types[i]);
-                        for &(j, _, _) in &row {
-                            seen[ti * n_types + slot(particles.types[start + j])] = true;
-                            if first_singular.is_none() && singular[start + j] {
-                                first_singular = Some((i, start + j));
-                            }
-                        }
-                        counts.push(row.len());
+                        counts.push(count);
                     }
                     Ok((counts, seen, first_singular))
                 })
@@ -546,52 +595,73 @@ impl<'a> System<'a> {
     /// Pairs of the centres in `centers` (global indices), centre by centre. The search runs
     /// in parallel over blocks of centres (rayon); the order is deterministic.
     pub fn pairs(&self, centers: std::ops::Range<usize>) -> Result<Pairs> {
-        use rayon::prelude::*;
-        let blocks: Vec<std::ops::Range<usize>> = centers
-            .clone()
-            .step_by(1024)
-            .map(|s| s..(s + 1024).min(centers.end))
-            .collect();
-        let parts: Vec<Pairs> = blocks
-            .into_par_iter()
-            .map(|block| {
-                let capacity = self.pair_counts[block.clone()].iter().sum();
-                let mut pairs = Pairs {
-                    centers: Vec::with_capacity(capacity),
-                    neighbors: Vec::with_capacity(capacity),
-                    vectors: Vec::with_capacity(capacity),
-                };
-                let mut row = Vec::new();
-                for i in block {
-                    let f = self.particles.frame[i];
-                    let start = self.particles.frame_start[f];
-                    self.searches[f]
-                        .center_pairs(i - start, self.self_pairs, &mut row)
-                        .map_err(reframe(f))?;
-                    for &(j, _, r) in &row {
-                        pairs.centers.push(i);
-                        pairs.neighbors.push(j + start);
-                        pairs.vectors.push(r);
-                    }
-                }
-                Ok(pairs)
-            })
-            .collect::<Result<_>>()?;
-        if parts.len() == 1 {
-            return Ok(parts.into_iter().next().expect("one part"));
-        }
-        let capacity = parts.iter().map(Pairs::len).sum();
-        let mut pairs = Pairs {
-            centers: Vec::with_capacity(capacity),
-            neighbors: Vec::with_capacity(capacity),
-            vectors: Vec::with_capacity(capacity),
-        };
-        for part in parts {
-            pairs.centers.extend(part.centers);
-            pairs.neighbors.extend(part.neighbors);
-            pairs.vectors.extend(part.vectors);
-        }
+        let mut pairs = Pairs::default();
+        self.pairs_into(centers, &mut pairs)?;
         Ok(pairs)
+    }
+
+    /// Like [`System::pairs`], writing into `pairs` and reusing its buffers: a chunk loop
+    /// that hands the same buffers back keeps touching memory that is already mapped (fresh
+    /// buffers of ~40 bytes per pair cost a page fault per 4 KiB, which dominated the search
+    /// on large systems). Each block of centres writes straight into its slice of the output,
+    /// at offsets known from the counting pass (`pair_counts`), so nothing is concatenated.
+    pub fn pairs_into(&self, centers: std::ops::Range<usize>, pairs: &mut Pairs) -> Result<()> {
+        use rayon::prelude::*;
+        const BLOCK: usize = 1024;
+        let counts = self.pair_counts.get(centers.clone()).ok_or_else(|| {
+            Error::Device(format!(
+                "centre range {centers:?} is outside the system's {} particles",
+                self.particles.len()
+            ))
+        })?;
+        let total = counts
+            .iter()
+            .try_fold(0usize, |acc, &c| acc.checked_add(c))
+            .ok_or_else(|| Error::TooLarge("pair count of a chunk overflows".into()))?;
+        // Buffers only ever grow; every element below `total` is overwritten below.
+        pairs.centers.resize(total, 0);
+        pairs.neighbors.resize(total, 0);
+        pairs.vectors.resize(total, [0.0; 3]);
+        let mut slices = Vec::with_capacity(counts.len().div_ceil(BLOCK));
+        let (mut c_rest, mut n_rest, mut v_rest) = (
+            &mut pairs.centers[..],
+            &mut pairs.neighbors[..],
+            &mut pairs.vectors[..],
+        );
+        for (k, block) in counts.chunks(BLOCK).enumerate() {
+            let len: usize = block.iter().sum();
+            let (c, cr) = std::mem::take(&mut c_rest).split_at_mut(len);
+            let (n, nr) = std::mem::take(&mut n_rest).split_at_mut(len);
+            let (v, vr) = std::mem::take(&mut v_rest).split_at_mut(len);
+            (c_rest, n_rest, v_rest) = (cr, nr, vr);
+            let first = centers.start + k * BLOCK;
+            slices.push((first..first + block.len(), c, n, v));
+        }
+        slices.into_par_iter().try_for_each(|(block, c, n, v)| {
+            let mut row = Vec::new();
+            let mut at = 0;
+            for i in block {
+                let f = self.particles.frame[i];
+                let start = self.particles.frame_start[f];
+                self.searches[f]
+                    .center_pairs(i - start, self.self_pairs, &mut row)
+                    .map_err(reframe(f))?;
+                if row.len() != self.pair_counts[i] {
+                    return Err(Error::Device(format!(
+                        "centre {i}: the neighbour search found {} pairs, the counting pass {}",
+                        row.len(),
+                        self.pair_counts[i]
+                    )));
+                }
+                for (q, &(j, _, r)) in row.iter().enumerate() {
+                    c[at + q] = i;
+                    n[at + q] = j + start;
+                    v[at + q] = r;
+                }
+                at += row.len();
+            }
+            Ok(())
+        })
     }
 
     /// All pairs of all frames (for small systems and tests; large inputs should stream

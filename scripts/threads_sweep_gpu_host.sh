@@ -50,10 +50,15 @@ default = ["threads"]
 threads = [1, 2, 4, 8, 16]
 threads_sizes = [2048, 16384, 100000]
 EOF
-{
-  echo "host $(hostname), $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
-  echo "binary $BIN, commit $ANISOAP_BENCH_COMMIT, threads $THREADS"
-  timeout 170 "$BIN" bench --config "$OUT/threads_gpu_host.toml" --threads "$THREADS" --out "$OUT"
-  "$BIN" aggregate --results "$OUT"
-} 2>&1 | tee "$OUT/threads_sweep.log"
+exec > >(tee "$OUT/threads_sweep.log") 2>&1
+echo "host $(hostname), $(nproc) logical CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+echo "binary $BIN, commit $ANISOAP_BENCH_COMMIT, threads $THREADS"
+status=0
+timeout 170 "$BIN" bench --config "$OUT/threads_gpu_host.toml" --threads "$THREADS" --out "$OUT" \
+  || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "bench stopped with status $status (124: the 170 s limit); aggregating what finished"
+fi
+"$BIN" aggregate --results "$OUT"
 echo "threads sweep: $OUT/tables/threads_sweep.csv"
+exit "$status"

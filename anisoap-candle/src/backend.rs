@@ -11,6 +11,7 @@ use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
 use crate::descriptor::Quantity;
 use crate::error::{Error, Result};
+use crate::fused_cuda::StagedPairs;
 use crate::reference;
 use crate::system::{Layout, Pairs, System};
 use candle_core::{DType, Tensor};
@@ -84,12 +85,26 @@ pub enum ChunkOutput {
     },
 }
 
-/// A backend prepared for one system: computes chunk after chunk.
-pub trait ChunkRunner {
+/// A backend prepared for one system: computes chunk after chunk. `Sync` because the chunk
+/// loop's search thread stages the next chunk ([`ChunkRunner::stage`]) while another thread
+/// computes the current one.
+pub trait ChunkRunner: Sync {
+    /// The part of a chunk that needs none of the device's earlier results (on CUDA: staging
+    /// the pair data and copying it to the device), run on the search thread one chunk
+    /// ahead of [`ChunkRunner::chunk`], which then receives it. `None`: nothing to do ahead.
+    fn stage(&self, _centers: &Range<usize>, _pairs: &Pairs) -> Result<Option<StagedPairs>> {
+        Ok(None)
+    }
+
     /// Output of the centres `centers` (a range of [`System::center_chunks`]) from their
-    /// `pairs`.
-    fn chunk(&self, centers: Range<usize>, pairs: &Pairs, plan: &OutputPlan)
-        -> Result<ChunkOutput>;
+    /// `pairs` (and what [`ChunkRunner::stage`] prepared for them, if anything).
+    fn chunk(
+        &self,
+        centers: Range<usize>,
+        pairs: &Pairs,
+        staged: Option<StagedPairs>,
+        plan: &OutputPlan,
+    ) -> Result<ChunkOutput>;
 }
 
 /// One implementation of the descriptor. `Send + Sync` so that several (one per device) can
@@ -230,6 +245,7 @@ impl ChunkRunner for ReferenceRunner<'_> {
         &self,
         centers: Range<usize>,
         pairs: &Pairs,
+        _staged: Option<StagedPairs>,
         plan: &OutputPlan,
     ) -> Result<ChunkOutput> {
         let _span = tracing::debug_span!("reference_chunk", pairs = pairs.len()).entered();
@@ -328,10 +344,22 @@ struct CandleRunner<'s> {
 }
 
 impl ChunkRunner for CandleRunner<'_> {
+    fn stage(&self, centers: &Range<usize>, pairs: &Pairs) -> Result<Option<StagedPairs>> {
+        let _span = tracing::debug_span!("stage", pairs = pairs.len()).entered();
+        batched::stage_chunk(
+            &self.backend.batched,
+            self.system,
+            &self.particles,
+            centers.clone(),
+            pairs,
+        )
+    }
+
     fn chunk(
         &self,
         centers: Range<usize>,
         pairs: &Pairs,
+        staged: Option<StagedPairs>,
         plan: &OutputPlan,
     ) -> Result<ChunkOutput> {
         let _span = tracing::debug_span!("chunk", pairs = pairs.len()).entered();
@@ -339,12 +367,13 @@ impl ChunkRunner for CandleRunner<'_> {
         let options = self.backend.options();
         let device = &options.device;
         let layout = &system.layout;
-        let density = batched::chunk_density(
+        let density = batched::chunk_density_staged(
             &self.backend.batched,
             system,
             &self.particles,
             centers.clone(),
             pairs,
+            staged,
             basis.n_coefficients,
         )?;
         let mut target = ChunkTarget::new(system, &centers, plan);

@@ -13,6 +13,7 @@
 use crate::basis::monomials::{recurrence_plan, MonomialIndex};
 use crate::basis::Basis;
 use crate::error::{Error, Result};
+use crate::fused_cuda::StagedPairs;
 use crate::hypers::RadialBasis;
 use crate::system::{Layout, Pairs, System};
 use candle_core::{DType, Device, Tensor, D};
@@ -356,6 +357,43 @@ pub fn chunk_density(
     pairs: &Pairs,
     n_coefficients: usize,
 ) -> Result<Tensor> {
+    chunk_density_staged(
+        basis,
+        system,
+        particles,
+        centers,
+        pairs,
+        None,
+        n_coefficients,
+    )
+}
+
+/// The part of [`chunk_density`] that can run ahead of the device, on the chunk loop's search
+/// thread: on CUDA the pair data staged and copied to the device ([`StagedPairs`]); `None` on
+/// the other paths (nothing to do ahead) and for chunks without pairs.
+pub fn stage_chunk(
+    basis: &BatchedBasis,
+    system: &System,
+    particles: &ParticleTensors,
+    centers: std::ops::Range<usize>,
+    pairs: &Pairs,
+) -> Result<Option<StagedPairs>> {
+    match &basis.cuda {
+        Some(cuda) if !pairs.is_empty() => Ok(Some(cuda.stage(system, particles, centers, pairs)?)),
+        _ => Ok(None),
+    }
+}
+
+/// [`chunk_density`] of a chunk [`stage_chunk`] may already have staged.
+pub fn chunk_density_staged(
+    basis: &BatchedBasis,
+    system: &System,
+    particles: &ParticleTensors,
+    centers: std::ops::Range<usize>,
+    pairs: &Pairs,
+    staged: Option<StagedPairs>,
+    n_coefficients: usize,
+) -> Result<Tensor> {
     let options = basis.options();
     let device = &options.device;
     let n_types = system.layout.types.len();
@@ -371,7 +409,10 @@ pub fn chunk_density(
         return fused_chunk_density(kernel, options, system, centers, pairs);
     }
     if let Some(cuda) = &basis.cuda {
-        return cuda.chunk_density(system, particles, centers, pairs);
+        return match staged {
+            Some(staged) => cuda.density_of_staged(staged),
+            None => cuda.chunk_density(system, particles, centers, pairs),
+        };
     }
     let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
     let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();

@@ -2,12 +2,14 @@
 //! chosen backend, in exactly the original's feature layout.
 
 use crate::backend::{
-    block_width, CandleBackend, ChunkBackend, ChunkOutput, OutputPlan, ReferenceBackend,
+    block_width, CandleBackend, ChunkBackend, ChunkOutput, ChunkRunner, OutputPlan,
+    ReferenceBackend,
 };
 use crate::basis::Basis;
 use crate::batched::BatchedOptions;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
+use crate::fused_cuda::StagedPairs;
 use crate::hypers::Hypers;
 use crate::system::{Layout, Pairs, System};
 
@@ -283,12 +285,7 @@ impl Calculator {
         };
         if self.workers.len() == 1 || chunks.len() <= 1 {
             let runner = self.workers[0].prepare(system)?;
-            run_overlapped(
-                system,
-                &chunks,
-                &mut |centers, pairs| runner.chunk(centers.clone(), pairs, &plan),
-                &mut apply,
-            )?;
+            run_overlapped(system, &chunks, &*runner, &plan, &mut apply)?;
         } else {
             run_on_workers(&self.workers, system, &chunks, &plan, &mut apply)?;
         }
@@ -338,29 +335,39 @@ fn block_counts(system: &System) -> Vec<usize> {
     counts
 }
 
-/// One worker: a producer thread finds the pairs of chunk k+1 while the worker computes chunk
-/// k (two pair buffers travel back and forth, so after the first two chunks the search writes
-/// into memory that is already mapped), which hides the host neighbour search behind the
-/// device. Chunks are computed and applied in order; the first error stops both sides.
+/// One worker: a producer thread finds the pairs of chunk k+1 and stages them
+/// ([`ChunkRunner::stage`]: on CUDA the copy to the device) while the worker computes chunk k.
+/// Two pair buffers travel back and forth, so after the first two chunks the search writes
+/// into memory that is already mapped. This hides the host neighbour search and the uploads
+/// behind the device. Chunks are computed and applied in order; the first error stops both
+/// sides.
 fn run_overlapped(
     system: &System,
     chunks: &[std::ops::Range<usize>],
-    compute: &mut dyn FnMut(&std::ops::Range<usize>, &Pairs) -> Result<ChunkOutput>,
+    runner: &dyn ChunkRunner,
+    plan: &OutputPlan,
     apply: &mut dyn FnMut(&std::ops::Range<usize>, ChunkOutput) -> Result<()>,
 ) -> Result<()> {
     let search = |centers: &std::ops::Range<usize>, pairs: &mut Pairs| {
-        let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
-        system.pairs_into(centers.clone(), pairs)
+        {
+            let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
+            system.pairs_into(centers.clone(), pairs)?;
+        }
+        runner.stage(centers, pairs)
     };
     if chunks.len() <= 1 {
         let mut pairs = Pairs::default();
         for centers in chunks {
-            search(centers, &mut pairs)?;
-            apply(centers, compute(centers, &pairs)?)?;
+            let staged = search(centers, &mut pairs)?;
+            apply(
+                centers,
+                runner.chunk(centers.clone(), &pairs, staged, plan)?,
+            )?;
         }
         return Ok(());
     }
-    let (full_sender, full) = std::sync::mpsc::sync_channel::<Result<Pairs>>(1);
+    type Found = Result<(Pairs, Option<StagedPairs>)>;
+    let (full_sender, full) = std::sync::mpsc::sync_channel::<Found>(1);
     let (free, free_receiver) = std::sync::mpsc::channel::<Pairs>();
     for _ in 0..2 {
         free.send(Pairs::default())
@@ -373,7 +380,7 @@ fn run_overlapped(
                 let Ok(mut buffer) = free_receiver.recv() else {
                     return;
                 };
-                let found = search(centers, &mut buffer).map(|()| buffer);
+                let found = search(centers, &mut buffer).map(|staged| (buffer, staged));
                 let failed = found.is_err();
                 if full_sender.send(found).is_err() || failed {
                     return;
@@ -382,10 +389,10 @@ fn run_overlapped(
         });
         let result = (|| {
             for centers in chunks {
-                let pairs = full.recv().map_err(|_| {
+                let (pairs, staged) = full.recv().map_err(|_| {
                     Error::Device("the neighbour-search thread stopped early".into())
                 })??;
-                let output = compute(centers, &pairs);
+                let output = runner.chunk(centers.clone(), &pairs, staged, plan);
                 // The producer may already have stopped; the buffer is then dropped.
                 let _ = free.send(pairs);
                 apply(centers, output?)?;
@@ -435,7 +442,8 @@ fn run_on_workers(
                         let _span = tracing::debug_span!("neighbor_list").entered();
                         system.pairs_into(centers.clone(), &mut pairs)
                     }
-                    .and_then(|()| runner.chunk(centers.clone(), &pairs, plan));
+                    .and_then(|()| runner.stage(centers, &pairs))
+                    .and_then(|staged| runner.chunk(centers.clone(), &pairs, staged, plan));
                     if output.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }

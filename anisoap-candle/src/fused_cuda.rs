@@ -19,9 +19,9 @@
 //! Without the `cuda` feature [`CudaKernels`] is an empty type that is never built.
 
 #[cfg(feature = "cuda")]
-pub use imp::CudaKernels;
+pub use imp::{CudaKernels, StagedPairs};
 #[cfg(not(feature = "cuda"))]
-pub use stub::CudaKernels;
+pub use stub::{CudaKernels, StagedPairs};
 
 /// The kernel source (CUDA C++, compiled at run time).
 pub const SOURCE: &str = include_str!("kernels/pair_coefficients.cu");
@@ -36,6 +36,9 @@ mod stub {
 
     /// Built without CUDA: no value of this type exists.
     pub enum CudaKernels {}
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum StagedPairs {}
 
     impl CudaKernels {
         /// Always `None` without the `cuda` feature.
@@ -74,6 +77,22 @@ mod stub {
         /// Never called (no value exists).
         pub fn threads_per_block(&self) -> u32 {
             match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn stage(
+            &self,
+            _system: &System,
+            _particles: &ParticleTensors,
+            _centers: std::ops::Range<usize>,
+            _pairs: &Pairs,
+        ) -> Result<StagedPairs> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn density_of_staged(&self, staged: StagedPairs) -> Result<Tensor> {
+            match staged {}
         }
     }
 }
@@ -120,6 +139,23 @@ mod imp {
             .to_src();
         cache.push(((major, minor), ptx.clone()));
         Ok(ptx)
+    }
+
+    /// One chunk's pair data on the device, ready for the pair kernel
+    /// ([`CudaKernels::stage`]).
+    pub struct StagedPairs {
+        /// Precision rows of each pair's neighbour, `[P, 6]`.
+        precision: Tensor,
+        /// `1/(a1 a2 a3)` of each pair's neighbour, `[P]`.
+        inv: Tensor,
+        /// `r_ij`, `[P, 3]`.
+        r: Tensor,
+        /// Pair segments per centre, `[C + 1]`.
+        seg: Tensor,
+        /// Neighbour type slot of each pair, `[P]`.
+        slot: Tensor,
+        n_centers: usize,
+        n_types: usize,
     }
 
     /// Host buffers a chunk's indices are staged in before the copy to the device, one set
@@ -329,7 +365,8 @@ mod imp {
         }
 
         /// Normalised density `[C, n_types, K]` of the centres `centers` from their `pairs`:
-        /// neighbour data gathered on the device, the pair kernel, then the neighbour sum.
+        /// neighbour data gathered on the device, the pair kernel, then the neighbour sum
+        /// ([`CudaKernels::stage`] then [`CudaKernels::density_of_staged`]).
         pub fn chunk_density(
             &self,
             system: &System,
@@ -337,6 +374,20 @@ mod imp {
             centers: std::ops::Range<usize>,
             pairs: &Pairs,
         ) -> Result<Tensor> {
+            let staged = self.stage(system, particles, centers, pairs)?;
+            self.density_of_staged(staged)
+        }
+
+        /// The part of a chunk that needs none of the device's earlier results: the pair data
+        /// staged on the host, copied to the device, and the neighbours' precision rows
+        /// gathered there. The chunk loop runs it on its search thread, one chunk ahead.
+        pub fn stage(
+            &self,
+            system: &System,
+            particles: &ParticleTensors,
+            centers: std::ops::Range<usize>,
+            pairs: &Pairs,
+        ) -> Result<StagedPairs> {
             let device = &self.device;
             let n_types = system.layout.types.len();
             let n_centers = centers.len();
@@ -406,6 +457,28 @@ mod imp {
                     Tensor::from_slice(&staging.slot, p, device)?,
                 ))
             })?;
+            Ok(StagedPairs {
+                precision,
+                inv,
+                r,
+                seg,
+                slot,
+                n_centers,
+                n_types,
+            })
+        }
+
+        /// The density of a staged chunk: the pair kernel, then the neighbour sum.
+        pub fn density_of_staged(&self, staged: StagedPairs) -> Result<Tensor> {
+            let StagedPairs {
+                precision,
+                inv,
+                r,
+                seg,
+                slot,
+                n_centers,
+                n_types,
+            } = staged;
             let coefficients = self.pair_coefficients(&precision, &inv, &r)?;
             let _span = tracing::trace_span!("cuda_neighbor_sum").entered();
             let op = NeighborSum {

@@ -33,6 +33,7 @@ pub mod fused_cuda;
 pub mod fused_density;
 pub mod hypers;
 pub mod labels;
+pub(crate) mod lines;
 pub mod neighbors;
 pub mod npy;
 pub mod pipeline;

@@ -376,7 +376,6 @@ pub fn scan_inputs(files: &[PathBuf]) -> Result<Vec<InputScan>> {
 }
 
 fn scan_input(path: &std::path::Path) -> Result<InputScan> {
-    use std::io::BufRead;
     let io = |error| Error::Io {
         path: path.to_path_buf(),
         error,
@@ -387,44 +386,17 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
         message,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut line = Vec::new();
-    let (mut frames, mut bytes, mut number) = (0usize, 0u64, 0usize);
-    // Lines still to skip in the current frame (comment + particles).
-    let mut remaining: usize = 0;
-    let mut frame_start = 0;
+    // One walk over the bytes: lines found in blocks, every byte hashed as it is read.
+    let mut lines = crate::lines::LineReader::new(file, true);
+    let mut frames = 0usize;
     let mut trailing_blank = false;
     let mut types = BTreeSet::new();
-    let mut type_column: Option<(usize, bool)> = None;
-    let mut comment_next = false;
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-        if n == 0 {
+        let number = lines.line_number() + 1;
+        let Some(line) = lines.next_line().map_err(io)? else {
             break;
-        }
-        hasher.update(&line);
-        bytes += n as u64;
-        number += 1;
-        if remaining > 0 {
-            remaining -= 1;
-            let text = String::from_utf8_lossy(&line);
-            if comment_next {
-                comment_next = false;
-                type_column = crate::xyz::type_token(text.trim_end());
-            } else if let Some((k, symbol)) = type_column {
-                if let Some(t) = text
-                    .split_whitespace()
-                    .nth(k)
-                    .and_then(|tok| crate::xyz::type_of_token(tok, symbol))
-                {
-                    types.insert(t);
-                }
-            }
-            continue;
-        }
-        let text = String::from_utf8_lossy(&line);
+        };
+        let text = String::from_utf8_lossy(line);
         let text = text.trim();
         if text.is_empty() {
             trailing_blank = true;
@@ -441,24 +413,61 @@ fn scan_input(path: &std::path::Path) -> Result<InputScan> {
                 ),
             )
         })?;
-        remaining = count
+        // Comment line + particle lines.
+        let remaining = count
             .checked_add(1)
             .ok_or_else(|| xyz(number, "particle count too large".into()))?;
-        frame_start = number;
         frames += 1;
-        comment_next = true;
-    }
-    if remaining > 0 {
-        return Err(xyz(
-            frame_start,
-            format!("truncated frame: {remaining} lines missing at the end of the file"),
-        ));
+        let missing = |got: usize| {
+            xyz(
+                number,
+                format!(
+                    "truncated frame: {} lines missing at the end of the file",
+                    remaining - got
+                ),
+            )
+        };
+        let Some(comment) = lines.next_line().map_err(io)? else {
+            return Err(missing(0));
+        };
+        let Some((k, symbol)) = crate::xyz::type_token(String::from_utf8_lossy(comment).trim_end())
+        else {
+            // No type column to read: the particle lines are only counted.
+            let skipped = lines.skip_lines(count, false).map_err(io)?;
+            if skipped < count {
+                return Err(missing(1 + skipped));
+            }
+            continue;
+        };
+        // The type token of the previous line: consecutive particles mostly share it.
+        let mut last: Vec<u8> = Vec::new();
+        for got in 1..remaining {
+            let Some(line) = lines.next_line().map_err(io)? else {
+                return Err(missing(got));
+            };
+            let token = match crate::lines::ascii_token(line, k) {
+                Ok(Some(token)) if token == last.as_slice() => continue,
+                Ok(Some(token)) => {
+                    last.clear();
+                    last.extend_from_slice(token);
+                    std::str::from_utf8(token).ok().map(str::to_string)
+                }
+                Ok(None) => None,
+                Err(()) => String::from_utf8_lossy(line)
+                    .split_whitespace()
+                    .nth(k)
+                    .map(str::to_string),
+            };
+            if let Some(t) = token.and_then(|tok| crate::xyz::type_of_token(&tok, symbol)) {
+                types.insert(t);
+            }
+        }
     }
     Ok(InputScan {
         path: path.to_path_buf(),
         frames,
-        bytes,
-        xxh3_128: format!("{:032x}", hasher.digest128()),
+        bytes: lines.bytes_read(),
+        xxh3_128: format!("{:032x}", lines.digest128()),
         types,
     })
 }

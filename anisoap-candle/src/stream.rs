@@ -1,16 +1,20 @@
 //! Frames of extended XYZ files read one at a time, so trajectories of any length pass through
 //! bounded memory.
 //!
-//! [`XyzFrames`] splits a file into frames line by line (count line, comment line, particle
-//! lines) and parses each with [`xyz::read_frame_lines`], so the accepted format, the checks and
-//! the error messages (file and 1-based line) are exactly those of [`xyz::read_xyz_file`].
-//! [`crate::pipeline::SelectedFrames`] chains several files, selects a frame range and
-//! remembers where each frame came from ([`FrameOrigin`]).
+//! [`XyzFrames`] splits a file into frames (count line, comment line, particle lines) with the
+//! block line walker of [`crate::lines`], and parses each with [`xyz::read_frame_lines`], so
+//! the accepted format, the checks and the error messages (file and 1-based line) are exactly
+//! those of [`xyz::read_xyz_file`]. A frame's lines stay where they were read (one buffer, no
+//! copy per line); a large frame has its text checked as UTF-8 and its particle lines parsed
+//! in parallel. [`crate::pipeline::SelectedFrames`] chains several files, selects a frame
+//! range and remembers where each frame came from ([`FrameOrigin`]).
 
 use crate::error::{Error, Result};
 use crate::frame::Frame;
+use crate::lines::{self, LineReader};
 use crate::xyz;
-use std::io::BufRead;
+use rayon::prelude::*;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Most particles one frame may declare: the neighbour list of a larger frame could not be
@@ -19,12 +23,13 @@ pub const MAX_PARTICLES_PER_FRAME: usize = crate::neighbors::DEFAULT_MAX_PAIRS;
 
 /// The frames of one extended XYZ source, parsed one at a time.
 pub struct XyzFrames<R> {
-    reader: R,
+    lines: LineReader<R>,
     path: PathBuf,
-    /// Lines consumed so far.
-    line: usize,
-    /// Lines read ahead (by [`XyzFrames::has_more`]), with their 0-based numbers.
-    pending: std::collections::VecDeque<(usize, String)>,
+    /// Blank lines consumed by [`XyzFrames::has_more`] ahead of the next frame: the 0-based
+    /// number of the first.
+    blank: Option<usize>,
+    /// Line ends of the frame being read (reused from frame to frame).
+    ends: Vec<usize>,
     started: bool,
     finished: bool,
 }
@@ -36,21 +41,62 @@ impl XyzFrames<std::io::BufReader<std::fs::File>> {
             path: path.to_path_buf(),
             error,
         })?;
+        // The line walker reads blocks far larger than this buffer, which they bypass.
         Ok(XyzFrames::new(
-            std::io::BufReader::with_capacity(1 << 20, file),
+            std::io::BufReader::with_capacity(1 << 16, file),
             path,
         ))
     }
 }
 
-impl<R: BufRead> XyzFrames<R> {
+/// The lines of a frame's text as `&str`, checked as UTF-8 (in parallel for a large frame:
+/// blocks of whole lines are checked on their own).
+fn frame_lines<'a>(span: &'a [u8], ends: &[usize]) -> std::io::Result<Vec<&'a str>> {
+    let block_lines = xyz::BLOCK_LINES;
+    let start_of = |k: usize| if k == 0 { 0 } else { ends[k - 1] + 1 };
+    let to_lines = |from: usize, to: usize| -> std::io::Result<Vec<&'a str>> {
+        if from == to {
+            return Ok(Vec::new());
+        }
+        let base = start_of(from);
+        let text = std::str::from_utf8(&span[base..ends[to - 1]]).map_err(|_| lines::not_utf8())?;
+        Ok((from..to)
+            .map(|k| {
+                let line = &text[start_of(k) - base..ends[k] - base];
+                line.trim_end_matches('\r')
+            })
+            .collect())
+    };
+    if ends.len() < xyz::PARALLEL_MIN_LINES || rayon::current_num_threads() < 2 {
+        return to_lines(0, ends.len());
+    }
+    let blocks: Vec<std::io::Result<Vec<&'a str>>> = (0..ends.len().div_ceil(block_lines))
+        .into_par_iter()
+        .map(|b| to_lines(b * block_lines, ((b + 1) * block_lines).min(ends.len())))
+        .collect();
+    let mut all = Vec::with_capacity(ends.len());
+    for block in blocks {
+        all.extend(block?);
+    }
+    Ok(all)
+}
+
+/// An I/O failure on `path`.
+fn io_error(path: &Path, error: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+impl<R: Read> XyzFrames<R> {
     /// Streams frames from `reader`; `path` names it in errors.
     pub fn new(reader: R, path: &Path) -> Self {
         XyzFrames {
-            reader,
+            lines: LineReader::new(reader, false),
             path: path.to_path_buf(),
-            line: 0,
-            pending: std::collections::VecDeque::new(),
+            blank: None,
+            ends: Vec::new(),
             started: false,
             finished: false,
         }
@@ -64,33 +110,41 @@ impl<R: BufRead> XyzFrames<R> {
         }
     }
 
-    /// The next line without its line terminator, with its 0-based number; `None` at the end.
-    fn next_line(&mut self) -> Result<Option<(usize, String)>> {
-        if let Some(pending) = self.pending.pop_front() {
-            return Ok(Some(pending));
-        }
-        self.read_new_line()
+    fn io_error(&self, error: std::io::Error) -> Error {
+        io_error(&self.path, error)
     }
 
-    /// Reads a line from the source (not from the look-ahead).
-    fn read_new_line(&mut self) -> Result<Option<(usize, String)>> {
-        let mut text = String::new();
-        let n = self
-            .reader
-            .read_line(&mut text)
-            .map_err(|error| Error::Io {
-                path: self.path.clone(),
-                error,
-            })?;
-        if n == 0 {
-            return Ok(None);
+    /// Consumes the blank lines ahead; returns the 0-based number of the first blank line
+    /// consumed (by this call or an earlier [`XyzFrames::has_more`]), `None` when there was
+    /// none. Leaves the reader on a non-blank line or at the end.
+    fn skip_blank_lines(&mut self) -> Result<Option<usize>> {
+        loop {
+            let number = self.lines.line_number();
+            let blank = match self.lines.peek_line() {
+                Ok(Some(line)) => lines::is_blank(line),
+                Ok(None) => return Ok(self.blank),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| self.io_error(e))?;
+            if !blank {
+                return Ok(self.blank);
+            }
+            self.blank.get_or_insert(number);
+            self.lines
+                .skip_lines(1, true)
+                .map_err(|e| self.io_error(e))?;
         }
-        while text.ends_with('\n') || text.ends_with('\r') {
-            text.pop();
+    }
+
+    /// True when a non-blank line is ahead (checked as UTF-8, as reading it would).
+    fn line_ahead(&mut self) -> Result<bool> {
+        match self.lines.peek_line() {
+            Ok(Some(line)) => std::str::from_utf8(line)
+                .map(|_| true)
+                .map_err(|_| self.io_error(lines::not_utf8())),
+            Ok(None) => Ok(false),
+            Err(e) => Err(self.io_error(e)),
         }
-        let number = self.line;
-        self.line += 1;
-        Ok(Some((number, text)))
     }
 
     /// True when another frame follows (anything but blank lines is left). Reads ahead
@@ -99,17 +153,8 @@ impl<R: BufRead> XyzFrames<R> {
         if self.finished {
             return Ok(false);
         }
-        if self.pending.iter().any(|(_, l)| !l.trim().is_empty()) {
-            return Ok(true);
-        }
-        while let Some(line) = self.read_new_line()? {
-            let blank = line.1.trim().is_empty();
-            self.pending.push_back(line);
-            if !blank {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.skip_blank_lines()?;
+        self.line_ahead()
     }
 
     /// Skips the next frame without parsing its particle lines; `false` at the end. Errors
@@ -119,12 +164,13 @@ impl<R: BufRead> XyzFrames<R> {
             self.finished = true;
             return Ok(false);
         }
-        let (first, count_line) = loop {
-            let line = self.next_line()?.expect("has_more saw a non-blank line");
-            if !line.1.trim().is_empty() {
-                break line;
-            }
-        };
+        self.blank = None;
+        let first = self.lines.line_number();
+        let count_line = match self.lines.next_line() {
+            Ok(line) => line.map(|l| String::from_utf8_lossy(lines::trim_cr(l)).into_owned()),
+            Err(e) => return Err(io_error(&self.path, e)),
+        }
+        .expect("has_more saw a non-blank line");
         self.started = true;
         let natoms: usize = count_line.trim().parse().map_err(|_| {
             self.xyz_error(
@@ -135,83 +181,90 @@ impl<R: BufRead> XyzFrames<R> {
                 ),
             )
         })?;
-        for k in 0..=natoms {
-            if self.next_line()?.is_none() {
-                self.finished = true;
-                return Err(self.xyz_error(
-                    first + k + 1,
-                    format!("truncated frame: expected {natoms} particle lines"),
-                ));
-            }
+        let wanted = natoms.saturating_add(1);
+        let skipped = self
+            .lines
+            .skip_lines(wanted, true)
+            .map_err(|e| self.io_error(e))?;
+        if skipped < wanted {
+            self.finished = true;
+            return Err(self.xyz_error(
+                first + skipped + 1,
+                format!("truncated frame: expected {natoms} particle lines"),
+            ));
         }
         Ok(true)
     }
 
     fn read_frame(&mut self) -> Result<Option<Frame>> {
         // Blank lines are allowed only after the last frame.
-        let Some((first, count_line)) = self.next_line()? else {
-            if !self.started {
-                return Err(self.xyz_error(0, "empty file: expected the number of particles"));
+        if let Some(first) = self.skip_blank_lines()? {
+            self.blank = None;
+            return match self.line_ahead()? {
+                true => Err(self.xyz_error(
+                    first,
+                    "expected the number of particles (a non-negative integer), found \"\"",
+                )),
+                false if self.started => Ok(None),
+                false => Err(self.xyz_error(0, "empty file: expected the number of particles")),
+            };
+        }
+        let first = self.lines.line_number();
+        let count_line = match self.lines.peek_line() {
+            Ok(line) => {
+                line.map(|l| std::str::from_utf8(lines::trim_cr(l)).map(|t| t.trim().to_string()))
             }
-            return Ok(None);
+            Err(e) => return Err(io_error(&self.path, e)),
         };
-        if count_line.trim().is_empty() {
-            loop {
-                match self.next_line()? {
-                    None if self.started => return Ok(None),
-                    None => {
-                        return Err(
-                            self.xyz_error(0, "empty file: expected the number of particles")
-                        )
-                    }
-                    Some((_, l)) if l.trim().is_empty() => continue,
-                    Some(_) => {
-                        return Err(self.xyz_error(
-                            first,
-                            "expected the number of particles (a non-negative integer), found \"\"",
-                        ))
-                    }
+        let natoms = match count_line {
+            None => {
+                if !self.started {
+                    return Err(self.xyz_error(0, "empty file: expected the number of particles"));
                 }
+                return Ok(None);
             }
-        }
+            Some(Err(_)) => return Err(self.io_error(lines::not_utf8())),
+            Some(Ok(text)) => match text.parse::<usize>() {
+                Ok(n) if n > MAX_PARTICLES_PER_FRAME => {
+                    return Err(self.xyz_error(
+                        first,
+                        format!(
+                            "{text} particles in one frame: more than the limit of \
+                             {MAX_PARTICLES_PER_FRAME}"
+                        ),
+                    ))
+                }
+                n => n.ok(),
+            },
+        };
         self.started = true;
-        let natoms = count_line.trim().parse::<usize>().ok();
-        if natoms.is_some_and(|n| n > MAX_PARTICLES_PER_FRAME) {
-            return Err(self.xyz_error(
-                first,
-                format!(
-                    "{} particles in one frame: more than the limit of {MAX_PARTICLES_PER_FRAME}",
-                    count_line.trim()
-                ),
-            ));
-        }
-        // All lines of the frame in one buffer (one allocation, not one per line).
-        let mut text = count_line;
-        let mut ends = vec![text.len()];
         // A count line that does not parse is reported by the frame parser itself; the lines
         // that follow are read only as far as the file goes.
-        let wanted = natoms.map_or(0, |n| n + 1);
-        while ends.len() <= wanted {
-            match self.next_line()? {
-                Some((_, l)) => {
-                    text.push_str(&l);
-                    ends.push(text.len());
+        let wanted = natoms.map_or(1, |n| n + 2);
+        let mut ends = std::mem::take(&mut self.ends);
+        let span = self
+            .lines
+            .take_lines(wanted, &mut ends)
+            .map_err(|error| io_error(&self.path, error))?;
+        let parsed = frame_lines(span, &ends)
+            .map_err(|error| io_error(&self.path, error))
+            .and_then(|mut refs| {
+                // A truncated frame: trailing blank lines do not count as particle lines.
+                while refs.len() > 2
+                    && refs.len() < wanted
+                    && refs[refs.len() - 1].trim().is_empty()
+                {
+                    refs.pop();
                 }
-                None => break,
-            }
-        }
-        let line = |k: usize| &text[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
-        // A truncated frame: trailing blank lines do not count as particle lines.
-        let mut n_lines = ends.len();
-        while n_lines > 2 && n_lines <= wanted && line(n_lines - 1).trim().is_empty() {
-            n_lines -= 1;
-        }
-        let refs: Vec<&str> = (0..n_lines).map(line).collect();
-        xyz::read_frame_lines(&refs, first, &self.path).map(Some)
+                xyz::read_frame_lines(&refs, first, &self.path)
+            });
+        self.ends = ends;
+        self.lines.release();
+        parsed.map(Some)
     }
 }
 
-impl<R: BufRead> Iterator for XyzFrames<R> {
+impl<R: Read> Iterator for XyzFrames<R> {
     type Item = Result<Frame>;
 
     fn next(&mut self) -> Option<Result<Frame>> {
@@ -278,12 +331,116 @@ mod tests {
             lines[..26].join("\r\n"),
         ];
         for text in &variants {
-            let (a, b) = (stream(text), whole(text));
-            match (&a, &b) {
-                (Ok(x), Ok(y)) => assert_eq!(x, y),
-                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
-                _ => panic!("stream {a:?} vs whole {b:?} for {text:?}"),
+            same_as_whole(text);
+        }
+    }
+
+    fn same_as_whole(text: &str) {
+        let (a, b) = (stream(text), whole(text));
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+            _ => panic!("stream {a:?} vs whole {b:?} for {text:?}"),
+        }
+    }
+
+    /// `n` particle lines of one frame, then a small frame.
+    fn two_frames(n: usize, edit: impl Fn(usize, String) -> String) -> String {
+        let mut text = format!("{n}\nProperties=species:S:1:pos:R:3:q:R:1\n");
+        for i in 0..n {
+            let line = format!("C {} {} 0.5 {}", i as f64 * 0.25, -(i as f64), i % 7);
+            text.push_str(&edit(i, line));
+            text.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
+        }
+        text.push_str("1\n\nH 0 0 0\n\n");
+        text
+    }
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// A frame large enough for the parallel paths (UTF-8 check, particle lines): the same
+    /// frames and errors as the whole-file reader, with 1 or 4 threads.
+    #[test]
+    fn large_frames_agree_with_the_whole_file_reader() {
+        let n = 2 * xyz::PARALLEL_MIN_LINES + 5;
+        let good = two_frames(n, |_, l| l);
+        let truncated = good[..good.len() / 2].to_string();
+        let bad = two_frames(n, |i, l| match i {
+            30_000 => l.replace("0.5", "0.5.5"),
+            31_000 => l + " 1",
+            _ => l,
+        });
+        let blank_lines_inside = two_frames(n, |i, l| if i == n - 3 { String::new() } else { l });
+        for threads in [1, 4] {
+            in_pool(threads, || {
+                let frames = stream(&good).unwrap();
+                assert_eq!(frames.len(), 2);
+                assert_eq!(frames[0].len(), n);
+                assert_eq!(
+                    frames[0].positions[n - 1],
+                    [(n - 1) as f64 * 0.25, -((n - 1) as f64), 0.5]
+                );
+                for text in [&good, &truncated, &bad, &blank_lines_inside] {
+                    same_as_whole(text);
+                }
+                let err = stream(&bad).unwrap_err().to_string();
+                assert!(
+                    err.starts_with("<s>:30003: column pos: cannot parse \"0.5.5\""),
+                    "{err}"
+                );
+            });
+        }
+    }
+
+    /// Text that is not UTF-8 is an I/O error naming the file, in a large frame (checked in
+    /// parallel blocks) as in a small one, and in a skipped frame.
+    #[test]
+    fn invalid_utf8_is_an_io_error() {
+        let n = 2 * xyz::PARALLEL_MIN_LINES;
+        let mut bytes = two_frames(n, |_, l| l).into_bytes();
+        let at = bytes.len() - 100;
+        bytes[at] = 0xff;
+        for threads in [1, 4] {
+            let result: Result<Vec<Frame>> = in_pool(threads, || {
+                XyzFrames::new(std::io::Cursor::new(&bytes), Path::new("<s>")).collect()
+            });
+            match result {
+                Err(Error::Io { path, error }) => {
+                    assert_eq!(path, Path::new("<s>"));
+                    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+                }
+                other => panic!("{other:?}"),
             }
         }
+        let small = b"1\n\nH 0 0 0\n1\n\nH 0 \xff 0\n";
+        let mut frames = XyzFrames::new(std::io::Cursor::new(&small[..]), Path::new("<s>"));
+        assert!(frames.skip_frame().unwrap());
+        assert!(matches!(frames.skip_frame(), Err(Error::Io { .. })));
+    }
+
+    /// Skipping counts frames and reports a truncated one at its first missing line, as
+    /// reading does; blank lines between frames are passed over.
+    #[test]
+    fn skip_frame_counts_and_reports() {
+        let text = "2\n\nH 0 0 0\nH 1 1 1\n\n\n1\nc\nC 0 0 0\n3\nx\nH 0 0 0\n";
+        let mut frames = XyzFrames::new(std::io::Cursor::new(text.as_bytes()), Path::new("<s>"));
+        assert!(frames.skip_frame().unwrap());
+        assert!(frames.has_more().unwrap());
+        assert!(frames.skip_frame().unwrap());
+        let err = frames.skip_frame().unwrap_err().to_string();
+        assert_eq!(err, "<s>:13: truncated frame: expected 3 particle lines");
+        assert!(!frames.skip_frame().unwrap());
+        // After skipping, reading goes on from the next frame with the right line numbers.
+        let text = "1\n\nH 0 0 0\n1\n\nH 0 x 0\n";
+        let mut frames = XyzFrames::new(std::io::Cursor::new(text.as_bytes()), Path::new("<s>"));
+        assert!(frames.skip_frame().unwrap());
+        let err = frames.next().unwrap().unwrap_err().to_string();
+        assert!(err.starts_with("<s>:6: column pos"), "{err}");
     }
 }

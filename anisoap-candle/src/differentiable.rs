@@ -363,6 +363,16 @@ impl DifferentiableDescriptor {
         &self.basis
     }
 
+    /// The device the descriptor was built for.
+    pub fn device(&self) -> &Device {
+        &self.options.device
+    }
+
+    /// The dtype the descriptor was built for.
+    pub fn dtype(&self) -> DType {
+        self.options.dtype
+    }
+
     /// Computes the pair list of one frame on the host from the (detached) `positions` `[N, 3]`
     /// and builds the index tensors and the output layout. `cell` (rows a, b, c) is used only
     /// when some `pbc` is true.

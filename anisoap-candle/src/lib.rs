@@ -26,6 +26,7 @@ pub mod cutoff;
 pub mod descriptor;
 pub mod device;
 pub mod differentiable;
+pub mod differentiable_batch;
 pub mod elements;
 pub mod error;
 pub mod frame;

@@ -415,6 +415,30 @@ fn explicit_step_is_the_default() {
     }
 }
 
+/// Hypers built in code (bypassing the parser) are validated when a calculator or a
+/// differentiable descriptor is built: the error names the field.
+#[test]
+fn bad_width_in_code_is_refused_by_every_constructor() {
+    for width in [-1.0, 0.0, f64::INFINITY, 3.5] {
+        let hypers = smooth(Hypers::gto(2, 3.0, 1.0), width);
+        let e = Calculator::new(&hypers, Backend::Reference)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("cutoff_function.shifted_cosine.width"), "{e}");
+        let e = Calculator::new(&hypers, batched(DType::F32, 100, true))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("cutoff_function.shifted_cosine.width"), "{e}");
+        let e = DifferentiableDescriptor::new(&hypers, &Device::Cpu, DType::F64)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("cutoff_function.shifted_cosine.width"), "{e}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The differentiable path
 

@@ -132,7 +132,7 @@ pub struct BenchConfig {
     #[serde(default)]
     pub skip: BTreeMap<String, String>,
     /// Largest pair count on which a candle backend's staged output is checked against the
-    /// reference backend (which costs a reference run); default `bench::CHECK_MAX_PAIRS`.
+    /// reference backend (which costs a reference run); default `bench::staged::CHECK_MAX_PAIRS`.
     #[serde(default = "default_check_max_pairs")]
     pub check_max_pairs: usize,
     /// Hyperparameters (the original's keyword names).
@@ -157,7 +157,7 @@ fn default_chunk() -> usize {
 }
 
 fn default_check_max_pairs() -> usize {
-    crate::bench::CHECK_MAX_PAIRS
+    crate::bench::staged::CHECK_MAX_PAIRS
 }
 
 /// Where a config came from, for the metrics.

@@ -128,7 +128,7 @@ pub struct StageBreakdown {
     pub wall_median_s: Option<f64>,
     /// Largest |difference| between the staged run's output (the production per-frame mean
     /// power spectrum) and the reference backend's, over all values (candle backends on
-    /// systems of at most `bench::CHECK_MAX_PAIRS` pairs: checks that the stages timed are
+    /// systems of at most `check_max_pairs` pairs: checks that the stages timed are
     /// the real computation).
     pub check_max_abs_diff: Option<f64>,
 }

@@ -13,6 +13,8 @@
 pub mod config;
 pub mod metrics;
 pub mod spans;
+pub mod staged;
+pub mod threads;
 pub mod upstream;
 
 use crate::compute::{HyperArgs, RunArgs};
@@ -257,7 +259,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     for &t in &children {
-        harness.written.extend(run_threads_child(args, t)?);
+        harness.written.extend(threads::run_child(args, t)?);
     }
     eprintln!(
         "bench '{}': {} metrics files in {} ({:.1} s)",
@@ -267,90 +269,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Runs the `threads` sweep's points of `threads` in a child process (this binary, same
-/// config and overrides, `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` = `threads`) and returns
-/// the metrics files it wrote.
-fn run_threads_child(args: &BenchArgs, threads: usize) -> Result<Vec<PathBuf>> {
-    let exe = std::env::current_exe().context("threads sweep: cannot locate this binary")?;
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("bench");
-    if let Some(preset) = &args.preset {
-        cmd.args(["--preset", preset]);
-    }
-    if let Some(config) = &args.config {
-        cmd.arg("--config").arg(config);
-    }
-    cmd.args([
-        "--sweep",
-        "threads",
-        "--threads-child",
-        &threads.to_string(),
-    ]);
-    if !args.backends.is_empty() {
-        cmd.arg("--backends").arg(args.backends.join(","));
-    }
-    if !args.threads.is_empty() {
-        let list: Vec<String> = args.threads.iter().map(usize::to_string).collect();
-        cmd.arg("--threads").arg(list.join(","));
-    }
-    cmd.arg("--out").arg(&args.out);
-    if let Some(data) = &args.data {
-        cmd.arg("--data").arg(data);
-    }
-    if let Some(python) = &args.python {
-        cmd.arg("--python").arg(python);
-    }
-    for (flag, value) in [
-        ("--repeats", args.repeats),
-        ("--warmup", args.warmup),
-        ("--stage-repeats", args.stage_repeats),
-    ] {
-        if let Some(v) = value {
-            cmd.arg(flag).arg(v.to_string());
-        }
-    }
-    let n = threads.to_string();
-    cmd.env("RAYON_NUM_THREADS", &n)
-        .env("CANDLE_NUM_THREADS", &n);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    eprintln!(
-        "  threads {threads}: child process {}{}",
-        exe.display(),
-        if threads > cpus {
-            format!(" (oversubscribed: {cpus} logical CPUs)")
-        } else {
-            String::new()
-        }
-    );
-    let before = std::time::SystemTime::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("threads sweep: cannot start {}", exe.display()))?;
-    if !status.success() {
-        bail!("threads sweep: the child process for {threads} threads failed ({status})");
-    }
-    // The child's files: this sweep's metrics of that thread count, written since it started.
-    let logs = args.out.join("logs");
-    let suffix = format!("_t{threads}.metrics.json");
-    let mut written = Vec::new();
-    for entry in
-        std::fs::read_dir(&logs).with_context(|| format!("cannot read {}", logs.display()))?
-    {
-        let path = entry?.path();
-        let fresh = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= before);
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if fresh && name.ends_with(&suffix) && !name.starts_with('.') {
-            written.push(path);
-        }
-    }
-    Ok(written)
 }
 
 /// `compute`'s device flags, parsed like the command line (so defaults of flags added there
@@ -498,20 +416,10 @@ impl Harness {
             threads_requested: p.setting.threads,
             rayon_threads: Some(anisoap_candle::device::rayon_threads()),
             candle_threads: Some(candle_core::utils::get_num_threads()),
-            threads_note: p.setting.threads.and_then(|t| {
-                let cpus = self.env.cpu_count;
-                let rayon = anisoap_candle::device::rayon_threads();
-                let mut notes = Vec::new();
-                if t > cpus {
-                    notes.push(format!(
-                        "oversubscribed: {t} threads on {cpus} logical CPUs"
-                    ));
-                }
-                if rayon != t {
-                    notes.push(format!("rayon's pool has {rayon} threads, not {t}"));
-                }
-                (!notes.is_empty()).then(|| notes.join("; "))
-            }),
+            threads_note: p
+                .setting
+                .threads
+                .and_then(|t| threads::note(t, self.env.cpu_count)),
             lmax: p.setting.lmax(),
             chunk_pairs: chunk,
             hypers: p.setting.hypers.clone(),
@@ -662,78 +570,13 @@ impl Harness {
                                    not available)"
                 .into();
         }
-        // Stage breakdown: the same call with the span recorder on.
-        let recorder = spans::global();
-        if self.stage_repeats > 0 && !recorder.is_installed() {
-            bail!("the stage breakdown needs the span recorder that `main` installs for bench");
-        }
-        let mut self_s: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut inclusive_s: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut calls = BTreeMap::new();
-        let mut threads: BTreeMap<String, usize> = BTreeMap::new();
-        let mut walls = Vec::new();
-        let mut totals = Vec::new();
-        let mut staged_output = None;
-        for k in 0..self.stage_repeats {
-            let (result, spans) = recorder.record(|| -> Result<_> {
-                let t = Instant::now();
-                let features =
-                    calculator.compute(&p.frames, Quantity::PowerSpectrumMean, &mut |_, _| {})?;
-                if let Some(o) = &options {
-                    o.device.synchronize()?;
-                }
-                Ok((features, t.elapsed().as_secs_f64()))
-            });
-            let (features, wall) = result?;
-            walls.push(wall);
-            totals.push(spans.values().map(|t| t.self_s).sum::<f64>());
-            for (name, t) in spans {
-                self_s.entry(name.clone()).or_default().push(t.self_s);
-                inclusive_s.entry(name.clone()).or_default().push(t.busy_s);
-                let n = threads.entry(name.clone()).or_default();
-                *n = (*n).max(t.threads);
-                if k == 0 {
-                    calls.insert(name, t.calls);
-                }
-            }
-            if k == 0 {
-                staged_output = Some(features.values);
-            }
-        }
-        let check = match (&options, staged_output) {
-            (Some(_), Some(staged)) if p.pairs <= self.check_max_pairs => {
-                let reference = Calculator::new(&p.hypers, Backend::Reference)?
-                    .compute(&p.frames, Quantity::PowerSpectrumMean, &mut |_, _| {})?
-                    .values;
-                Some(max_abs_diff(&staged, &reference)?)
-            }
-            _ => None,
-        };
-        let medians = |all: &BTreeMap<String, Vec<f64>>| {
-            all.iter()
-                .filter_map(|(k, v)| metrics::median(v).map(|x| (k.clone(), x)))
-                .collect()
-        };
-        m.stages = StageBreakdown {
-            method: "production spans (bench/spans.rs): Calculator::compute of the per-frame \
-                     mean power spectrum with a tracing layer adding up, per span name of \
-                     anisoap-candle, the busy time without child spans (median_s) and with \
-                     them (inclusive_median_s), summed over threads; wall_median_s is the \
-                     whole call (spans on several threads at once sum to more than it). On \
-                     GPUs spans time the host: a device stage is exact only where its span \
-                     waits for the device (those that copy results to the host, e.g. chunk and \
-                     power_spectrum); kernels a span only launches are paid in the next span \
-                     that synchronises."
-                .into(),
-            median_s: medians(&self_s),
-            inclusive_median_s: medians(&inclusive_s),
-            all_s: self_s,
-            total_median_s: metrics::median(&totals),
-            calls,
-            threads,
-            wall_median_s: metrics::median(&walls),
-            check_max_abs_diff: check,
-        };
+        m.stages = staged::breakdown(
+            &calculator,
+            p,
+            options.as_ref(),
+            self.stage_repeats,
+            self.check_max_pairs,
+        )?;
         Ok(())
     }
 
@@ -803,32 +646,6 @@ impl Harness {
         }
         Ok(())
     }
-}
-
-/// Largest pair count on which a candle backend's staged output is checked against the
-/// reference backend unless the config sets `check_max_pairs`.
-pub const CHECK_MAX_PAIRS: usize = 2_000_000;
-
-/// Largest |a − b| over two outputs of the same shape; NaN when either holds a non-finite
-/// value (so that it never reads as agreement).
-fn max_abs_diff(a: &anisoap_candle::Matrix, b: &anisoap_candle::Matrix) -> Result<f64> {
-    if (a.rows, a.cols) != (b.rows, b.cols) {
-        bail!(
-            "staged output is {}x{}, the reference {}x{}",
-            a.rows,
-            a.cols,
-            b.rows,
-            b.cols
-        );
-    }
-    if a.data.iter().chain(&b.data).any(|x| !x.is_finite()) {
-        return Ok(f64::NAN);
-    }
-    Ok(a.data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max))
 }
 
 /// A run that did not produce times: skipped (reason), or failed (reason starts "failed: ").

@@ -281,6 +281,22 @@ mod tests {
                 .factor_tensor(&r.to_dtype(DType::F32).unwrap(), rc)
                 .unwrap()
                 .is_none());
+            // f32: the same values to f32 rounding, finite gradients (the self pair's floor).
+            let r32 = Var::from_tensor(&r.to_dtype(DType::F32).unwrap()).unwrap();
+            let f32s = f.factor_tensor(&r32, rc).unwrap().unwrap();
+            let v32: Vec<f32> = f32s.flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in v32.iter().zip(&values) {
+                assert!((f64::from(*a) - b).abs() < 1e-6, "{a} vs {b}");
+            }
+            let g32 = f32s.sum_all().unwrap().backward().unwrap();
+            let g32: Vec<f32> = g32
+                .get(&r32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert!(g32.iter().all(|v| v.is_finite()) && g32[..3].iter().all(|v| *v == 0.0));
         }
     }
 

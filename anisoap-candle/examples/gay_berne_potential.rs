@@ -1,219 +1,243 @@
-//! A machine-learned Gay-Berne potential on AniSOAP features, with forces by autograd.
+//! A machine-learned Gay-Berne potential: an MLP on per-centre AniSOAP power spectra, trained
+//! on energies, forces and torques, then NVE molecular dynamics with the learned forces.
 //!
 //! ```text
-//! cargo run --release -p anisoap-candle --example gay_berne_potential
+//! cargo run --release -p anisoap-candle --example gay_berne_potential -- [--write-results]
+//!     [--no-smooth] [--structures N] [--max-force F] [--md-steps N] [--hypers TOML]
+//!     [--train "hidden=64,64 act=tanh wf=10 wt=2 lr=1e-3 batch=48 epochs=200 decay=1e-4"]
+//!     [--sweep "SETTINGS;SETTINGS;..."]
 //! ```
 //!
-//! 1. Seeded open clusters of 12 Gay-Berne ellipsoids (σ0 = 1, κ = 3, κ' = 5, μ = 2, ν = 1;
-//!    AniSOAP semi-axes 0.5, 0.5, 1.5 along the body x, y, z axes), energies and forces from
-//!    the analytic Gay-Berne derivatives (checked against finite differences here and in
-//!    `tests/gradients.rs`).
-//! 2. Per-centre AniSOAP power spectrum from [`DifferentiableDescriptor`]; energy model
-//!    `E = Σ_i w · X_i + b` (a linear model whose weights are a Candle tensor), fitted by
-//!    ridge regression to energies **and** forces. The force rows need `∂(Σ_i X_if)/∂x` for
-//!    every feature `f`: all training clusters are placed far apart in one open "frame", so
-//!    one backward pass per feature gives that column for every cluster at once.
-//! 3. Energy and force errors on held-out clusters.
-//! 4. A short relaxation (gradient descent on positions and orientations) with the learned
-//!    forces and quaternion gradients, tracking the true Gay-Berne energy.
+//! 1. Data (seeded): open clusters of 12 Gay-Berne ellipsoids (σ0 = 1, κ = 3, κ' = 5, μ = 2,
+//!    ν = 1; AniSOAP semi-axes 0.5, 0.5, 1.5 along the body x, y, z axes) made by random
+//!    insertion in cubes of side 3.6 to 5.6 (a range of densities); a third are kept as
+//!    inserted, a third run for a short analytic-GB NVE stretch at T = 0.1 to 0.6 (thermal
+//!    snapshots), a third perturbed at random (displacements up to 0.12, rotations up to
+//!    0.15 rad: the repulsive wall); structures with a force component above `--max-force`
+//!    are redrawn. Analytic GB energies, forces and torques. Split by structure (seeded
+//!    shuffle): 80 % training (of which 15 % validation, for early stopping), 20 % held out.
+//! 2. Descriptor: per-centre power spectrum from
+//!    [`DifferentiableDescriptor::power_spectrum_batch`] (all structures of a group in one
+//!    graph), feature Jacobians by [`DifferentiableDescriptor::feature_jacobians`].
+//! 3. Model `E = Σ_i MLP(standardised X_i)` (`gay_berne/mlp.rs`), Adam on a loss of energies
+//!    per particle, forces and torques (each divided by its training-set variance or mean
+//!    square), forces predicted as `−Σ_i J_iᵀ ∇MLP` (no double backward needed); the
+//!    parameters of the epoch with the lowest validation loss are kept.
+//! 4. NVE MD of a held-out cluster with the learned forces and torques from the descriptor's
+//!    autograd (velocity Verlet + NO_SQUISH, `gay_berne/rigid.rs`), once with the original's
+//!    step cutoff and once with the smooth `shifted_cosine` cutoff (each with its own model),
+//!    plus the same start under the analytic GB potential; total-energy drift per
+//!    ns-equivalent (GB reduced units with σ0 = 0.5 nm, ε0 = 1 kJ/mol, m = 100 g/mol, so
+//!    τ = σ0 √(m/ε0) = 5 ps and 1 ns = 200 τ) and the true GB energy along the learned
+//!    trajectory.
 //!
-//! Writes `results/gradients/gay_berne_fit.json` (numbers and the test-set parity data).
+//! `--sweep` compares training settings on the step-cutoff descriptor (no MD, nothing
+//! written). With `--write-results` it writes `results/gradients/gay_berne_mlp.json`.
 
+#[path = "gay_berne/data.rs"]
+mod data;
+#[path = "gay_berne/mlp.rs"]
+mod mlp;
 #[path = "gay_berne/potential.rs"]
 mod potential;
+#[path = "gay_berne/rigid.rs"]
+mod rigid;
 
-use anisoap_candle::differentiable::{DifferentiableDescriptor, SpeciesLayout, TensorNeighbors};
-use anisoap_candle::hypers::MaxRadial;
+use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::Hypers;
 use candle_core::{DType, Device, Tensor, Var};
-use nalgebra::{DMatrix, DVector};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use data::{DataSpec, Sample};
+use mlp::{Activation, MlpPotential};
 use potential::{GayBerne, Particle};
-use rand::{Rng, SeedableRng};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rigid::RigidState;
+use serde_json::{json, Value};
 use std::time::Instant;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const N_PARTICLES: usize = 12;
-const N_TRAIN: usize = 120;
-const N_TEST: usize = 40;
-const BOX_SIDE: f64 = 4.6;
+const SEED: u64 = 2024;
 const SEMI_AXES: [f64; 3] = [0.5, 0.5, 1.5];
-/// Spacing between clusters stacked in one frame (far beyond the cutoff).
-const STACK_OFFSET: f64 = 100.0;
-/// Weight of an energy-per-particle row in the fit.
-const ENERGY_WEIGHT: f64 = 6.0;
-/// Weight of a force-component row in the fit.
-const FORCE_WEIGHT: f64 = 1.0;
-const RIDGE: f64 = 1e-8;
+const N_PARTICLES: usize = 12;
+const N_STRUCTURES: usize = 300;
+const TRAIN_FRACTION: f64 = 0.8;
+/// Descriptor hypers (the smooth variant adds `cutoff_function`).
+const HYPERS_TOML: &str = "max_angular = 4\ncutoff_radius = 5.0\nradial_gaussian_width = 0.5\n\
+                           max_radial = 2\n";
+const SMOOTH_CUTOFF: &str = "cutoff_function = { shifted_cosine = { width = 0.5 } }\n";
+const LR_END_FRACTION: f64 = 0.01;
+/// Part of the training structures held back for early stopping.
+const VALIDATION_FRACTION: f64 = 0.15;
+const W_ENERGY: f64 = 1.0;
+const FD_STEP: f64 = 1e-5;
+const GROUP_PARTICLES: usize = 4000;
+const MD_DT: f64 = 0.002;
+const MD_TEMPERATURE: f64 = 0.15;
+const MD_RECORD_EVERY: usize = 10;
+/// τ in ps and τ per ns for the documented unit mapping.
+const TAU_PS: f64 = 5.0;
+const TAU_PER_NS: f64 = 1000.0 / TAU_PS;
 
-fn random_quaternion(rng: &mut ChaCha8Rng) -> [f64; 4] {
-    let (u1, u2, u3): (f64, f64, f64) = (rng.gen(), rng.gen(), rng.gen());
-    let tau = std::f64::consts::TAU;
-    let (a, b) = ((1.0 - u1).sqrt(), u1.sqrt());
-    [
-        b * (tau * u3).cos(),
-        a * (tau * u2).sin(),
-        a * (tau * u2).cos(),
-        b * (tau * u3).sin(),
-    ]
+/// Training settings (`--train "hidden=48,48 act=tanh wf=1 wt=0.5 lr=3e-3 batch=48 epochs=600
+/// decay=0"`; the sweep mode takes several separated by `;`).
+#[derive(Debug, Clone)]
+struct Train {
+    hidden: Vec<usize>,
+    activation: Activation,
+    /// Loss weights of forces and torques (energy 1; each term divided by its training-set
+    /// variance or mean square).
+    w_force: f64,
+    w_torque: f64,
+    lr: f64,
+    batch: usize,
+    epochs: usize,
+    weight_decay: f64,
 }
 
-/// Random sequential insertion in a cube: a particle is accepted when its Gay-Berne energy
-/// with every particle already placed is below `0.5 ε0` (no hard overlaps).
-fn cluster(gb: &GayBerne, rng: &mut ChaCha8Rng) -> Vec<Particle> {
-    'restart: loop {
-        let mut particles: Vec<Particle> = Vec::with_capacity(N_PARTICLES);
-        while particles.len() < N_PARTICLES {
-            let mut placed = false;
-            for _ in 0..2000 {
-                let p = Particle {
-                    position: [0, 1, 2].map(|_| rng.gen_range(0.0..BOX_SIDE)),
-                    quaternion: random_quaternion(rng),
-                };
-                let ok = particles
-                    .iter()
-                    .all(|q| gb.energy_forces(&[*q, p]).0 < 0.5 * gb.eps0);
-                if ok {
-                    particles.push(p);
-                    placed = true;
-                    break;
+impl Train {
+    fn parse(text: &str) -> Res<Train> {
+        let mut t = Train {
+            hidden: vec![64, 64],
+            activation: Activation::Tanh,
+            w_force: 10.0,
+            w_torque: 2.0,
+            lr: 1e-3,
+            batch: 48,
+            epochs: 200,
+            weight_decay: 1e-4,
+        };
+        for item in text.split_whitespace() {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or(format!("{item}: expected key=value"))?;
+            let f = || -> Res<f64> { v.parse::<f64>().map_err(|e| format!("{item}: {e}").into()) };
+            match k {
+                "hidden" => {
+                    t.hidden = v
+                        .split(',')
+                        .map(|h| h.parse::<usize>().map_err(|e| format!("{item}: {e}")))
+                        .collect::<Result<_, _>>()?
                 }
-            }
-            if !placed {
-                continue 'restart;
+                "act" => {
+                    t.activation = match v {
+                        "tanh" => Activation::Tanh,
+                        "silu" => Activation::Silu,
+                        _ => return Err(format!("{item}: tanh or silu").into()),
+                    }
+                }
+                "wf" => t.w_force = f()?,
+                "wt" => t.w_torque = f()?,
+                "lr" => t.lr = f()?,
+                "decay" => t.weight_decay = f()?,
+                "batch" => t.batch = (f()? as usize).max(1),
+                "epochs" => t.epochs = f()? as usize,
+                _ => return Err(format!("{item}: unknown training key").into()),
             }
         }
-        return particles;
+        Ok(t)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"hidden": self.hidden, "activation": self.activation.name(),
+            "loss_weights": {"energy_per_particle": W_ENERGY, "force": self.w_force,
+                "torque": self.w_torque,
+                "normalisation": "each term / its training-set variance (energy per particle) or mean square (forces, torques)"},
+            "optimizer": "Adam (candle-nn AdamW)", "weight_decay": self.weight_decay,
+            "lr": {"start": self.lr, "end": self.lr * LR_END_FRACTION, "schedule": "cosine"},
+            "batch_structures": self.batch, "epochs": self.epochs})
     }
 }
 
-/// Reference data of one cluster.
-struct Sample {
-    particles: Vec<Particle>,
-    energy: f64,
-    forces: Vec<[f64; 3]>,
+struct Args {
+    train: Train,
+    /// Training settings to compare on the step-cutoff descriptor (no MD, nothing written).
+    sweep: Vec<Train>,
+    write_results: bool,
+    smooth: bool,
+    md_steps: usize,
+    structures: usize,
+    max_force: f64,
+    /// Descriptor hypers (TOML) without the cutoff function.
+    hypers: String,
 }
 
-/// Several clusters side by side in one open frame, as descriptor inputs.
-struct Stack {
-    positions: Var,
-    quaternions: Var,
-    semi_axes: Tensor,
-    neighbors: TensorNeighbors,
-    /// `u32 [N_total]` cluster of each particle.
-    cluster_of: Tensor,
-    n_clusters: usize,
-}
-
-fn stack(descriptor: &DifferentiableDescriptor, clusters: &[&[Particle]]) -> Res<Stack> {
-    let device = Device::Cpu;
-    let mut pos = Vec::new();
-    let mut quat = Vec::new();
-    let mut owner = Vec::new();
-    for (k, c) in clusters.iter().enumerate() {
-        for p in c.iter() {
-            pos.extend_from_slice(&[
-                p.position[0] + k as f64 * STACK_OFFSET,
-                p.position[1],
-                p.position[2],
-            ]);
-            quat.extend_from_slice(&p.quaternion);
-            owner.push(k as u32);
+fn args() -> Res<Args> {
+    let mut a = Args {
+        train: Train::parse("")?,
+        sweep: Vec::new(),
+        write_results: false,
+        smooth: true,
+        md_steps: 2500,
+        structures: N_STRUCTURES,
+        max_force: 50.0,
+        hypers: HYPERS_TOML.to_string(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> Res<usize> {
+            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            v.parse()
+                .map_err(|e| format!("{name} {v}: not a count ({e})").into())
+        };
+        match arg.as_str() {
+            "--write-results" => a.write_results = true,
+            "--no-smooth" => a.smooth = false,
+            "--train" => a.train = Train::parse(&it.next().ok_or("--train needs settings")?)?,
+            "--sweep" => {
+                a.sweep = it
+                    .next()
+                    .ok_or("--sweep needs settings")?
+                    .split(';')
+                    .map(Train::parse)
+                    .collect::<Res<_>>()?
+            }
+            "--md-steps" => a.md_steps = number("--md-steps")?,
+            "--structures" => a.structures = number("--structures")?,
+            "--max-force" => a.max_force = number("--max-force")? as f64,
+            "--hypers" => a.hypers = it.next().ok_or("--hypers needs a TOML text")?,
+            other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let n = owner.len();
-    let positions = Var::from_tensor(&Tensor::from_vec(pos, (n, 3), &device)?)?;
-    let quaternions = Var::from_tensor(&Tensor::from_vec(quat, (n, 4), &device)?)?;
-    let semi_axes = Tensor::from_vec(SEMI_AXES.repeat(n), (n, 3), &device)?;
-    let types = vec![0; n];
-    let neighbors = descriptor.neighbors(
-        &positions,
-        &types,
-        &[[0.0; 3]; 3],
-        [false; 3],
-        &SpeciesLayout::Fixed(vec![0]),
-    )?;
-    Ok(Stack {
-        positions,
-        quaternions,
-        semi_axes,
-        neighbors,
-        cluster_of: Tensor::from_vec(owner, n, &device)?,
-        n_clusters: clusters.len(),
+    Ok(a)
+}
+
+fn particles_of(x: &[[f64; 3]], q: &[[f64; 4]]) -> Vec<Particle> {
+    x.iter()
+        .zip(q)
+        .map(|(&position, &quaternion)| Particle {
+            position,
+            quaternion,
+        })
+        .collect()
+}
+
+fn frame_tensors(particles: &[Particle], device: &Device) -> Res<FrameTensors> {
+    let n = particles.len();
+    let pos: Vec<f64> = particles.iter().flat_map(|p| p.position).collect();
+    let quat: Vec<f64> = particles.iter().flat_map(|p| p.quaternion).collect();
+    Ok(FrameTensors {
+        positions: Tensor::from_vec(pos, (n, 3), device)?,
+        quaternions: Tensor::from_vec(quat, (n, 4), device)?,
+        semi_axes: Tensor::from_vec(SEMI_AXES.repeat(n), (n, 3), device)?,
+        types: vec![0; n],
+        cell: [[0.0; 3]; 3],
+        pbc: [false; 3],
     })
 }
 
-impl Stack {
-    /// Per-centre features `[N_total, F]`.
-    fn features(&self, descriptor: &DifferentiableDescriptor) -> Res<Tensor> {
-        Ok(descriptor.power_spectrum(
-            &self.positions,
-            &self.quaternions,
-            &self.semi_axes,
-            &self.neighbors,
-        )?)
-    }
-
-    /// Per-cluster feature sums `[K, F]`.
-    fn sums(&self, x: &Tensor) -> Res<Tensor> {
-        let f = x.dim(1)?;
-        Ok(
-            Tensor::zeros((self.n_clusters, f), x.dtype(), x.device())?.index_add(
-                &self.cluster_of,
-                x,
-                0,
-            )?,
-        )
-    }
+fn species() -> SpeciesLayout {
+    SpeciesLayout::Fixed(vec![0])
 }
 
-/// The learned model: `E = Σ_i (X_i / scale) · w + b`.
-struct Model {
-    weights: Tensor,
-    scale: Tensor,
-    bias: f64,
+fn rms(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
 }
 
-impl Model {
-    /// Per-cluster energies `[K]`, forces `[N_total, 3]` and quaternion gradients `[N_total, 4]`.
-    fn predict(
-        &self,
-        descriptor: &DifferentiableDescriptor,
-        s: &Stack,
-    ) -> Res<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-        let x = s.features(descriptor)?;
-        let per_center = x.broadcast_div(&self.scale)?.matmul(&self.weights)?; // [N, 1]
-        let energies = s
-            .sums(&per_center)?
-            .squeeze(1)?
-            .affine(1.0, self.bias)?
-            .to_vec1::<f64>()?;
-        let grads = per_center.sum_all()?.backward()?;
-        let forces = grads
-            .get(&s.positions)
-            .ok_or("no position gradient")?
-            .neg()?
-            .flatten_all()?
-            .to_vec1::<f64>()?;
-        let dq = grads
-            .get(&s.quaternions)
-            .ok_or("no quaternion gradient")?
-            .flatten_all()?
-            .to_vec1::<f64>()?;
-        Ok((energies, forces, dq))
-    }
-}
-
-fn rmse_mae(pred: &[f64], truth: &[f64]) -> (f64, f64) {
-    let n = pred.len() as f64;
-    let mut se = 0.0;
-    let mut ae = 0.0;
-    for (p, t) in pred.iter().zip(truth) {
-        se += (p - t) * (p - t);
-        ae += (p - t).abs();
-    }
-    ((se / n).sqrt(), ae / n)
+fn rmse(a: &[f64], b: &[f64]) -> f64 {
+    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / a.len() as f64).sqrt()
 }
 
 fn std_dev(v: &[f64]) -> f64 {
@@ -221,240 +245,580 @@ fn std_dev(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
 }
 
-fn main() -> Res<()> {
-    let start = Instant::now();
-    let gb = GayBerne::standard();
-    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+/// Features `[K·N, F]` and Jacobians `[K, N·F, 6N]` of a set of structures.
+struct Prepared {
+    features: Tensor,
+    jacobians: Tensor,
+    energies: Tensor,
+    generalised: Tensor,
+}
 
-    // 1. Data.
-    let samples: Vec<Sample> = (0..N_TRAIN + N_TEST)
-        .map(|_| {
-            let particles = cluster(&gb, &mut rng);
-            let (energy, forces, _) = gb.energy_forces(&particles);
-            Sample {
-                particles,
-                energy,
-                forces,
-            }
+fn prepare(
+    descriptor: &DifferentiableDescriptor,
+    set: &[&Sample],
+    device: &Device,
+) -> Res<Prepared> {
+    let frames = set
+        .iter()
+        .map(|s| frame_tensors(&s.particles, device))
+        .collect::<Res<Vec<_>>>()?;
+    let mut parts = Vec::new();
+    descriptor.power_spectrum_groups(&frames, &species(), GROUP_PARTICLES, |_, batch| {
+        parts.push(batch.features.detach());
+        Ok(())
+    })?;
+    let features = Tensor::cat(&parts, 0)?;
+    let jac = descriptor.feature_jacobians(&frames, &species(), FD_STEP, GROUP_PARTICLES)?;
+    let n = N_PARTICLES;
+    let f = features.dim(1)?;
+    let flat: Vec<f64> = jac.into_iter().flatten().collect();
+    let jacobians = Tensor::from_vec(flat, (set.len(), n * f, 6 * n), device)?;
+    let energies = Tensor::from_vec(
+        set.iter().map(|s| s.energy).collect::<Vec<_>>(),
+        set.len(),
+        device,
+    )?;
+    let gen: Vec<f64> = set
+        .iter()
+        .flat_map(|s| {
+            s.forces
+                .iter()
+                .zip(&s.torques)
+                .flat_map(|(f, t)| f.iter().chain(t).copied().collect::<Vec<_>>())
         })
         .collect();
-    let (train, test) = samples.split_at(N_TRAIN);
-    // Finite-difference check of the analytic Gay-Berne forces on the first cluster.
-    let fd_error = {
-        let p = &train[0].particles;
-        let h = 1e-6;
-        let mut worst: f64 = 0.0;
-        let mut scale: f64 = 0.0;
-        for i in 0..p.len() {
+    let generalised = Tensor::from_vec(gen, (set.len(), n, 6), device)?;
+    Ok(Prepared {
+        features,
+        jacobians,
+        energies,
+        generalised,
+    })
+}
+
+impl Prepared {
+    /// The structures `idx` (features rows, Jacobians, targets).
+    fn select(&self, idx: &[u32], device: &Device) -> Res<Prepared> {
+        let n = N_PARTICLES as u32;
+        let rows: Vec<u32> = idx.iter().flat_map(|&k| k * n..(k + 1) * n).collect();
+        let rows_len = rows.len();
+        let rows = Tensor::from_vec(rows, rows_len, device)?;
+        let ids = Tensor::from_vec(idx.to_vec(), idx.len(), device)?;
+        Ok(Prepared {
+            features: self.features.index_select(&rows, 0)?,
+            jacobians: self.jacobians.index_select(&ids, 0)?,
+            energies: self.energies.index_select(&ids, 0)?,
+            generalised: self.generalised.index_select(&ids, 0)?,
+        })
+    }
+}
+
+/// Loss scales: energy-per-particle variance, force and torque mean squares (training set).
+struct Scales {
+    energy_var: f64,
+    force_ms: f64,
+    torque_ms: f64,
+}
+
+fn loss(model: &MlpPotential, batch: &Prepared, s: &Scales, cfg: &Train) -> Res<Tensor> {
+    let (e, g) = model.predict_from_jacobians(&batch.features, &batch.jacobians)?;
+    let n = N_PARTICLES as f64;
+    let de = (e - &batch.energies)?.affine(1.0 / n, 0.0)?;
+    let dg = (g - &batch.generalised)?;
+    let le = de.sqr()?.mean_all()?.affine(W_ENERGY / s.energy_var, 0.0)?;
+    let lf = dg
+        .narrow(2, 0, 3)?
+        .sqr()?
+        .mean_all()?
+        .affine(cfg.w_force / s.force_ms, 0.0)?;
+    let lt = dg
+        .narrow(2, 3, 3)?
+        .sqr()?
+        .mean_all()?
+        .affine(cfg.w_torque / s.torque_ms, 0.0)?;
+    Ok(((le + lf)? + lt)?)
+}
+
+/// Energy, forces and torques of the learned model by the descriptor's autograd.
+fn model_field(
+    descriptor: &DifferentiableDescriptor,
+    model: &MlpPotential,
+    x: &[[f64; 3]],
+    q: &[[f64; 4]],
+    device: &Device,
+) -> rigid::FieldResult {
+    let t = frame_tensors(&particles_of(x, q), device)?;
+    let positions = Var::from_tensor(&t.positions)?;
+    let quaternions = Var::from_tensor(&t.quaternions)?;
+    let neighbors = descriptor.neighbors(&positions, &t.types, &t.cell, t.pbc, &species())?;
+    let features = descriptor.power_spectrum(&positions, &quaternions, &t.semi_axes, &neighbors)?;
+    let energy = model.centre_energies(&features)?.sum_all()?;
+    let grads = energy.backward()?;
+    let gx = grads
+        .get(&positions)
+        .ok_or("no position gradient")?
+        .to_vec2::<f64>()?;
+    let gq = grads
+        .get(&quaternions)
+        .ok_or("no quaternion gradient")?
+        .to_vec2::<f64>()?;
+    let forces = gx.iter().map(|g| [-g[0], -g[1], -g[2]]).collect();
+    let torques = q
+        .iter()
+        .zip(&gq)
+        .map(|(qi, g)| rigid::lab_torque(*qi, [g[0], g[1], g[2], g[3]]))
+        .collect();
+    Ok((energy.to_scalar::<f64>()?, forces, torques))
+}
+
+/// Errors of a model on a prepared set, with parity data.
+fn evaluate(model: &MlpPotential, set: &Prepared) -> Res<Value> {
+    let (e, g) = model.predict_from_jacobians(&set.features, &set.jacobians)?;
+    let e = e.to_vec1::<f64>()?;
+    let true_e = set.energies.to_vec1::<f64>()?;
+    let split = |t: &Tensor, start: usize| -> Res<Vec<f64>> {
+        Ok(t.narrow(2, start, 3)?.flatten_all()?.to_vec1::<f64>()?)
+    };
+    let (f, tf) = (split(&g, 0)?, split(&set.generalised, 0)?);
+    let (t, tt) = (split(&g, 3)?, split(&set.generalised, 3)?);
+    let e_rmse = rmse(&e, &true_e);
+    let e_std = std_dev(&true_e);
+    let f_rmse = rmse(&f, &tf);
+    let f_rms = rms(&tf);
+    Ok(json!({
+        "structures": true_e.len(),
+        "energy_rmse": e_rmse, "energy_std": e_std, "energy_rmse_over_std": e_rmse / e_std,
+        "energy_rmse_per_particle": e_rmse / N_PARTICLES as f64,
+        "force_component_rmse": f_rmse, "force_component_rms": f_rms,
+        "force_rmse_over_rms": f_rmse / f_rms,
+        "torque_component_rmse": rmse(&t, &tt), "torque_component_rms": rms(&tt),
+        "torque_rmse_over_rms": rmse(&t, &tt) / rms(&tt),
+        "parity_energy_true": true_e, "parity_energy_predicted": e,
+        "parity_force_true": tf, "parity_force_predicted": f,
+    }))
+}
+
+/// Linear least-squares slope of `y` against `x`.
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+    sxy / sxx
+}
+
+/// NVE run from `start`; `field` gives the potential the dynamics follow, `gb` the true GB
+/// energy recorded alongside.
+fn nve(
+    start: &RigidState,
+    steps: usize,
+    gb: &GayBerne,
+    field: &mut rigid::ForceField<'_>,
+) -> Res<Value> {
+    let mut state = start.clone();
+    let (mut e, mut f, mut t) = field(&state.positions, &state.quaternions)?;
+    let mut time = Vec::new();
+    let mut total = Vec::new();
+    let mut potential = Vec::new();
+    let mut true_gb = Vec::new();
+    let clock = Instant::now();
+    let mut record = |step: usize, state: &RigidState, e: f64| {
+        time.push(step as f64 * MD_DT);
+        potential.push(e);
+        total.push(e + state.kinetic());
+        true_gb.push(data::gb_field(gb, &particles_of(&state.positions, &state.quaternions)).0);
+    };
+    record(0, &state, e);
+    for step in 1..=steps {
+        (e, f, t) = state.step(MD_DT, &f, &t, field)?;
+        if step % MD_RECORD_EVERY == 0 {
+            record(step, &state, e);
+        }
+    }
+    let seconds = clock.elapsed().as_secs_f64();
+    let per_tau = slope(&time, &total);
+    let max_dev = total
+        .iter()
+        .map(|v| (v - total[0]).abs())
+        .fold(0.0, f64::max);
+    let radius = {
+        let c: Vec<f64> = (0..3)
+            .map(|d| state.positions.iter().map(|p| p[d]).sum::<f64>() / N_PARTICLES as f64)
+            .collect();
+        state
+            .positions
+            .iter()
+            .map(|p| (0..3).map(|d| (p[d] - c[d]).powi(2)).sum::<f64>().sqrt())
+            .fold(0.0, f64::max)
+    };
+    Ok(json!({
+        "steps": steps, "dt_tau": MD_DT, "duration_tau": steps as f64 * MD_DT,
+        "duration_ns_equivalent": steps as f64 * MD_DT / TAU_PER_NS,
+        "drift_per_tau": per_tau, "drift_per_ns_equivalent": per_tau * TAU_PER_NS,
+        "drift_per_ns_equivalent_per_particle": per_tau * TAU_PER_NS / N_PARTICLES as f64,
+        "max_abs_total_energy_deviation": max_dev,
+        "final_max_distance_from_centre": radius,
+        "seconds": seconds, "seconds_per_step": seconds / steps.max(1) as f64,
+        "time_tau": time, "total_energy": total, "potential_energy": potential,
+        "true_gb_energy": true_gb,
+    }))
+}
+
+/// Max relative difference between the training-time forces `−Jᵀ∇MLP` and the autograd
+/// forces of the same model on a few structures.
+fn consistency(
+    descriptor: &DifferentiableDescriptor,
+    model: &MlpPotential,
+    set: &Prepared,
+    samples: &[&Sample],
+    device: &Device,
+) -> Res<f64> {
+    let (_, g) = model.predict_from_jacobians(&set.features, &set.jacobians)?;
+    let g = g.to_vec3::<f64>()?;
+    let mut worst: f64 = 0.0;
+    for (k, s) in samples.iter().enumerate().take(3) {
+        let x: Vec<_> = s.particles.iter().map(|p| p.position).collect();
+        let q: Vec<_> = s.particles.iter().map(|p| p.quaternion).collect();
+        let (_, f, t) = model_field(descriptor, model, &x, &q, device)?;
+        let scale = g[k].iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..N_PARTICLES {
             for d in 0..3 {
-                let (mut a, mut b) = (p.clone(), p.clone());
-                a[i].position[d] += h;
-                b[i].position[d] -= h;
-                let fd = -(gb.energy_forces(&a).0 - gb.energy_forces(&b).0) / (2.0 * h);
-                worst = worst.max((fd - train[0].forces[i][d]).abs());
-                scale = scale.max(fd.abs());
+                worst = worst.max((f[i][d] - g[k][i][d]).abs() / scale);
+                worst = worst.max((t[i][d] - g[k][i][3 + d]).abs() / scale);
             }
         }
-        worst / scale
-    };
-    println!(
-        "{} clusters of {N_PARTICLES} Gay-Berne ellipsoids; analytic forces vs finite \
-         differences: {fd_error:.2e} relative",
-        samples.len()
-    );
+    }
+    Ok(worst)
+}
 
-    // 2. Descriptor and Jacobian of the per-cluster feature sums.
-    let mut hypers = Hypers::gto(4, 4.0, 0.5);
-    hypers.max_radial = MaxRadial::Uniform(2);
-    let descriptor = DifferentiableDescriptor::new(&hypers, &Device::Cpu, DType::F64)?;
-    let clusters: Vec<&[Particle]> = train.iter().map(|s| s.particles.as_slice()).collect();
-    let train_stack = stack(&descriptor, &clusters)?;
-    let t_features = Instant::now();
-    let x = train_stack.features(&descriptor)?;
-    let sums = train_stack.sums(&x)?.to_vec2::<f64>()?;
-    let n_features = x.dim(1)?;
-    // jacobian[f] = ∂(Σ_{i in cluster} X_if)/∂x for every particle of every cluster.
-    let mut jacobian = Vec::with_capacity(n_features);
-    for f in 0..n_features {
-        let grads = x.narrow(1, f, 1)?.sum_all()?.backward()?;
-        jacobian.push(
-            grads
-                .get(&train_stack.positions)
-                .ok_or("no gradient")?
-                .flatten_all()?
-                .to_vec1::<f64>()?,
+/// Trains a model on prepared data; returns it and the training report (with errors).
+fn train_model(
+    name: &str,
+    cfg: &Train,
+    train: &[&Sample],
+    tr: &Prepared,
+    te: &Prepared,
+    device: &Device,
+) -> Res<(MlpPotential, Value)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
+    let model = MlpPotential::new(&tr.features, &cfg.hidden, cfg.activation, &mut rng)?;
+    let per_particle: Vec<f64> = train
+        .iter()
+        .map(|s| s.energy / N_PARTICLES as f64)
+        .collect();
+    let all_f: Vec<f64> = train
+        .iter()
+        .flat_map(|s| s.forces.iter().flatten().copied())
+        .collect();
+    let all_t: Vec<f64> = train
+        .iter()
+        .flat_map(|s| s.torques.iter().flatten().copied())
+        .collect();
+    let scales = Scales {
+        energy_var: std_dev(&per_particle).powi(2),
+        force_ms: rms(&all_f).powi(2),
+        torque_ms: rms(&all_t).powi(2),
+    };
+    let mut opt = AdamW::new(
+        model.mlp.vars().to_vec(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let clock = Instant::now();
+    // Early stopping on a validation part of the training structures (the held-out test set
+    // plays no part in training or in the choice of the parameters).
+    let n_val = ((train.len() as f64) * VALIDATION_FRACTION).round() as usize;
+    let n_fit = train.len() - n_val;
+    let fit = tr.select(&(0..n_fit as u32).collect::<Vec<_>>(), device)?;
+    let val = tr.select(
+        &(n_fit as u32..train.len() as u32).collect::<Vec<_>>(),
+        device,
+    )?;
+    let mut order: Vec<u32> = (0..n_fit as u32).collect();
+    let mut curve = Vec::new();
+    let total_steps = cfg.epochs * n_fit.div_ceil(cfg.batch);
+    let mut step = 0usize;
+    let snapshot = |m: &MlpPotential| -> Res<Vec<Tensor>> {
+        Ok(m.mlp
+            .vars()
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?)
+    };
+    let mut best = (f64::INFINITY, 0usize, snapshot(&model)?);
+    for epoch in 0..cfg.epochs {
+        order.shuffle(&mut rng);
+        for chunk in order.chunks(cfg.batch) {
+            // Cosine decay from lr to lr · LR_END_FRACTION.
+            let p = step as f64 / total_steps.max(1) as f64;
+            let end = cfg.lr * LR_END_FRACTION;
+            opt.set_learning_rate(
+                end + 0.5 * (cfg.lr - end) * (1.0 + (std::f64::consts::PI * p).cos()),
+            );
+            let batch = fit.select(chunk, device)?;
+            opt.backward_step(&loss(&model, &batch, &scales, cfg)?)?;
+            step += 1;
+        }
+        if epoch % 10 == 0 || epoch + 1 == cfg.epochs {
+            let l_fit = loss(&model, &fit, &scales, cfg)?.to_scalar::<f64>()?;
+            let l_val = loss(&model, &val, &scales, cfg)?.to_scalar::<f64>()?;
+            curve.push(json!({"epoch": epoch, "fit_loss": l_fit, "validation_loss": l_val}));
+            if l_val < best.0 {
+                best = (l_val, epoch, snapshot(&model)?);
+            }
+            if epoch % 100 == 0 || epoch + 1 == cfg.epochs {
+                println!("[{name}] epoch {epoch}: loss fit {l_fit:.4} validation {l_val:.4}");
+            }
+        }
+    }
+    for (v, t) in model.mlp.vars().iter().zip(&best.2) {
+        v.set(t)?;
+    }
+    println!(
+        "[{name}] kept the parameters of epoch {} (validation loss {:.4})",
+        best.1, best.0
+    );
+    let train_seconds = clock.elapsed().as_secs_f64();
+    println!("[{name}] {step} optimizer steps in {train_seconds:.1} s");
+    let e_train = evaluate(&model, &fit)?;
+    let e_val = evaluate(&model, &val)?;
+    let e_test = evaluate(&model, te)?;
+    for (label, e) in [("fit", &e_train), ("val", &e_val), ("test", &e_test)] {
+        println!(
+            "[{name}] {label:5}: energy RMSE {:.3} / std {:.3} = {:.1} %; force RMSE {:.3} / RMS {:.3} = {:.1} %; torque {:.1} %",
+            e["energy_rmse"].as_f64().unwrap_or(f64::NAN),
+            e["energy_std"].as_f64().unwrap_or(f64::NAN),
+            100.0 * e["energy_rmse_over_std"].as_f64().unwrap_or(f64::NAN),
+            e["force_component_rmse"].as_f64().unwrap_or(f64::NAN),
+            e["force_component_rms"].as_f64().unwrap_or(f64::NAN),
+            100.0 * e["force_rmse_over_rms"].as_f64().unwrap_or(f64::NAN),
+            100.0 * e["torque_rmse_over_rms"].as_f64().unwrap_or(f64::NAN),
         );
     }
-    let jacobian_seconds = t_features.elapsed().as_secs_f64();
+    Ok((
+        model,
+        json!({"settings": cfg.to_json(), "train_seconds": train_seconds,
+            "optimizer_steps": step, "loss_curve": curve,
+            "structures": {"fit": n_fit, "validation": n_val, "test": te.energies.dim(0)?},
+            "kept_epoch": best.1, "kept_validation_loss": best.0,
+            "errors": {"train": e_train, "validation": e_val, "test": e_test}}),
+    ))
+}
+
+/// Trains a model for one descriptor and runs its NVE trajectory.
+#[allow(clippy::too_many_arguments)]
+fn variant(
+    name: &str,
+    hypers: &Hypers,
+    train: &[&Sample],
+    test: &[&Sample],
+    md_start: &RigidState,
+    gb: &GayBerne,
+    args: &Args,
+    device: &Device,
+) -> Res<Value> {
+    let descriptor = DifferentiableDescriptor::new(hypers, device, DType::F64)?;
+    let clock = Instant::now();
+    let tr = prepare(&descriptor, train, device)?;
+    let te = prepare(&descriptor, test, device)?;
+    let prepare_seconds = clock.elapsed().as_secs_f64();
+    let n_features = tr.features.dim(1)?;
     println!(
-        "{n_features} features; {} pairs in the training stack; Jacobian by {n_features} \
-         backward passes in {jacobian_seconds:.1} s",
-        train_stack.neighbors.len()
+        "[{name}] {n_features} features; features + Jacobians of {} structures in {prepare_seconds:.1} s",
+        train.len() + test.len()
+    );
+    let (model, training) = train_model(name, &args.train, train, &tr, &te, device)?;
+    let agreement = consistency(&descriptor, &model, &te, test, device)?;
+    println!("[{name}] training-time forces (-J^T grad) vs autograd: {agreement:.2e} relative");
+    let mut field = |x: &[[f64; 3]], q: &[[f64; 4]]| model_field(&descriptor, &model, x, q, device);
+    let md = nve(md_start, args.md_steps, gb, &mut field)?;
+    println!(
+        "[{name}] NVE {} steps: drift {:.3e} per tau = {:.3e} eps0 per ns-equivalent; max |dE| {:.3e}; {:.1} ms/step",
+        args.md_steps,
+        md["drift_per_tau"].as_f64().unwrap_or(f64::NAN),
+        md["drift_per_ns_equivalent"].as_f64().unwrap_or(f64::NAN),
+        md["max_abs_total_energy_deviation"].as_f64().unwrap_or(f64::NAN),
+        1e3 * md["seconds_per_step"].as_f64().unwrap_or(f64::NAN),
+    );
+    Ok(json!({
+        "available": true,
+        "hypers": hypers.to_value(),
+        "features": n_features,
+        "prepare_seconds": prepare_seconds,
+        "training": training,
+        "training_forces_vs_autograd_max_relative": agreement,
+        "md": md,
+    }))
+}
+
+/// True when the descriptor applies the smooth cutoff: a neighbour inside the switching zone
+/// counts less than with the step cutoff.
+fn smooth_cutoff_applied(step: &Hypers, smooth: &Hypers, device: &Device) -> Res<bool> {
+    let r = step.cutoff_radius - 0.1;
+    let frame = frame_tensors(
+        &[
+            Particle {
+                position: [0.0; 3],
+                quaternion: [1.0, 0.0, 0.0, 0.0],
+            },
+            Particle {
+                position: [r, 0.0, 0.0],
+                quaternion: [1.0, 0.0, 0.0, 0.0],
+            },
+        ],
+        device,
+    )?;
+    let features = |h: &Hypers| -> Res<Vec<f64>> {
+        let d = DifferentiableDescriptor::new(h, device, DType::F64)?;
+        let b = d.power_spectrum_batch(std::slice::from_ref(&frame), &species())?;
+        Ok(b.features.flatten_all()?.to_vec1::<f64>()?)
+    };
+    let (a, b) = (features(step)?, features(smooth)?);
+    Ok(rmse(&a, &b) > 1e-9 * rms(&a))
+}
+
+fn main() -> Res<()> {
+    let args = args()?;
+    let start = Instant::now();
+    let device = Device::Cpu;
+    let gb = GayBerne::standard();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let spec = DataSpec {
+        n_particles: N_PARTICLES,
+        n_structures: args.structures,
+        side_range: (3.6, 5.6),
+        temperature_range: (0.1, 0.6),
+        max_displacement: 0.12,
+        max_rotation: 0.15,
+        max_force: args.max_force,
+    };
+    let clock = Instant::now();
+    let mut samples = data::make_samples(&gb, &spec, SEMI_AXES, &mut rng);
+    samples.shuffle(&mut rng);
+    let n_train = (TRAIN_FRACTION * samples.len() as f64).round() as usize;
+    let (train, test) = samples.split_at(n_train);
+    let train: Vec<&Sample> = train.iter().collect();
+    let test: Vec<&Sample> = test.iter().collect();
+    let count = |set: &[&Sample], o: &str| set.iter().filter(|s| s.origin == o).count();
+    println!(
+        "{} structures of {N_PARTICLES} GB ellipsoids ({:.1} s): {} train, {} held out",
+        samples.len(),
+        clock.elapsed().as_secs_f64(),
+        train.len(),
+        test.len()
+    );
+    if !args.sweep.is_empty() {
+        let d = DifferentiableDescriptor::new(
+            &Hypers::from_toml_str(&args.hypers)?,
+            &device,
+            DType::F64,
+        )?;
+        let clock = Instant::now();
+        let (tr, te) = (prepare(&d, &train, &device)?, prepare(&d, &test, &device)?);
+        println!("[sweep] prepared in {:.1} s", clock.elapsed().as_secs_f64());
+        for (k, cfg) in args.sweep.iter().enumerate() {
+            println!("[sweep {k}] {cfg:?}");
+            train_model(&format!("sweep {k}"), cfg, &train, &tr, &te, &device)?;
+        }
+        return Ok(());
+    }
+    // The MD start: the first held-out insertion cluster, thermalised at MD_TEMPERATURE.
+    let md_source = test
+        .iter()
+        .find(|s| s.origin == "insertion")
+        .ok_or("no held-out insertion cluster")?;
+    let md_start = data::thermal_state(
+        &md_source.particles,
+        1.0,
+        SEMI_AXES,
+        MD_TEMPERATURE,
+        &mut rng,
+    );
+    let mut gb_field =
+        |x: &[[f64; 3]], q: &[[f64; 4]]| Ok(data::gb_field(&gb, &particles_of(x, q)));
+    let md_gb = nve(&md_start, args.md_steps, &gb, &mut gb_field)?;
+    println!(
+        "[analytic GB] NVE {} steps: drift {:.3e} eps0 per ns-equivalent; max |dE| {:.3e}",
+        args.md_steps,
+        md_gb["drift_per_ns_equivalent"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        md_gb["max_abs_total_energy_deviation"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
     );
 
-    // Ridge regression on standardised features: energy per particle rows (weight
-    // ENERGY_WEIGHT) and force component rows (weight `force_weight`, 0 = energies only).
-    let scale: Vec<f64> = (0..n_features)
-        .map(|f| std_dev(&sums.iter().map(|r| r[f]).collect::<Vec<_>>()).max(1e-12))
-        .collect();
-    let per = N_PARTICLES as f64;
-    let fit = |force_weight: f64| -> Res<Model> {
-        let n_rows = N_TRAIN * (1 + 3 * N_PARTICLES);
-        let mut a = DMatrix::<f64>::zeros(n_rows, n_features + 1);
-        let mut y = DVector::<f64>::zeros(n_rows);
-        for (k, sample) in train.iter().enumerate() {
-            for f in 0..n_features {
-                a[(k, f)] = ENERGY_WEIGHT * sums[k][f] / scale[f] / per;
-            }
-            a[(k, n_features)] = ENERGY_WEIGHT / per;
-            y[k] = ENERGY_WEIGHT * sample.energy / per;
-            for i in 0..N_PARTICLES {
-                for d in 0..3 {
-                    let row = N_TRAIN + (k * N_PARTICLES + i) * 3 + d;
-                    let col = (k * N_PARTICLES + i) * 3 + d;
-                    for f in 0..n_features {
-                        a[(row, f)] = -force_weight * jacobian[f][col] / scale[f];
-                    }
-                    y[row] = force_weight * sample.forces[i][d];
-                }
-            }
-        }
-        let mut normal = a.transpose() * &a;
-        let trace = normal.trace() / (n_features + 1) as f64;
-        for f in 0..n_features {
-            normal[(f, f)] += RIDGE * trace;
-        }
-        let rhs = a.transpose() * &y;
-        let solution = normal
-            .cholesky()
-            .ok_or("normal matrix not positive definite")?
-            .solve(&rhs);
-        Ok(Model {
-            weights: Tensor::from_vec(
-                solution.as_slice()[..n_features].to_vec(),
-                (n_features, 1),
-                &Device::Cpu,
-            )?,
-            scale: Tensor::from_vec(scale.clone(), (1, n_features), &Device::Cpu)?,
-            bias: solution[n_features],
-        })
-    };
-    let energy_only = fit(0.0)?;
-    let model = fit(FORCE_WEIGHT)?;
-
-    // 3. Errors on training and held-out clusters.
-    let evaluate = |model: &Model, set: &[Sample]| -> Res<serde_json::Value> {
-        let clusters: Vec<&[Particle]> = set.iter().map(|s| s.particles.as_slice()).collect();
-        let s = stack(&descriptor, &clusters)?;
-        let (energies, forces, _) = model.predict(&descriptor, &s)?;
-        let true_e: Vec<f64> = set.iter().map(|s| s.energy).collect();
-        let true_f: Vec<f64> = set
-            .iter()
-            .flat_map(|s| s.forces.iter().flatten().copied())
-            .collect();
-        let (e_rmse, e_mae) = rmse_mae(&energies, &true_e);
-        let (f_rmse, f_mae) = rmse_mae(&forces, &true_f);
-        let f_rms = (true_f.iter().map(|v| v * v).sum::<f64>() / true_f.len() as f64).sqrt();
-        Ok(serde_json::json!({
-            "clusters": set.len(),
-            "energy_rmse": e_rmse,
-            "energy_mae": e_mae,
-            "energy_rmse_per_particle": e_rmse / per,
-            "energy_std": std_dev(&true_e),
-            "force_component_rmse": f_rmse,
-            "force_component_mae": f_mae,
-            "force_component_rms": f_rms,
-            "parity_energy_true": true_e,
-            "parity_energy_predicted": energies,
-        }))
-    };
-    let mut errors = serde_json::Map::new();
-    for (fit_name, m) in [
-        ("energies_only", &energy_only),
-        ("energies_and_forces", &model),
-    ] {
-        let mut both = serde_json::Map::new();
-        for (name, set) in [("train", train), ("test", test)] {
-            let e = evaluate(m, set)?;
-            println!(
-                "{fit_name:19} {name:5}: energy RMSE {:.3} MAE {:.3} (std {:.3}); force RMSE \
-                 {:.3} MAE {:.3} (RMS force {:.3})",
-                e["energy_rmse"].as_f64().unwrap_or(f64::NAN),
-                e["energy_mae"].as_f64().unwrap_or(f64::NAN),
-                e["energy_std"].as_f64().unwrap_or(f64::NAN),
-                e["force_component_rmse"].as_f64().unwrap_or(f64::NAN),
-                e["force_component_mae"].as_f64().unwrap_or(f64::NAN),
-                e["force_component_rms"].as_f64().unwrap_or(f64::NAN),
-            );
-            both.insert(name.to_string(), e);
-        }
-        errors.insert(fit_name.to_string(), serde_json::Value::Object(both));
-    }
-
-    // 4. Relaxation with the learned forces and quaternion gradients.
-    let mut particles = test[0].particles.clone();
-    let mut path = Vec::new();
-    let steps = 60;
-    for step in 0..=steps {
-        let s = stack(&descriptor, &[particles.as_slice()])?;
-        let (e_model, forces, dq) = model.predict(&descriptor, &s)?;
-        let (e_true, f_true, _) = gb.energy_forces(&particles);
-        let f_true_max = f_true.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-        path.push(serde_json::json!({
-            "step": step, "model_energy": e_model[0], "true_energy": e_true,
-            "true_max_force": f_true_max,
-        }));
-        if step == steps {
-            break;
-        }
-        // Steepest descent, largest displacement 0.02 and largest quaternion change 0.02.
-        let f_max = forces.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-        let q_max = dq.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-        for (i, p) in particles.iter_mut().enumerate() {
-            for d in 0..3 {
-                p.position[d] += 0.02 * forces[3 * i + d] / f_max;
-            }
-            for k in 0..4 {
-                p.quaternion[k] -= 0.02 * dq[4 * i + k] / q_max;
-            }
-            let norm = p.quaternion.iter().map(|v| v * v).sum::<f64>().sqrt();
-            p.quaternion = p.quaternion.map(|v| v / norm);
-        }
-    }
-    let first = &path[0];
-    let last = &path[steps];
-    println!(
-        "relaxation ({steps} steps, learned forces/torques): model energy {:.3} -> {:.3}, \
-         true Gay-Berne energy {:.3} -> {:.3}",
-        first["model_energy"], last["model_energy"], first["true_energy"], last["true_energy"]
+    let step_hypers = Hypers::from_toml_str(&args.hypers)?;
+    let mut variants = serde_json::Map::new();
+    variants.insert(
+        "step_cutoff".into(),
+        variant(
+            "step",
+            &step_hypers,
+            &train,
+            &test,
+            &md_start,
+            &gb,
+            &args,
+            &device,
+        )?,
     );
-
+    let smooth = if !args.smooth {
+        json!({"available": false, "reason": "not run (--no-smooth)"})
+    } else {
+        match Hypers::from_toml_str(&format!("{}{SMOOTH_CUTOFF}", args.hypers)) {
+            Err(e) => {
+                json!({"available": false, "reason": format!("hypers refuse the smooth cutoff: {e}")})
+            }
+            Ok(h) if !smooth_cutoff_applied(&step_hypers, &h, &device)? => json!({
+                "available": false,
+                "reason": "the differentiable descriptor does not apply cutoff_function yet"}),
+            Ok(h) => variant("smooth", &h, &train, &test, &md_start, &gb, &args, &device)?,
+        }
+    };
+    if let Some(reason) = smooth.get("reason") {
+        println!("[smooth] skipped: {reason}");
+    }
+    variants.insert("smooth_cutoff".into(), smooth);
     let total_seconds = start.elapsed().as_secs_f64();
-    let report = serde_json::json!({
+    let report = json!({
         "potential": {"kind": "Gay-Berne (uniaxial, identical)", "sigma0": gb.sigma0,
             "eps0": gb.eps0, "kappa": gb.kappa, "kappa_prime": gb.kappa_prime, "mu": gb.mu,
-            "nu": gb.nu, "anisoap_semi_axes": SEMI_AXES},
-        "data": {"particles_per_cluster": N_PARTICLES, "train_clusters": N_TRAIN,
-            "test_clusters": N_TEST, "box_side": BOX_SIDE, "seed": 2024,
-            "generation": "random sequential insertion, pair energy < 0.5 eps0, open cluster"},
-        "analytic_force_fd_relative_error": fd_error,
-        "descriptor": {"basis": "gto", "max_angular": hypers.max_angular,
-            "max_radial": 2, "cutoff_radius": hypers.cutoff_radius,
-            "radial_gaussian_width": hypers.radial_gaussian_width, "features": n_features},
-        "model": {"kind": "linear, E = sum_i w . X_i / scale + b (weights as a Candle tensor)",
-            "fit": "ridge on energies per particle and force components",
-            "energy_weight": ENERGY_WEIGHT, "force_weight": FORCE_WEIGHT, "ridge": RIDGE,
-            "relaxation_uses": "energies_and_forces"},
-        "jacobian_seconds": jacobian_seconds,
-        "errors": errors,
-        "relaxation": {"method": "steepest descent on positions and quaternions, max step 0.02",
-            "path": path},
+            "nu": gb.nu, "anisoap_semi_axes": SEMI_AXES, "mass": 1.0,
+            "inertia": rigid::ellipsoid_inertia(1.0, SEMI_AXES)},
+        "units": {"length": "sigma0 = 0.5 nm", "energy": "eps0 = 1 kJ/mol", "mass": "100 g/mol",
+            "tau_ps": TAU_PS, "tau_per_ns_equivalent": TAU_PER_NS},
+        "data": {"particles_per_structure": N_PARTICLES, "structures": samples.len(),
+            "train": train.len(), "test": test.len(), "seed": SEED,
+            "split": "by structure, seeded shuffle, 80/20",
+            "origins_train": {"insertion": count(&train, "insertion"),
+                "thermal": count(&train, "thermal"), "perturbed": count(&train, "perturbed")},
+            "origins_test": {"insertion": count(&test, "insertion"),
+                "thermal": count(&test, "thermal"), "perturbed": count(&test, "perturbed")},
+            "box_side_range": spec.side_range, "thermal_temperature_range": spec.temperature_range,
+            "max_displacement": spec.max_displacement, "max_rotation": spec.max_rotation,
+            "max_force_component": spec.max_force},
+        "model": {"kind": "E = sum_i MLP(standardised per-centre power spectrum)",
+            "training": args.train.to_json(),
+            "jacobian": {"method": "central differences of the forward, pair list fixed", "step": FD_STEP}},
+        "md": {"integrator": "velocity Verlet + NO_SQUISH", "dt_tau": MD_DT,
+            "initial_temperature": MD_TEMPERATURE, "start": "first held-out insertion cluster",
+            "analytic_gb": md_gb},
+        "variants": variants,
         "total_seconds": total_seconds,
+        "hardware": "2-core CPU (shared)",
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("gay_berne_fit.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("wrote {} ({total_seconds:.1} s)", path.display());
+    if args.write_results {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("gay_berne_mlp.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+        println!("wrote {} ({total_seconds:.1} s)", path.display());
+    } else {
+        println!("done in {total_seconds:.1} s (pass --write-results to write results/gradients/gay_berne_mlp.json)");
+    }
     Ok(())
 }

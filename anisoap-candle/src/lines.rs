@@ -28,6 +28,9 @@ pub(crate) struct LineReader<R> {
     /// Bytes read from the source so far.
     bytes: u64,
     hasher: Option<xxhash_rust::xxh3::Xxh3>,
+    /// Size of the whole source when known (a file's length): bounds what a large frame
+    /// reserves ahead.
+    size: Option<u64>,
 }
 
 /// The `io::Error` that `BufRead::read_line` gives for text that is not UTF-8.
@@ -102,6 +105,33 @@ impl<R: Read> LineReader<R> {
             line: 0,
             bytes: 0,
             hasher: hash.then(xxhash_rust::xxh3::Xxh3::new),
+            size: None,
+        }
+    }
+
+    /// Tells the walker the size of the whole source (e.g. the file's length), so that taking
+    /// a large frame reserves its bytes once instead of doubling the buffer; a wrong size
+    /// costs only memory or copies, never correctness.
+    pub(crate) fn with_size(mut self, size: u64) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// Reserves room for `lines` more lines like the `seen` ones of `bytes` bytes, within
+    /// what the source has left.
+    fn reserve_lines(&mut self, seen: usize, bytes: usize, lines: usize) {
+        let (Some(size), true) = (self.size, seen >= 64) else {
+            return;
+        };
+        let unread = usize::try_from(size.saturating_sub(self.bytes)).unwrap_or(usize::MAX);
+        let per_line = bytes / seen + 1;
+        let wanted = per_line
+            .saturating_mul(lines)
+            .saturating_add(BLOCK_BYTES)
+            .min(unread);
+        let free = self.buf.capacity() - self.buf.len();
+        if wanted > free {
+            self.buf.reserve(wanted);
         }
     }
 
@@ -250,6 +280,10 @@ impl<R: Read> LineReader<R> {
                 break;
             }
             searched = self.buf.len() - self.pos;
+            let left = n - ends.len();
+            if left > 4 * ends.len() {
+                self.reserve_lines(ends.len(), len, left);
+            }
             if !self.fill()? {
                 let rest = self.buf.len() - self.pos;
                 if rest > len {
@@ -384,6 +418,33 @@ mod tests {
             lines.buf.capacity()
         );
         assert_eq!(lines.skip_lines(usize::MAX, true).unwrap(), 100_000);
+    }
+
+    /// A frame that claims far more lines than the source holds reserves no more than the
+    /// source's size; a wrong size changes nothing but memory.
+    #[test]
+    fn reserving_ahead_is_bounded_by_the_source() {
+        let line = b"C 0.25 -1 0.5 3\n";
+        let data: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 300_000)
+            .collect();
+        for size in [data.len() as u64, 1, 2 * data.len() as u64] {
+            let mut lines = LineReader::new(data.as_slice(), false).with_size(size);
+            let mut ends = Vec::new();
+            let span = lines.take_lines(100_000_000, &mut ends).unwrap().to_vec();
+            assert_eq!((span, ends.len()), (data.clone(), 300_000));
+            assert_eq!(ends[299_999], data.len() - 1);
+            if size == data.len() as u64 {
+                assert!(
+                    lines.buf.capacity() <= data.len() + 4 * BLOCK_BYTES,
+                    "{}",
+                    lines.buf.capacity()
+                );
+            }
+        }
     }
 
     proptest! {

@@ -41,11 +41,13 @@ impl XyzFrames<std::io::BufReader<std::fs::File>> {
             path: path.to_path_buf(),
             error,
         })?;
+        let size = file.metadata().map(|m| m.len()).ok();
         // The line walker reads blocks far larger than this buffer, which they bypass.
-        Ok(XyzFrames::new(
-            std::io::BufReader::with_capacity(1 << 16, file),
-            path,
-        ))
+        let mut frames = XyzFrames::new(std::io::BufReader::with_capacity(1 << 16, file), path);
+        if let Some(size) = size {
+            frames.lines = frames.lines.with_size(size);
+        }
+        Ok(frames)
     }
 }
 

@@ -250,9 +250,13 @@ fn real_panel(real: &[RealRun]) -> BarPanel {
     let groups = real
         .iter()
         .map(|r| {
-            let mut lines = wrap(&r.implementation, 16);
+            let name = r
+                .implementation
+                .strip_prefix("anisoap-candle ")
+                .unwrap_or(&r.implementation);
+            let mut lines = wrap(name, 14);
             if devices.len() > 1 {
-                lines.extend(wrap(&r.device, 16));
+                lines.extend(wrap(&r.device, 14));
             }
             if !r.threads.is_empty() {
                 let threads = r
@@ -262,7 +266,7 @@ fn real_panel(real: &[RealRun]) -> BarPanel {
                 lines.push(threads);
             }
             if systems.len() > 1 {
-                lines.extend(wrap(&r.system, 16));
+                lines.extend(wrap(&r.system, 14));
             }
             lines.join("\n")
         })
@@ -378,14 +382,14 @@ pub(super) fn wall_time_by_system(
         ),
     ];
     if !real.is_empty() {
-        panels.push((real_panel(real), real.len() as f64 * 0.75 + 0.6));
+        panels.push((real_panel(real), real.len() as f64 * 0.9 + 0.5));
     }
     panels.retain(|(p, _)| p.has_data());
     let width = 360 + 190 * panels.iter().map(|(_, w)| *w).sum::<f64>() as u32;
     bar_figure(
         path,
         (width.clamp(1200, 2400), 1000),
-        "AniSOAP power spectrum on 2 CPU cores: the original vs this project (lower is better)",
+        "Wall time of the AniSOAP power spectrum: the original vs this project (lower is better)",
         &panels,
     )
 }

@@ -335,12 +335,12 @@ fn block_counts(system: &System) -> Vec<usize> {
     counts
 }
 
-/// One worker: a producer thread finds the pairs of chunk k+1 and stages them
-/// ([`ChunkRunner::stage`]: on CUDA the copy to the device) while the worker computes chunk k.
-/// Two pair buffers travel back and forth, so after the first two chunks the search writes
-/// into memory that is already mapped. This hides the host neighbour search and the uploads
-/// behind the device. Chunks are computed and applied in order; the first error stops both
-/// sides.
+/// One worker, three stages in a pipeline: a search thread finds the pairs of chunk k+2, a
+/// staging thread stages chunk k+1 ([`ChunkRunner::stage`]: on CUDA the copy to the device)
+/// and this thread computes chunk k, so the host neighbour search and the uploads hide behind
+/// the device. Three pair buffers travel round the pipeline, so after the first chunks the
+/// search writes into memory that is already mapped. Chunks are computed and applied in
+/// order; the first error stops every stage.
 fn run_overlapped(
     system: &System,
     chunks: &[std::ops::Range<usize>],
@@ -349,16 +349,14 @@ fn run_overlapped(
     apply: &mut dyn FnMut(&std::ops::Range<usize>, ChunkOutput) -> Result<()>,
 ) -> Result<()> {
     let search = |centers: &std::ops::Range<usize>, pairs: &mut Pairs| {
-        {
-            let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
-            system.pairs_into(centers.clone(), pairs)?;
-        }
-        runner.stage(centers, pairs)
+        let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
+        system.pairs_into(centers.clone(), pairs)
     };
     if chunks.len() <= 1 {
         let mut pairs = Pairs::default();
         for centers in chunks {
-            let staged = search(centers, &mut pairs)?;
+            search(centers, &mut pairs)?;
+            let staged = runner.stage(centers, &pairs)?;
             apply(
                 centers,
                 runner.chunk(centers.clone(), &pairs, staged, plan)?,
@@ -366,41 +364,55 @@ fn run_overlapped(
         }
         return Ok(());
     }
-    type Found = Result<(Pairs, Option<StagedPairs>)>;
-    let (full_sender, full) = std::sync::mpsc::sync_channel::<Found>(1);
-    let (free, free_receiver) = std::sync::mpsc::channel::<Pairs>();
-    for _ in 0..2 {
+    use std::sync::mpsc::{channel, sync_channel};
+    let (searched_sender, searched) = sync_channel::<Result<Pairs>>(1);
+    let (staged_sender, staged) = sync_channel::<Result<(Pairs, Option<StagedPairs>)>>(1);
+    let (free, free_receiver) = channel::<Pairs>();
+    for _ in 0..3 {
         free.send(Pairs::default())
-            .expect("the receiver is alive until the producer starts");
+            .expect("the receiver is alive until the search thread starts");
     }
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for centers in chunks {
-                // The consumer hung up (it failed): stop searching.
+                // A later stage hung up (it failed): stop.
                 let Ok(mut buffer) = free_receiver.recv() else {
                     return;
                 };
-                let found = search(centers, &mut buffer).map(|staged| (buffer, staged));
+                let found = search(centers, &mut buffer).map(|()| buffer);
                 let failed = found.is_err();
-                if full_sender.send(found).is_err() || failed {
+                if searched_sender.send(found).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        scope.spawn(move || {
+            for centers in chunks {
+                let Ok(found) = searched.recv() else {
+                    return;
+                };
+                let ready = found.and_then(|pairs| Ok((runner.stage(centers, &pairs)?, pairs)));
+                let ready = ready.map(|(staged, pairs)| (pairs, staged));
+                let failed = ready.is_err();
+                if staged_sender.send(ready).is_err() || failed {
                     return;
                 }
             }
         });
         let result = (|| {
             for centers in chunks {
-                let (pairs, staged) = full.recv().map_err(|_| {
+                let (pairs, ready) = staged.recv().map_err(|_| {
                     Error::Device("the neighbour-search thread stopped early".into())
                 })??;
-                let output = runner.chunk(centers.clone(), &pairs, staged, plan);
-                // The producer may already have stopped; the buffer is then dropped.
+                let output = runner.chunk(centers.clone(), &pairs, ready, plan);
+                // The search thread may already have stopped; the buffer is then dropped.
                 let _ = free.send(pairs);
                 apply(centers, output?)?;
             }
             Ok(())
         })();
-        // Hang up both channels so a producer blocked on either returns before the scope ends.
-        drop(full);
+        // Hang up so that threads blocked on a channel return before the scope ends.
+        drop(staged);
         drop(free);
         result
     })
@@ -482,4 +494,104 @@ fn run_on_workers(
             None => Ok(()),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{generate, SyntheticSpec, SystemKind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A runner that fails in `stage` or `chunk` at chunk `fail_at` and otherwise returns
+    /// empty rows, counting the chunks it computed.
+    struct FailingRunner {
+        fail_at: usize,
+        in_stage: bool,
+        computed: AtomicUsize,
+    }
+
+    impl ChunkRunner for FailingRunner {
+        fn stage(
+            &self,
+            centers: &std::ops::Range<usize>,
+            _: &Pairs,
+        ) -> Result<Option<StagedPairs>> {
+            if self.in_stage && centers.start == self.fail_at {
+                return Err(Error::Device("stage failed on purpose".into()));
+            }
+            Ok(None)
+        }
+
+        fn chunk(
+            &self,
+            centers: std::ops::Range<usize>,
+            _: &Pairs,
+            _: Option<StagedPairs>,
+            _: &OutputPlan,
+        ) -> Result<ChunkOutput> {
+            if !self.in_stage && centers.start == self.fail_at {
+                return Err(Error::Device("chunk failed on purpose".into()));
+            }
+            self.computed.fetch_add(1, Ordering::Relaxed);
+            Ok(ChunkOutput::Rows(Vec::new()))
+        }
+    }
+
+    /// The three-stage pipeline hands chunks over in order, and an error in any stage comes
+    /// back as the result (no deadlock, no later chunk computed after a failed one).
+    #[test]
+    fn pipeline_applies_chunks_in_order_and_stops_at_the_first_error() {
+        let frames = generate(&SyntheticSpec::new(SystemKind::EllipsoidLiquid, 300), 1);
+        let hypers = Hypers::from_toml_str(
+            "max_angular = 1\nmax_radial = 1\ncutoff_radius = 2.5\nradial_gaussian_width = 0.5",
+        )
+        .expect("hypers");
+        let basis = Basis::new(&hypers).expect("basis");
+        let system = System::new(&frames, &basis).expect("system");
+        let chunks = system.center_chunks(200);
+        assert!(chunks.len() >= 6, "{} chunks", chunks.len());
+        let plan = OutputPlan::new(&system, Quantity::PowerSpectrumPerCenter);
+        let run = |fail_at: usize, in_stage: bool| {
+            let runner = FailingRunner {
+                fail_at,
+                in_stage,
+                computed: AtomicUsize::new(0),
+            };
+            let mut applied = Vec::new();
+            let result = run_overlapped(&system, &chunks, &runner, &plan, &mut |c, _| {
+                applied.push(c.clone());
+                Ok(())
+            });
+            (result, applied, runner.computed.into_inner())
+        };
+        let (result, applied, computed) = run(usize::MAX, false);
+        assert!(result.is_ok());
+        assert_eq!(applied, chunks);
+        assert_eq!(computed, chunks.len());
+        for in_stage in [false, true] {
+            let k = 3;
+            let (result, applied, computed) = run(chunks[k].start, in_stage);
+            let message = result.expect_err("the failure comes back").to_string();
+            assert!(message.contains("on purpose"), "{message}");
+            assert_eq!(applied, chunks[..k].to_vec(), "in_stage {in_stage}");
+            assert_eq!(computed, k, "in_stage {in_stage}");
+        }
+        // A failing sink (apply) stops the pipeline too.
+        let runner = FailingRunner {
+            fail_at: usize::MAX,
+            in_stage: false,
+            computed: AtomicUsize::new(0),
+        };
+        let mut calls = 0;
+        let result = run_overlapped(&system, &chunks, &runner, &plan, &mut |_, _| {
+            calls += 1;
+            if calls == 2 {
+                Err(Error::Device("sink full".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 2);
+    }
 }

@@ -31,6 +31,10 @@ pub struct XyzFrames<R> {
     /// Line ends of the frame being read (reused from frame to frame).
     ends: Vec<usize>,
     started: bool,
+    /// Frames read ahead by [`XyzFrames::read_batch`], parsed, in order (an error last).
+    queue: std::collections::VecDeque<Result<Frame>>,
+    /// The source has nothing more for the queue (its end or an error was reached).
+    source_done: bool,
     finished: bool,
 }
 
@@ -100,6 +104,8 @@ impl<R: Read> XyzFrames<R> {
             blank: None,
             ends: Vec::new(),
             started: false,
+            queue: std::collections::VecDeque::new(),
+            source_done: false,
             finished: false,
         }
     }
@@ -155,14 +161,26 @@ impl<R: Read> XyzFrames<R> {
         if self.finished {
             return Ok(false);
         }
+        if !self.queue.is_empty() {
+            return Ok(true);
+        }
+        if self.source_done {
+            return Ok(false);
+        }
         self.skip_blank_lines()?;
         self.line_ahead()
     }
 
     /// Skips the next frame without parsing its particle lines; `false` at the end. Errors
-    /// as [`Iterator::next`] would give them for the count line or a truncated frame.
+    /// as [`Iterator::next`] would give them for the count line or a truncated frame. (A
+    /// frame that [`Iterator::next`] already read ahead and parsed is dropped, or its error
+    /// returned.)
     pub fn skip_frame(&mut self) -> Result<bool> {
-        if self.finished || !self.has_more()? {
+        if let Some(frame) = self.queue.pop_front() {
+            self.finished = frame.is_err();
+            return frame.map(|_| true);
+        }
+        if self.finished || self.source_done || !self.has_more()? {
             self.finished = true;
             return Ok(false);
         }
@@ -198,7 +216,11 @@ impl<R: Read> XyzFrames<R> {
         Ok(true)
     }
 
-    fn read_frame(&mut self) -> Result<Option<Frame>> {
+    /// The sequential part of reading a frame: blank lines, the count line, and the frame's
+    /// lines taken from the source (`ends` gets their ends). Returns the 0-based number of
+    /// the count line, the number of lines wanted (fewer were there if the frame is
+    /// truncated) and the lines' bytes; `None` at the end.
+    fn take_frame(&mut self, ends: &mut Vec<usize>) -> Result<Option<(usize, usize, &[u8])>> {
         // Blank lines are allowed only after the last frame.
         if let Some(first) = self.skip_blank_lines()? {
             self.blank = None;
@@ -243,27 +265,98 @@ impl<R: Read> XyzFrames<R> {
         // A count line that does not parse is reported by the frame parser itself; the lines
         // that follow are read only as far as the file goes.
         let wanted = natoms.map_or(1, |n| n + 2);
-        let mut ends = std::mem::take(&mut self.ends);
         let span = self
             .lines
-            .take_lines(wanted, &mut ends)
+            .take_lines(wanted, ends)
             .map_err(|error| io_error(&self.path, error))?;
-        let parsed = frame_lines(span, &ends)
-            .map_err(|error| io_error(&self.path, error))
-            .and_then(|mut refs| {
-                // A truncated frame: trailing blank lines do not count as particle lines.
-                while refs.len() > 2
-                    && refs.len() < wanted
-                    && refs[refs.len() - 1].trim().is_empty()
-                {
-                    refs.pop();
-                }
-                xyz::read_frame_lines(&refs, first, &self.path)
-            });
+        Ok(Some((first, wanted, span)))
+    }
+
+    fn read_frame(&mut self) -> Result<Option<Frame>> {
+        let path = self.path.clone();
+        let mut ends = std::mem::take(&mut self.ends);
+        let parsed = match self.take_frame(&mut ends) {
+            Ok(Some((first, wanted, span))) => {
+                parse_frame(&path, first, wanted, span, &ends).map(Some)
+            }
+            other => other.map(|_| None),
+        };
         self.ends = ends;
         self.lines.release();
-        parsed.map(Some)
+        parsed
     }
+
+    /// Reads frames ahead into the queue: small frames (up to [`BATCH_LINES`] lines in all)
+    /// are taken one after the other and parsed in parallel, each on its own; a large one
+    /// (parsed in parallel by itself) or the end closes the batch. What the frames would
+    /// give one at a time, in order: after the first error, nothing.
+    fn read_batch(&mut self) {
+        let path = self.path.clone();
+        let mut pending: Vec<(usize, usize, Vec<u8>, Vec<usize>)> = Vec::new();
+        let mut lines_taken = 0usize;
+        // What closed the batch: a large frame, the end (`Ok(None)`) or an error.
+        let mut last: Option<Result<Option<Frame>>> = None;
+        while pending.len() < BATCH_FRAMES && lines_taken < BATCH_LINES {
+            let mut ends = std::mem::take(&mut self.ends);
+            match self.take_frame(&mut ends) {
+                Ok(Some((first, wanted, span))) if ends.len() < xyz::PARALLEL_MIN_LINES => {
+                    lines_taken += ends.len();
+                    pending.push((first, wanted, span.to_vec(), ends));
+                    continue;
+                }
+                Ok(Some((first, wanted, span))) => {
+                    last = Some(parse_frame(&path, first, wanted, span, &ends).map(Some));
+                    self.ends = ends;
+                }
+                other => last = Some(other.map(|_| None)),
+            }
+            break;
+        }
+        self.lines.release();
+        let parsed: Vec<Result<Frame>> = pending
+            .par_iter()
+            .map(|(first, wanted, text, ends)| parse_frame(&path, *first, *wanted, text, ends))
+            .collect();
+        for frame in parsed {
+            let failed = frame.is_err();
+            self.queue.push_back(frame);
+            if failed {
+                self.source_done = true;
+                return;
+            }
+        }
+        match last {
+            Some(Ok(Some(frame))) => self.queue.push_back(Ok(frame)),
+            Some(Ok(None)) => self.source_done = true,
+            Some(Err(e)) => {
+                self.queue.push_back(Err(e));
+                self.source_done = true;
+            }
+            None => {}
+        }
+    }
+}
+
+/// Frames read ahead and parsed together at most (when rayon has several threads).
+pub(crate) const BATCH_FRAMES: usize = 4096;
+
+/// Lines of small frames read ahead and parsed together at most.
+pub(crate) const BATCH_LINES: usize = 1 << 16;
+
+/// Parses a frame taken by [`XyzFrames::take_frame`].
+fn parse_frame(
+    path: &Path,
+    first: usize,
+    wanted: usize,
+    span: &[u8],
+    ends: &[usize],
+) -> Result<Frame> {
+    let mut refs = frame_lines(span, ends).map_err(|error| io_error(path, error))?;
+    // A truncated frame: trailing blank lines do not count as particle lines.
+    while refs.len() > 2 && refs.len() < wanted && refs[refs.len() - 1].trim().is_empty() {
+        refs.pop();
+    }
+    xyz::read_frame_lines(&refs, first, path)
 }
 
 impl<R: Read> Iterator for XyzFrames<R> {
@@ -271,6 +364,17 @@ impl<R: Read> Iterator for XyzFrames<R> {
 
     fn next(&mut self) -> Option<Result<Frame>> {
         if self.finished {
+            return None;
+        }
+        if self.queue.is_empty() && !self.source_done && rayon::current_num_threads() > 1 {
+            self.read_batch();
+        }
+        if let Some(frame) = self.queue.pop_front() {
+            self.finished = frame.is_err();
+            return Some(frame);
+        }
+        if self.source_done {
+            self.finished = true;
             return None;
         }
         match self.read_frame() {
@@ -398,6 +502,49 @@ mod tests {
                 );
             });
         }
+    }
+
+    /// Every result, in order, as `next` gives them (errors as text).
+    fn results(text: &str) -> Vec<std::result::Result<Frame, String>> {
+        XyzFrames::new(std::io::Cursor::new(text.as_bytes()), Path::new("<s>"))
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    /// Small frames are read ahead and parsed in parallel batches when rayon has threads:
+    /// the same frames, then the same error, as one at a time, wherever the error is (inside
+    /// a batch, at its end, after a large frame) and whatever ends the file.
+    #[test]
+    fn batches_of_small_frames_read_as_one_at_a_time() {
+        let small = |k: usize| format!("2\nk={k}\nH {k} 0 0\nC 0 {k}.5 1\n");
+        let many: String = (0..3 * super::BATCH_FRAMES / 2).map(small).collect();
+        let large = two_frames(xyz::PARALLEL_MIN_LINES, |_, l| l);
+        let variants = [
+            many.clone(),
+            format!("{many}\n\n"),
+            format!("{many}\n\nx\n"),
+            many.replacen("H 70 0 0", "H 70 y 0", 1),
+            many.replacen("H 5000 0 0", "Qq 5000 0 0", 1),
+            many.replacen("C 0 4095.5 1\n", "C 0 4095.5 1\n\n", 1),
+            format!("{many}3\nx\nH 0 0 0\n"),
+            format!(
+                "{}{large}{}",
+                &many[..many.len() / 3],
+                many.replacen("H 10 0 0", "H 10", 1)
+            ),
+            many.replacen("2\nk=100\n", "x\nk=100\n", 1),
+        ];
+        for text in &variants {
+            let one = in_pool(1, || results(text));
+            let batched = in_pool(4, || results(text));
+            assert_eq!(one, batched);
+            assert!(one.len() > 70, "{}", one.len());
+        }
+        let last = in_pool(4, || results(&variants[3]))
+            .pop()
+            .unwrap()
+            .unwrap_err();
+        assert!(last.starts_with("<s>:283: column pos"), "{last}");
     }
 
     /// Text that is not UTF-8 is an I/O error naming the file, in a large frame (checked in

@@ -313,6 +313,9 @@ pub struct ParticleTensors {
     pub precision: Tensor,
     /// `[N]` `1/(a1 a2 a3)`.
     pub inv_axes_product: Tensor,
+    /// `[N]` u32: index into `layout.types` of each particle's type (every value checked
+    /// below the number of types), gathered per pair on the device by the CUDA kernels.
+    pub type_slots: Tensor,
 }
 
 impl ParticleTensors {
@@ -321,6 +324,7 @@ impl ParticleTensors {
         Ok(ParticleTensors {
             precision: float_tensor(Vec::new(), &[0, 6], options)?,
             inv_axes_product: float_tensor(Vec::new(), &[0], options)?,
+            type_slots: Tensor::zeros(0, DType::U32, &options.device)?,
         })
     }
 
@@ -337,9 +341,20 @@ impl ParticleTensors {
             .iter()
             .map(|a| 1.0 / (a[0] * a[1] * a[2]))
             .collect();
+        let n_types = system.layout.types.len();
+        let type_slots = system
+            .type_slots
+            .iter()
+            .map(|&t| {
+                (t < n_types)
+                    .then_some(t as u32)
+                    .ok_or_else(|| Error::Device("particle type slot out of range".into()))
+            })
+            .collect::<Result<Vec<u32>>>()?;
         Ok(ParticleTensors {
             precision: float_tensor(precision, &[p.len(), 6], options)?,
             inv_axes_product: float_tensor(inv, &[p.len()], options)?,
+            type_slots: Tensor::from_vec(type_slots, p.len(), &options.device)?,
         })
     }
 }

@@ -163,7 +163,6 @@ mod imp {
     #[derive(Default)]
     struct Staging {
         neighbors: Vec<u32>,
-        slot: Vec<u32>,
         seg: Vec<u32>,
         r32: Vec<f32>,
     }
@@ -407,18 +406,14 @@ mod imp {
                 // loops are serial on purpose: this thread runs while the producer thread's
                 // neighbour search keeps rayon's pool busy, and a parallel loop here would
                 // queue behind it (a few ms per 1e6 pairs serially).
+                // The neighbours' type slots are gathered on the device from
+                // `particles.type_slots` (checked below n_types when uploaded).
                 staging.neighbors.clear();
-                staging.slot.clear();
                 for &j in &pairs.neighbors {
-                    let t = system.type_slots[j];
-                    if t >= n_types {
-                        return Err(Error::Device("neighbour type slot out of range".into()));
-                    }
                     let j = u32::try_from(j).map_err(|_| {
                         Error::Device("particle index too large for the CUDA kernels".into())
                     })?;
                     staging.neighbors.push(j);
-                    staging.slot.push(t as u32);
                 }
                 let neighbors = Tensor::from_slice(&staging.neighbors, p, device)?;
                 // r_ij in the kernel's dtype (f32 halves the upload).
@@ -454,7 +449,7 @@ mod imp {
                     particles.inv_axes_product.index_select(&neighbors, 0)?,
                     r,
                     Tensor::from_slice(&staging.seg, n_centers + 1, device)?,
-                    Tensor::from_slice(&staging.slot, p, device)?,
+                    particles.type_slots.index_select(&neighbors, 0)?,
                 ))
             })?;
             Ok(StagedPairs {
@@ -585,8 +580,9 @@ mod imp {
             // SAFETY: arguments match neighbor_sum_<T>'s signature. Thread idx < C K (guarded in
             // the kernel) reads seg[c], seg[c + 1] with c < C (seg holds C + 1 entries, checked
             // in cuda_fwd), and for q in seg[c]..seg[c + 1] (seg is a prefix sum of the pair
-            // counts, so q < P) reads slot[q] (P entries, each < n_types: checked by the
-            // caller) and coef[q K + k] (P K entries, checked in cuda_fwd); it writes
+            // counts, so q < P) reads slot[q] (P entries, each < n_types: gathered from
+            // ParticleTensors::type_slots, whose every value was checked below the system's
+            // number of types when uploaded) and coef[q K + k] (P K entries, checked in cuda_fwd); it writes
             // out[(c n_types + t) K + k] with t < n_types, inside the C n_types K allocated.
             unsafe { builder.launch(config) }.w()?;
             drop(builder);

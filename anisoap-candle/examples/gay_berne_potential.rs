@@ -42,19 +42,22 @@ mod mlp;
 mod potential;
 #[path = "gay_berne/rigid.rs"]
 mod rigid;
+#[path = "gay_berne/settings.rs"]
+mod settings;
 
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::Hypers;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use data::{DataSpec, Sample};
-use mlp::{Activation, MlpPotential};
+use mlp::MlpPotential;
 use potential::{GayBerne, Particle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rigid::RigidState;
 use serde_json::{json, Value};
+use settings::{Train, LR_END_FRACTION, W_ENERGY};
 use std::time::Instant;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -68,10 +71,8 @@ const TRAIN_FRACTION: f64 = 0.8;
 const HYPERS_TOML: &str = "max_angular = 4\ncutoff_radius = 5.0\nradial_gaussian_width = 0.5\n\
                            max_radial = 2\n";
 const SMOOTH_CUTOFF: &str = "cutoff_function = { shifted_cosine = { width = 0.5 } }\n";
-const LR_END_FRACTION: f64 = 0.01;
 /// Part of the training structures held back for early stopping.
 const VALIDATION_FRACTION: f64 = 0.15;
-const W_ENERGY: f64 = 1.0;
 const FD_STEP: f64 = 1e-5;
 const GROUP_PARTICLES: usize = 4000;
 const MD_DT: f64 = 0.002;
@@ -80,76 +81,6 @@ const MD_RECORD_EVERY: usize = 10;
 /// τ in ps and τ per ns for the documented unit mapping.
 const TAU_PS: f64 = 5.0;
 const TAU_PER_NS: f64 = 1000.0 / TAU_PS;
-
-/// Training settings (`--train "hidden=48,48 act=tanh wf=1 wt=0.5 lr=3e-3 batch=48 epochs=600
-/// decay=0"`; the sweep mode takes several separated by `;`).
-#[derive(Debug, Clone)]
-struct Train {
-    hidden: Vec<usize>,
-    activation: Activation,
-    /// Loss weights of forces and torques (energy 1; each term divided by its training-set
-    /// variance or mean square).
-    w_force: f64,
-    w_torque: f64,
-    lr: f64,
-    batch: usize,
-    epochs: usize,
-    weight_decay: f64,
-}
-
-impl Train {
-    fn parse(text: &str) -> Res<Train> {
-        let mut t = Train {
-            hidden: vec![64, 64],
-            activation: Activation::Tanh,
-            w_force: 10.0,
-            w_torque: 2.0,
-            lr: 1e-3,
-            batch: 48,
-            epochs: 200,
-            weight_decay: 1e-4,
-        };
-        for item in text.split_whitespace() {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or(format!("{item}: expected key=value"))?;
-            let f = || -> Res<f64> { v.parse::<f64>().map_err(|e| format!("{item}: {e}").into()) };
-            match k {
-                "hidden" => {
-                    t.hidden = v
-                        .split(',')
-                        .map(|h| h.parse::<usize>().map_err(|e| format!("{item}: {e}")))
-                        .collect::<Result<_, _>>()?
-                }
-                "act" => {
-                    t.activation = match v {
-                        "tanh" => Activation::Tanh,
-                        "silu" => Activation::Silu,
-                        _ => return Err(format!("{item}: tanh or silu").into()),
-                    }
-                }
-                "wf" => t.w_force = f()?,
-                "wt" => t.w_torque = f()?,
-                "lr" => t.lr = f()?,
-                "decay" => t.weight_decay = f()?,
-                "batch" => t.batch = (f()? as usize).max(1),
-                "epochs" => t.epochs = f()? as usize,
-                _ => return Err(format!("{item}: unknown training key").into()),
-            }
-        }
-        Ok(t)
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"hidden": self.hidden, "activation": self.activation.name(),
-            "loss_weights": {"energy_per_particle": W_ENERGY, "force": self.w_force,
-                "torque": self.w_torque,
-                "normalisation": "each term / its training-set variance (energy per particle) or mean square (forces, torques)"},
-            "optimizer": "Adam (candle-nn AdamW)", "weight_decay": self.weight_decay,
-            "lr": {"start": self.lr, "end": self.lr * LR_END_FRACTION, "schedule": "cosine"},
-            "batch_structures": self.batch, "epochs": self.epochs})
-    }
-}
 
 struct Args {
     train: Train,

@@ -6,7 +6,8 @@
 //!   `wall_time_large_systems.png` (with `cuda_throughput_h200.csv`), `speedup.png`,
 //!   `wall_time_vs_species.png` (time / N²) and `scaling.png` (time and pairs/s vs N);
 //! * `threads_scaling.png` from `threads_sweep.csv`, `streaming_rss.png` from
-//!   `streaming_rss.csv`, and the Gay-Berne figure from `gradients/gay_berne_fit.json`,
+//!   `streaming_rss.csv`, `roofline.png` from `peak_flops.csv`, `roofline_counts.csv` and the
+//!   kernel tables, and the Gay-Berne figure from `gradients/gay_berne_fit.json`,
 //!   each when its input exists.
 //!
 //! Text is drawn with the bundled DejaVu Sans (`cli/assets`, Bitstream Vera licence), so no
@@ -14,6 +15,7 @@
 
 mod bars;
 mod lines;
+mod roofline;
 mod streaming;
 mod systems;
 mod tables;
@@ -342,6 +344,10 @@ pub fn plot_table(table: &Path, tables: &Path, figures: &Path) -> Result<Vec<Pat
         &path,
         &tables::streaming_rows(&tables.join("streaming_rss.csv"))?,
     )? {
+        written.push(path);
+    }
+    let path = figures.join("roofline.png");
+    if roofline::roofline(&path, tables)? {
         written.push(path);
     }
     Ok(written)

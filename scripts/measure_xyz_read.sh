@@ -19,7 +19,8 @@
 # removed at the end). No network, no Python; on 16 cores it takes well under 2 minutes.
 #
 # Output (stdout): CSV `binary,file,bytes,frames,particles,threads,parse_s,parse_MB_s,
-# scan_s,scan_MB_s`, one row per (binary, file, threads); the file is read once untimed
+# scan_s,scan_MB_s,parse_cpu_s`, one row per (binary, file, threads), best of REPEAT passes
+# (parse_cpu_s: least CPU time of a parse pass, all threads); the file is read once untimed
 # before each run, so the page cache holds it and the numbers are the parser's, not the
 # disk's. Progress goes to stderr.
 set -euo pipefail
@@ -48,7 +49,7 @@ small="$DIR/benzene_1e4x100.xyz"
 binaries=("after=$BIN")
 if [ -n "$BEFORE" ]; then binaries=("before=$BEFORE" "after=$BIN"); fi
 
-echo "binary,file,bytes,frames,particles,threads,parse_s,parse_MB_s,scan_s,scan_MB_s"
+echo "binary,file,bytes,frames,particles,threads,parse_s,parse_MB_s,scan_s,scan_MB_s,parse_cpu_s"
 for file in "$big" "$small"; do
     for t in "${threads[@]}"; do
         for entry in "${binaries[@]}"; do

@@ -7,8 +7,10 @@
 //! ```
 //!
 //! `read` prints one CSV row per file: `file,bytes,frames,particles,threads,parse_s,parse_MB_s,
-//! scan_s,scan_MB_s` with the best of `R` (default 3) timed passes of each (the file is read
-//! once untimed first, so the page cache holds it). `--threads` sizes rayon's global pool (default:
+//! scan_s,scan_MB_s,parse_cpu_s` with the best of `R` (default 3) timed passes of each (the
+//! file is read once untimed first, so the page cache holds it); `parse_cpu_s` is the least
+//! CPU time (all threads, 10 ms ticks) of a parse pass, which other jobs on the machine do
+//! not inflate as they do wall time. `--threads` sizes rayon's global pool (default:
 //! rayon's own choice, `RAYON_NUM_THREADS` or the number of cores). `scripts/measure_xyz_read.sh`
 //! drives it.
 
@@ -34,16 +36,42 @@ fn parse(path: &Path) -> Res<(usize, usize, f64)> {
     Ok((frames, particles, sum))
 }
 
-fn best_of<T>(repeat: usize, mut f: impl FnMut() -> Res<T>) -> Res<(f64, T)> {
+/// CPU time (user + system, all threads) of this process so far, in seconds, from
+/// `/proc/self/stat` (Linux; clock ticks of 1/100 s, the `USER_HZ` of Linux's ABI); `NaN`
+/// elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    match (fields.get(11), fields.get(12)) {
+        (Some(u), Some(s)) => match (u.parse::<f64>(), s.parse::<f64>()) {
+            (Ok(u), Ok(s)) => (u + s) / 100.0,
+            _ => f64::NAN,
+        },
+        _ => f64::NAN,
+    }
+}
+
+/// Runs `f` `repeat` times; returns the best wall time, the least CPU time of a pass and
+/// the last value.
+fn best_of<T>(repeat: usize, mut f: impl FnMut() -> Res<T>) -> Res<(f64, f64, T)> {
     let mut best = f64::INFINITY;
+    let mut best_cpu = f64::INFINITY;
     let mut last = None;
     for _ in 0..repeat.max(1) {
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), cpu_seconds());
         let value = f()?;
         best = best.min(start.elapsed().as_secs_f64());
+        best_cpu = best_cpu.min(cpu_seconds() - cpu);
         last = Some(value);
     }
-    Ok((best, last.expect("at least one repetition")))
+    Ok((best, best_cpu, last.expect("at least one repetition")))
 }
 
 fn generate(args: &[String]) -> Res<()> {
@@ -84,8 +112,8 @@ fn read(args: &[String]) -> Res<()> {
     for path in &files {
         let bytes = std::fs::metadata(path)?.len();
         let _ = std::fs::read(path)?; // warm the page cache
-        let (parse_s, (frames, particles, _)) = best_of(repeat, || parse(path))?;
-        let (scan_s, scan) = best_of(repeat, || Ok(scan_inputs(std::slice::from_ref(path))?))?;
+        let (parse_s, parse_cpu_s, (frames, particles, _)) = best_of(repeat, || parse(path))?;
+        let (scan_s, _, scan) = best_of(repeat, || Ok(scan_inputs(std::slice::from_ref(path))?))?;
         if scan[0].frames != frames {
             return Err(format!(
                 "{}: scan counted {} frames, the parser {frames}",
@@ -96,7 +124,8 @@ fn read(args: &[String]) -> Res<()> {
         }
         let mb = bytes as f64 / 1e6;
         println!(
-            "{},{bytes},{frames},{particles},{threads},{parse_s:.4},{:.1},{scan_s:.4},{:.1}",
+            "{},{bytes},{frames},{particles},{threads},{parse_s:.4},{:.1},{scan_s:.4},{:.1},\
+             {parse_cpu_s:.2}",
             path.display(),
             mb / parse_s,
             mb / scan_s

@@ -504,6 +504,53 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// On mutated inputs (bytes replaced, dropped or inserted, so also line breaks, CRLF,
+        /// blank lines and text that is not UTF-8), streaming gives what the whole-file
+        /// reader gives, frame for frame and error for error, and never panics.
+        #[test]
+        fn mutated_inputs_agree_with_the_whole_file_reader(
+            ops in proptest::collection::vec((0usize..10_000, proptest::prelude::any::<u8>(), 0u8..3), 1..6)
+        ) {
+            let seed = "2\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3:c_q:R:4\nH 0.5 1 1.5 1 0 0 0\r\nC 2 2.5 3 0.5 0.5 0.5 0.5\n\n1\n\nO 0 0 0 1 0 0 0\n";
+            let mut bytes = seed.as_bytes().to_vec();
+            for (at, byte, op) in ops {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            let streamed: Vec<std::result::Result<Frame, String>> =
+                XyzFrames::new(std::io::Cursor::new(&bytes), Path::new("<s>"))
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect();
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => {
+                    let whole = whole(text).map_err(|e| e.to_string());
+                    match whole {
+                        Ok(frames) => proptest::prop_assert_eq!(streamed, frames.into_iter().map(Ok).collect::<Vec<_>>()),
+                        Err(e) => proptest::prop_assert_eq!(streamed.last(), Some(&Err(e))),
+                    }
+                }
+                // The bytes that are not UTF-8 end the stream with an I/O error, unless an
+                // error before them does (the one the whole-file reader finds first too).
+                Err(_) => match streamed.last() {
+                    Some(Err(m)) if m.contains("UTF-8") => {}
+                    Some(Err(m)) => {
+                        let lossy = String::from_utf8_lossy(&bytes);
+                        let first = whole(&lossy).map_err(|e| e.to_string()).err();
+                        proptest::prop_assert_eq!(first.as_ref(), Some(m));
+                    }
+                    other => proptest::prop_assert!(false, "{:?}", other),
+                },
+            }
+        }
+    }
+
     /// Every result, in order, as `next` gives them (errors as text).
     fn results(text: &str) -> Vec<std::result::Result<Frame, String>> {
         XyzFrames::new(std::io::Cursor::new(text.as_bytes()), Path::new("<s>"))

@@ -324,7 +324,11 @@ mod tests {
         assert_eq!(png, dir.path().join("figures/gay_berne_mlp.png"));
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
-        assert!(bytes.len() > 10_000, "{} bytes: an empty canvas?", bytes.len());
+        assert!(
+            bytes.len() > 10_000,
+            "{} bytes: an empty canvas?",
+            bytes.len()
+        );
     }
 
     #[test]
@@ -336,6 +340,9 @@ mod tests {
         let broken = dir.path().join("broken.json");
         std::fs::write(&broken, "{").unwrap();
         let err = plot_gay_berne_mlp(&broken, dir.path()).unwrap_err();
-        assert!(format!("{err:#}").contains("broken.json: not JSON"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("broken.json: not JSON"),
+            "{err:#}"
+        );
     }
 }

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Doc comments: every intra-doc link resolves (public docs may not link private items).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 # The cuda/metal features must at least resolve on Linux (metal pulls nothing off macOS).
 cargo check -p anisoap-candle --features metal --quiet
 cargo test --workspace --release

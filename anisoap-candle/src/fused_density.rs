@@ -110,7 +110,7 @@ pub struct FusedPairDensity {
     pub cutoff: f64,
     /// Width `w` of the smooth cutoff ([`crate::cutoff`]); 0 is the original's step (no factor).
     pub smooth_width: f64,
-    /// Output rows of the chunk (`centres × types`); set per chunk with [`Self::with_rows`].
+    /// Output rows of the chunk (`centres × types`); set per chunk with [`Self::for_chunk`].
     pub n_rows: usize,
     /// Rows per centre (types); a pair's centre is its output row divided by this.
     pub n_types: usize,

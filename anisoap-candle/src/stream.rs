@@ -2,7 +2,7 @@
 //! bounded memory.
 //!
 //! [`XyzFrames`] splits a file into frames (count line, comment line, particle lines) with the
-//! block line walker of [`crate::lines`], and parses each with [`xyz::read_frame_lines`], so
+//! block line walker of `lines`, and parses each with [`xyz::read_frame_lines`], so
 //! the accepted format, the checks and the error messages (file and 1-based line) are exactly
 //! those of [`xyz::read_xyz_file`]. A frame's lines stay where they were read (one buffer, no
 //! copy per line); a large frame has its text checked as UTF-8 and its particle lines parsed

@@ -6,7 +6,7 @@
 //! * `.npz` / `.safetensors`: values and index columns go to temporary files next to the
 //!   output; at the end they are assembled into the archive (their headers need the sizes).
 //!
-//! Every output carries its metadata ([`metadata`]): an npz member `metadata.json`, the
+//! Every output carries its metadata (`metadata`): an npz member `metadata.json`, the
 //! safetensors `__metadata__` entry `anisoap_candle`, or a sidecar `<output>.json` for `.npy`
 //! and `.csv` (renamed into place just before the output). Everything is written to temporary
 //! files and renamed at the end: an interrupted or failed run leaves nothing that looks

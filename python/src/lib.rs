@@ -1,7 +1,7 @@
 //! `anisoap_candle._native`: the Rust side of the Python package.
 //!
-//! One engine per hyperparameter set ([`Engine`]), and one entry point that takes all frames at
-//! once as contiguous numpy arrays with frame offsets ([`Engine::compute`]). The Python layer
+//! One engine per hyperparameter set (`Engine`), and one entry point that takes all frames at
+//! once as contiguous numpy arrays with frame offsets (`Engine::compute`). The Python layer
 //! (`anisoap_candle/__init__.py`) reads ASE frames into those arrays, mirrors the original's
 //! constructor checks and builds numpy / metatensor outputs from what this returns; every
 //! feature label comes from `anisoap_candle::labels`.

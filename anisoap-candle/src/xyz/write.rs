@@ -143,7 +143,7 @@ fn write_frame(out: &mut String, index: usize, frame: &Frame) -> io::Result<()> 
     Ok(())
 }
 
-/// Write frames as extended XYZ, readable back by [`read_xyz_str`] into identical frames.
+/// Write frames as extended XYZ, readable back by [`super::read_xyz_str`] into identical frames.
 ///
 /// The comment line holds `Lattice` (when the frame is periodic or has a non-zero cell),
 /// `Properties=species:S:1:pos:R:3` followed by every array of [`Frame::arrays`] as `R` columns

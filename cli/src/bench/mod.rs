@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Benchmark config file (TOML; see configs/batch_cpu.toml for the keys).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Sweep to run over the values in the config's [sweep] table: species, size, lmax,
+    /// Sweep to run over the values in the config's `[sweep]` table: species, size, lmax,
     /// chunk, dtype or threads (each thread count in a child process); repeat the flag (or use
     /// commas) for several. Default: the config's sweep.default list.
     #[arg(long = "sweep", value_delimiter = ',')]

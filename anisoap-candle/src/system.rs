@@ -738,3 +738,55 @@ impl Layout {
         crate::labels::density_column_names(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{generate, SyntheticSpec, SystemKind};
+
+    /// One reused buffer, chunk after chunk (largest first, so it shrinks and grows again),
+    /// holds exactly each chunk's pairs in the full neighbour list's order.
+    #[test]
+    fn reused_pair_buffers_hold_exactly_each_chunks_pairs() {
+        let frames = generate(&SyntheticSpec::new(SystemKind::EllipsoidLiquid, 400), 1);
+        let cutoff = 2.5;
+        let hypers = Hypers::from_toml_str(&format!(
+            "max_angular = 1\nmax_radial = 1\ncutoff_radius = {cutoff}\nradial_gaussian_width = 0.5"
+        ))
+        .expect("hypers");
+        let basis = Basis::new(&hypers).expect("basis");
+        let system = System::new(&frames, &basis).expect("system");
+        let frame = &frames[0];
+        let (cell, pbc) = if frame.is_periodic() {
+            (frame.cell, frame.pbc)
+        } else {
+            ([[0.0; 3]; 3], [false; 3])
+        };
+        let full = neighbors::neighbor_list(&frame.positions, &cell, pbc, cutoff, true)
+            .expect("full list");
+        assert_eq!(full.len(), system.n_pairs());
+        let mut chunks = system.center_chunks(300);
+        assert!(chunks.len() >= 4, "{} chunks", chunks.len());
+        let pairs_of =
+            |c: &std::ops::Range<usize>| system.pair_counts[c.clone()].iter().sum::<usize>();
+        chunks.sort_by_key(|c| std::cmp::Reverse(pairs_of(c)));
+        assert!(pairs_of(&chunks[0]) > pairs_of(chunks.last().expect("chunks")));
+        chunks.push(chunks[0].clone());
+        let mut buffer = Pairs::default();
+        for c in &chunks {
+            system.pairs_into(c.clone(), &mut buffer).expect("pairs");
+            let expected: Vec<usize> = (0..full.len())
+                .filter(|&q| c.contains(&full.centers[q]))
+                .collect();
+            assert_eq!(buffer.len(), expected.len(), "chunk {c:?}");
+            for (k, &q) in expected.iter().enumerate() {
+                assert_eq!(buffer.centers[k], full.centers[q]);
+                assert_eq!(buffer.neighbors[k], full.neighbors[q]);
+                assert_eq!(buffer.vectors[k], full.vectors[q]);
+            }
+        }
+        // A range past the last particle is an error, not a panic.
+        let past = 0..system.particles.len() + 1;
+        assert!(system.pairs_into(past, &mut buffer).is_err());
+    }
+}

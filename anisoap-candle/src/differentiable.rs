@@ -534,6 +534,39 @@ impl DifferentiableDescriptor {
         semi_axes: &Tensor,
         neighbors: &TensorNeighbors,
     ) -> Result<Tensor> {
+        self.density_impl(positions, quaternions, semi_axes, neighbors, None)
+    }
+
+    /// [`DifferentiableDescriptor::density`] of the frame under a homogeneous strain `ε`
+    /// `[3, 3]`: every pair vector becomes `(I + ε) r_ij` (centres move with the strain,
+    /// orientations and shapes stay rigid, as in a molecular virial). Evaluated at `ε = 0` (a
+    /// zero `Var`), the gradient of an energy with respect to `strain` is `∂E/∂ε =
+    /// Σ_pairs (∂E/∂r_ij) ⊗ r_ij`; the virial stress is that divided by the cell volume.
+    pub fn density_with_strain(
+        &self,
+        positions: &Tensor,
+        quaternions: &Tensor,
+        semi_axes: &Tensor,
+        neighbors: &TensorNeighbors,
+        strain: &Tensor,
+    ) -> Result<Tensor> {
+        if strain.dims() != [3, 3] {
+            return Err(Error::Frame {
+                frame: 0,
+                message: format!("strain has shape {:?}, expected [3, 3]", strain.dims()),
+            });
+        }
+        self.density_impl(positions, quaternions, semi_axes, neighbors, Some(strain))
+    }
+
+    fn density_impl(
+        &self,
+        positions: &Tensor,
+        quaternions: &Tensor,
+        semi_axes: &Tensor,
+        neighbors: &TensorNeighbors,
+        strain: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let n = neighbors.n_particles;
         for (name, t, cols) in [
             ("positions", positions, 3),
@@ -564,7 +597,12 @@ impl DifferentiableDescriptor {
         }
         let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
         self.check_dilations(&precision, neighbors)?;
-        let r = self.pair_vectors(positions, neighbors)?;
+        let mut r = self.pair_vectors(positions, neighbors)?;
+        if let Some(strain) = strain {
+            // Row vectors: ((I + ε) r)ᵀ = rᵀ + rᵀ εᵀ.
+            let strain = strain.to_dtype(r.dtype())?;
+            r = (&r + r.matmul(&strain.t()?)?)?;
+        }
         let coefficients = self.batched.pair_coefficients(
             &precision.index_select(&neighbors.neighbors, 0)?,
             &inv_product.index_select(&neighbors.neighbors, 0)?,

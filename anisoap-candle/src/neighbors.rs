@@ -541,38 +541,11 @@ impl<'a> NeighborSearch<'a> {
         row: &mut Vec<CenterPair>,
     ) -> Result<()> {
         row.clear();
-        let Some(grid) = &self.grid else {
-            return Ok(());
-        };
-        if self_pairs {
-            row.push((i, [0; 3], [0.0; 3]));
-        }
-        let mut failure = None;
-        grid.for_each_candidate(i, |j, s| {
-            if i == j && s == [0; 3] {
-                return;
-            }
-            match shift_i32(s) {
-                Ok(s) => {
-                    let r = pair_vector(self.positions[i], self.positions[j], s, &self.cell);
-                    if dot(r, r) < self.cutoff2 {
-                        row.push((j, s, r));
-                    }
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        self.for_each_pair(i, self_pairs, |j, s, r| row.push((j, s, r)))?;
         row.sort_unstable_by_key(|a| (a.0, a.1));
         Ok(())
     }
-}
 
-impl NeighborSearch<'_> {
     /// Calls `visit(j)` for the neighbour of every pair of centre `i` (the self pair included
     /// when `self_pairs`), in no particular order, and returns the number of pairs: exactly
     /// the pairs [`NeighborSearch::center_pairs`] lists (same test, same errors), without
@@ -583,13 +556,28 @@ impl NeighborSearch<'_> {
         self_pairs: bool,
         mut visit: impl FnMut(usize),
     ) -> Result<usize> {
-        let Some(grid) = &self.grid else {
-            return Ok(0);
-        };
         let mut count = 0;
-        if self_pairs {
-            visit(i);
+        self.for_each_pair(i, self_pairs, |j, _, _| {
+            visit(j);
             count += 1;
+        })?;
+        Ok(count)
+    }
+
+    /// The one pair test behind [`NeighborSearch::center_pairs`] and
+    /// [`NeighborSearch::visit_center_pairs`]: calls `f(j, shift, r_ij)` for every pair of
+    /// centre `i` (the self pair `(i, 0, 0)` first when `self_pairs`), in candidate order.
+    fn for_each_pair(
+        &self,
+        i: usize,
+        self_pairs: bool,
+        mut f: impl FnMut(usize, [i32; 3], [f64; 3]),
+    ) -> Result<()> {
+        let Some(grid) = &self.grid else {
+            return Ok(());
+        };
+        if self_pairs {
+            f(i, [0; 3], [0.0; 3]);
         }
         let mut failure = None;
         grid.for_each_candidate(i, |j, s| {
@@ -600,8 +588,7 @@ impl NeighborSearch<'_> {
                 Ok(s) => {
                     let r = pair_vector(self.positions[i], self.positions[j], s, &self.cell);
                     if dot(r, r) < self.cutoff2 {
-                        visit(j);
-                        count += 1;
+                        f(j, s, r);
                     }
                 }
                 Err(e) => {
@@ -611,7 +598,7 @@ impl NeighborSearch<'_> {
         });
         match failure {
             Some(e) => Err(e),
-            None => Ok(count),
+            None => Ok(()),
         }
     }
 }

@@ -148,6 +148,12 @@ fn weighted_sum(features: &Features, w: &[f64]) -> f64 {
         .sum()
 }
 
+/// `L = Σ w·X` as a graph node (`w` one weight per feature column).
+fn weighted_loss(x: &Tensor, w: &[f64]) -> Tensor {
+    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), x.device()).unwrap();
+    x.broadcast_mul(&wt).unwrap().sum_all().unwrap()
+}
+
 /// Autograd gradients of `L` w.r.t. positions, quaternions and semi-axes (flattened).
 fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, [Vec<f64>; 3]) {
     let device = Device::Cpu;
@@ -168,8 +174,7 @@ fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, [Vec<f64>; 3]) {
     let x = descriptor
         .power_spectrum(&positions, &quaternions, &axes, &neighbors)
         .unwrap();
-    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), &device).unwrap();
-    let loss = x.broadcast_mul(&wt).unwrap().sum_all().unwrap();
+    let loss = weighted_loss(&x, w);
     let grads = loss.backward().unwrap();
     let flat = |v: &Var| {
         grads
@@ -821,8 +826,7 @@ fn strain_autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> Vec<f64> {
     let x = descriptor
         .power_spectrum_of_density(&density, &neighbors)
         .unwrap();
-    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), &device).unwrap();
-    let loss = x.broadcast_mul(&wt).unwrap().sum_all().unwrap();
+    let loss = weighted_loss(&x, w);
     let grads = loss.backward().unwrap();
     grads
         .get(&strain)

@@ -67,8 +67,8 @@ timed() {
   line="$("$BIN" --trace "$tmp/run.json" compute "$@" 2>&1 | tail -1)"
   t="$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')"
   pairs="$(echo "$line" | sed -n 's/.* frames, \([0-9]*\) pairs.*/\1/p')"
-  if [ -z "$t" ]; then echo "ERROR: $line" >&2; echo "nan 0 nan nan nan nan nan"; return; fi
-  split="$(python3 scripts/trace_split.py "$tmp/run.json" 2>/dev/null || echo nan nan nan nan nan)"
+  if [ -z "$t" ]; then echo "ERROR: $line" >&2; echo "nan 0 nan nan nan nan nan nan"; return; fi
+  split="$(python3 scripts/trace_split.py "$tmp/run.json" 2>/dev/null || echo nan nan nan nan nan nan)"
   echo "$t $pairs $split"
 }
 # Best of REPS runs (by wall_s) of `timed ARGS`: sets best_line.
@@ -96,7 +96,7 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
           nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 20 > "$tmp/mem.log" 2>/dev/null &
           smi=$!
           best_of --device cuda:0 --dtype "$dtype" $pflag --max-angular "$lmax" --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/out.npy"
-          read -r best pairs rd pr lp se ch <<< "$best_line"
+          read -r best pairs rd pr lp se ch _stage <<< "$best_line"
           kill $smi 2>/dev/null; wait $smi 2>/dev/null
           peak="$(sort -n "$tmp/mem.log" | tail -1)"
           rate="$(awk "BEGIN{printf \"%.4e\", $pairs / $best}")"
@@ -112,7 +112,7 @@ if [ -z "${SKIP_THROUGHPUT:-}" ]; then
         oflag=""; [ "$out_kind" = per-center ] && oflag="--per-center"
         for devices in cuda:0 cuda:0,0 cuda:0,0,0,0; do
           best_of --device "$devices" --dtype "$dtype" $oflag --max-angular 6 --cutoff 7.0 --width 1.5 "$xyz" -o "$tmp/multi_$devices.npy"
-          read -r best pairs rd pr lp se ch <<< "$best_line"
+          read -r best pairs rd pr lp se ch _stage <<< "$best_line"
           same=yes; cmp -s "$tmp/multi_$devices.npy" "$tmp/multi_cuda:0.npy" || same=no
           rate="$(awk "BEGIN{printf \"%.4e\", $pairs / $best}")"
           lrate="$(awk "BEGIN{printf \"%.4e\", $pairs / $lp}")"

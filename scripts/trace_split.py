@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time of one `anisoap-candle --trace T.json compute ...` run goes.
 
-Prints `read_s prepare_s loop_s search_s chunk_s` (seconds, space-separated):
+Prints `read_s prepare_s loop_s search_s chunk_s stage_s` (seconds, space-separated):
   read_s    from the end of the calculator set-up (basis constants, NVRTC) to the start of
             `prepare`: reading and parsing the XYZ input;
   prepare_s the `prepare` span (System::new: per-particle data, the neighbour counting pass);
@@ -10,7 +10,9 @@ Prints `read_s prepare_s loop_s search_s chunk_s` (seconds, space-separated):
   search_s  sum of the `neighbor_list` spans (per-chunk host neighbour searches; only recorded
             on the one-device path, where they are serial with the device);
   chunk_s   sum of the `chunk` spans over all threads (uploads, kernels, power spectrum and
-            the download that waits for the device).
+            the download that waits for the device);
+  stage_s   sum of the `stage` spans (per-chunk staging on the producer thread: the copy of
+            host pairs, or the CUDA neighbour search's launch).
 Usage: trace_split.py TRACE.json
 """
 import json
@@ -41,10 +43,11 @@ def main(path):
     loop_end = max(s[3] for s in chunks) if chunks else prep_end
     search = sum(s[3] - s[2] for s in ends("neighbor_list"))
     chunk = sum(s[3] - s[2] for s in chunks)
+    stage = sum(s[3] - s[2] for s in ends("stage"))
     us = 1e-6
     print(
         f"{(prep_start - setup_end) * us:.3f} {prepare_s * us:.3f} "
-        f"{(loop_end - prep_end) * us:.3f} {search * us:.3f} {chunk * us:.3f}"
+        f"{(loop_end - prep_end) * us:.3f} {search * us:.3f} {chunk * us:.3f} {stage * us:.3f}"
     )
 
 

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     dtype,
                     chunk_pairs: p,
                     fused_cpu_moments: path == "fused",
+                    cuda_neighbor_search: true,
                 };
                 let batched = BatchedBasis::new(&basis, &options)?;
                 if (path == "fused") != batched.uses_cuda_kernels() {

@@ -9,6 +9,7 @@
 
 use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
+use crate::cuda_search::CudaNeighborSearch;
 use crate::descriptor::Quantity;
 use crate::error::{Error, Result};
 use crate::fused_cuda::StagedPairs;
@@ -89,6 +90,13 @@ pub enum ChunkOutput {
 /// loop's search thread stages the next chunk ([`ChunkRunner::stage`]) while another thread
 /// computes the current one.
 pub trait ChunkRunner: Sync {
+    /// Whether [`ChunkRunner::stage`] and [`ChunkRunner::chunk`] need each chunk's pairs from
+    /// the host's neighbour search (`false`: the runner finds them itself, on its device, and
+    /// receives empty [`Pairs`]).
+    fn host_pairs(&self) -> bool {
+        true
+    }
+
     /// The part of a chunk that needs none of the device's earlier results (on CUDA: staging
     /// the pair data and copying it to the device), run on the search thread one chunk
     /// ahead of [`ChunkRunner::chunk`], which then receives it. `None`: nothing to do ahead.
@@ -323,8 +331,16 @@ impl ChunkBackend for CandleBackend {
     }
 
     fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>> {
+        // The CUDA neighbour search uploads the per-particle data with the cell lists.
+        let search = match self.batched.cuda_search_kernel() {
+            Some(kernel) => {
+                let _span = tracing::debug_span!("cuda_search_prepare").entered();
+                CudaNeighborSearch::with_kernel(system, self.options(), kernel)?
+            }
+            None => None,
+        };
         // The fused CPU kernel reads the per-particle data on the host: nothing to upload.
-        let particles = if self.batched.uses_fused_density() {
+        let particles = if self.batched.uses_fused_density() || search.is_some() {
             ParticleTensors::empty(self.options())?
         } else {
             ParticleTensors::new(system, self.options())?
@@ -333,6 +349,7 @@ impl ChunkBackend for CandleBackend {
             backend: self,
             system,
             particles,
+            search,
         }))
     }
 }
@@ -341,10 +358,20 @@ struct CandleRunner<'s> {
     backend: &'s CandleBackend,
     system: &'s System<'s>,
     particles: ParticleTensors,
+    /// The system on the device for the CUDA neighbour search (then no host pairs).
+    search: Option<CudaNeighborSearch>,
 }
 
 impl ChunkRunner for CandleRunner<'_> {
+    fn host_pairs(&self) -> bool {
+        self.search.is_none()
+    }
+
     fn stage(&self, centers: &Range<usize>, pairs: &Pairs) -> Result<Option<StagedPairs>> {
+        if let Some(search) = &self.search {
+            let _span = tracing::debug_span!("stage", centers = centers.len()).entered();
+            return search.stage(self.system, centers.clone());
+        }
         let _span = tracing::debug_span!("stage", pairs = pairs.len()).entered();
         batched::stage_chunk(
             &self.backend.batched,
@@ -364,6 +391,14 @@ impl ChunkRunner for CandleRunner<'_> {
     ) -> Result<ChunkOutput> {
         let _span = tracing::debug_span!("chunk", pairs = pairs.len()).entered();
         let (basis, system) = (&self.backend.basis, self.system);
+        if self.search.is_some()
+            && staged.is_none()
+            && system.pair_counts[centers.clone()].iter().any(|&c| c > 0)
+        {
+            return Err(Error::Device(
+                "a chunk with pairs reached the device without being staged".into(),
+            ));
+        }
         let options = self.backend.options();
         let device = &options.device;
         let layout = &system.layout;

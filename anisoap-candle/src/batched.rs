@@ -32,6 +32,11 @@ pub struct BatchedOptions {
     /// CUDA (built with the `cuda` feature) the same flag selects the fused CUDA kernels
     /// ([`crate::fused_cuda`]); `false` keeps the tensor ops everywhere (the oracle).
     pub fused_cpu_moments: bool,
+    /// With the fused CUDA kernels, find each chunk's pairs on the device
+    /// ([`crate::cuda_search`]: the host's pairs exactly, without the host search and the copy
+    /// of the pairs); `false` searches on the host and copies the pairs over. No effect on
+    /// other devices or on the tensor-op path.
+    pub cuda_neighbor_search: bool,
 }
 
 impl BatchedOptions {
@@ -42,6 +47,7 @@ impl BatchedOptions {
             dtype: DType::F64,
             chunk_pairs: 1 << 16,
             fused_cpu_moments: true,
+            cuda_neighbor_search: true,
         }
     }
 }
@@ -63,6 +69,9 @@ pub struct BatchedBasis {
     fused_density: Option<crate::fused_density::FusedPairDensity>,
     /// The fused CUDA kernels (pair coefficients, neighbour sum), on CUDA devices.
     cuda: Option<crate::fused_cuda::CudaKernels>,
+    /// The CUDA neighbour search kernel, with the fused CUDA kernels when
+    /// `cuda_neighbor_search` is on.
+    cuda_search: Option<crate::cuda_search::CudaSearchKernel>,
     steps: Vec<DegreeStep>,
     inv_width2: f64,
     /// The opt-in smooth cutoff and the cutoff radius ([`crate::cutoff`]).
@@ -147,16 +156,28 @@ impl BatchedBasis {
         } else {
             None
         };
+        let cuda_search = if cuda.is_some() && options.cuda_neighbor_search {
+            crate::cuda_search::CudaSearchKernel::new(options)?
+        } else {
+            None
+        };
         Ok(BatchedBasis {
             contraction,
             fused_density,
             cuda,
+            cuda_search,
             steps,
             inv_width2,
             cutoff_function: basis.hypers.cutoff_function,
             cutoff_radius: basis.hypers.cutoff_radius,
             options: options.clone(),
         })
+    }
+
+    /// The loaded CUDA neighbour search kernel (CUDA with the fused kernels and
+    /// `cuda_neighbor_search` on).
+    pub fn cuda_search_kernel(&self) -> Option<&crate::cuda_search::CudaSearchKernel> {
+        self.cuda_search.as_ref()
     }
 
     /// Options this basis was built for.
@@ -413,6 +434,9 @@ pub fn chunk_density_staged(
     let device = &options.device;
     let n_types = system.layout.types.len();
     let n_centers = centers.len();
+    if let (Some(cuda), Some(staged)) = (&basis.cuda, staged) {
+        return cuda.density_of_staged(staged);
+    }
     if pairs.is_empty() {
         return Ok(Tensor::zeros(
             (n_centers, n_types, n_coefficients),
@@ -424,10 +448,7 @@ pub fn chunk_density_staged(
         return fused_chunk_density(kernel, options, system, centers, pairs);
     }
     if let Some(cuda) = &basis.cuda {
-        return match staged {
-            Some(staged) => cuda.density_of_staged(staged),
-            None => cuda.chunk_density(system, particles, centers, pairs),
-        };
+        return cuda.chunk_density(system, particles, centers, pairs);
     }
     let neighbors = u32_tensor(pairs.neighbors.iter().copied(), device)?;
     let r: Vec<f64> = pairs.vectors.iter().flatten().copied().collect();

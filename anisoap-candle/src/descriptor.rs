@@ -335,6 +335,22 @@ fn block_counts(system: &System) -> Vec<usize> {
     counts
 }
 
+/// The host's pairs of `centers` into `pairs` when `runner` needs them, else empty `pairs`
+/// (the runner finds them on its device).
+fn host_pairs_into(
+    system: &System,
+    runner: &dyn ChunkRunner,
+    centers: &std::ops::Range<usize>,
+    pairs: &mut Pairs,
+) -> Result<()> {
+    if !runner.host_pairs() {
+        pairs.clear();
+        return Ok(());
+    }
+    let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
+    system.pairs_into(centers.clone(), pairs)
+}
+
 /// One worker: a producer thread finds the pairs of chunk k+1 and stages them
 /// ([`ChunkRunner::stage`]: on CUDA the copy to the device) while the worker computes chunk k.
 /// Two pair buffers travel back and forth, so after the first two chunks the search writes
@@ -351,10 +367,7 @@ fn run_overlapped(
     apply: &mut dyn FnMut(&std::ops::Range<usize>, ChunkOutput) -> Result<()>,
 ) -> Result<()> {
     let search = |centers: &std::ops::Range<usize>, pairs: &mut Pairs| {
-        {
-            let _span = tracing::debug_span!("neighbor_list", centers = centers.len()).entered();
-            system.pairs_into(centers.clone(), pairs)?;
-        }
+        host_pairs_into(system, runner, centers, pairs)?;
         runner.stage(centers, pairs)
     };
     if chunks.len() <= 1 {
@@ -440,12 +453,9 @@ fn run_on_workers(
                 while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(centers) = chunks.get(k) else { break };
-                    let output = {
-                        let _span = tracing::debug_span!("neighbor_list").entered();
-                        system.pairs_into(centers.clone(), &mut pairs)
-                    }
-                    .and_then(|()| runner.stage(centers, &pairs))
-                    .and_then(|staged| runner.chunk(centers.clone(), &pairs, staged, plan));
+                    let output = host_pairs_into(system, &*runner, centers, &mut pairs)
+                        .and_then(|()| runner.stage(centers, &pairs))
+                        .and_then(|staged| runner.chunk(centers.clone(), &pairs, staged, plan));
                     if output.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }

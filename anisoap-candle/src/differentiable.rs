@@ -349,6 +349,7 @@ impl DifferentiableDescriptor {
             dtype,
             chunk_pairs: usize::MAX,
             fused_cpu_moments: false,
+            cuda_neighbor_search: true,
         };
         let batched = BatchedBasis::new(&basis, &options)?;
         Ok(DifferentiableDescriptor {

@@ -95,6 +95,13 @@ mod stub {
             match staged {}
         }
     }
+
+    impl StagedPairs {
+        /// Never called (no value exists).
+        pub fn neighbors_and_vectors(&self) -> Result<(Vec<u32>, Vec<f64>)> {
+            match *self {}
+        }
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -156,6 +163,80 @@ mod imp {
         slot: Tensor,
         n_centers: usize,
         n_types: usize,
+        /// Neighbour of each pair, `[P]` u32, when the pairs were found on the device.
+        neighbors: Option<Tensor>,
+        /// The device search's error flag, `[1]` u32 (0: the pairs are the counting pass's).
+        search_error: Option<Tensor>,
+    }
+
+    impl StagedPairs {
+        /// Pairs found and staged on the device by [`crate::cuda_search`]: the pair kernel's
+        /// inputs, the neighbours, and the search's error flag (checked before any kernel
+        /// reads the rows).
+        #[allow(clippy::too_many_arguments)]
+        pub fn from_device_search(
+            precision: Tensor,
+            inv: Tensor,
+            r: Tensor,
+            seg: Tensor,
+            slot: Tensor,
+            n_centers: usize,
+            n_types: usize,
+            neighbors: Tensor,
+            search_error: Tensor,
+        ) -> Self {
+            StagedPairs {
+                precision,
+                inv,
+                r,
+                seg,
+                slot,
+                n_centers,
+                n_types,
+                neighbors: Some(neighbors),
+                search_error: Some(search_error),
+            }
+        }
+
+        /// Fails when the device search flagged its pairs as not the counting pass's.
+        fn check_search(&self) -> Result<()> {
+            let Some(flag) = &self.search_error else {
+                return Ok(());
+            };
+            let flag = flag.to_vec1::<u32>()?.first().copied().unwrap_or(0);
+            if flag == 0 {
+                return Ok(());
+            }
+            Err(Error::Device(format!(
+                "the CUDA neighbour search disagrees with the counting pass (flag {flag}: {}); \
+                 --host-neighbor-search avoids it",
+                if flag & 1 != 0 {
+                    "a cell shift outside 32 bits"
+                } else {
+                    "different pair counts"
+                }
+            )))
+        }
+
+        /// The neighbours and `r_ij` (widened to f64) of the staged pairs, on the host (after
+        /// the search's check): for tests of the device search.
+        pub fn neighbors_and_vectors(&self) -> Result<(Vec<u32>, Vec<f64>)> {
+            self.check_search()?;
+            let neighbors = match &self.neighbors {
+                Some(n) => n.to_vec1::<u32>()?,
+                None => {
+                    return Err(Error::Device(
+                        "these pairs were staged from the host".into(),
+                    ))
+                }
+            };
+            let r = self
+                .r
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?;
+            Ok((neighbors, r))
+        }
     }
 
     /// Host buffers a chunk's indices are staged in before the copy to the device, one set
@@ -460,11 +541,14 @@ mod imp {
                 slot,
                 n_centers,
                 n_types,
+                neighbors: None,
+                search_error: None,
             })
         }
 
         /// The density of a staged chunk: the pair kernel, then the neighbour sum.
         pub fn density_of_staged(&self, staged: StagedPairs) -> Result<Tensor> {
+            staged.check_search()?;
             let StagedPairs {
                 precision,
                 inv,
@@ -473,6 +557,7 @@ mod imp {
                 slot,
                 n_centers,
                 n_types,
+                ..
             } = staged;
             let coefficients = self.pair_coefficients(&precision, &inv, &r)?;
             let _span = tracing::trace_span!("cuda_neighbor_sum").entered();

@@ -502,6 +502,7 @@ mod tests {
                     dtype,
                     chunk_pairs: 500,
                     fused_cpu_moments: fused,
+                    cuda_neighbor_search: true,
                     ..BatchedOptions::cpu_f64()
                 };
                 let (fused, tensor) = (options(true), options(false));

@@ -189,31 +189,34 @@ fn map_items<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -
     }
 }
 
-/// The bins of the cell list and the particles in them.
-struct Grid {
+/// The bins of the cell list and the particles in them (read, as plain arrays, by the CUDA
+/// neighbour search, [`crate::cuda_search`], which repeats [`Grid::for_each_candidate`] and the
+/// pair test of [`NeighborSearch`] on the device).
+pub(crate) struct Grid {
     /// Bins per direction.
-    nbins: [usize; 3],
+    pub(crate) nbins: [usize; 3],
     /// Bin offsets searched along each direction (bins of size ≥ cutoff give 1).
-    reach: [i64; 3],
-    pbc: [bool; 3],
+    pub(crate) reach: [i64; 3],
+    /// Periodic directions.
+    pub(crate) pbc: [bool; 3],
     /// 3-D bin of every particle.
-    bin_of: Vec<[usize; 3]>,
+    pub(crate) bin_of: Vec<[usize; 3]>,
     /// Image of the wrapped position holding each particle: `x = w + image · cell`.
-    image: Vec<[i64; 3]>,
+    pub(crate) image: Vec<[i64; 3]>,
     /// Particles sorted by linear bin index.
-    sorted: Vec<usize>,
+    pub(crate) sorted: Vec<usize>,
     /// `sorted[start[b]..start[b + 1]]` are the particles of linear bin `b`.
-    start: Vec<usize>,
+    pub(crate) start: Vec<usize>,
     /// Slot of every particle in `sorted`.
-    slot: Vec<usize>,
+    pub(crate) slot: Vec<usize>,
     /// Wrapped Cartesian positions `x - image · cell`, in `sorted` order.
-    wrapped: Vec<[f64; 3]>,
+    pub(crate) wrapped: Vec<[f64; 3]>,
     /// `image` in `sorted` order.
-    sorted_image: Vec<[i64; 3]>,
+    pub(crate) sorted_image: Vec<[i64; 3]>,
     /// Cell used for shifts (zeros for open systems).
-    cell: [[f64; 3]; 3],
+    pub(crate) cell: [[f64; 3]; 3],
     /// Squared search radius of the pre-filter (the cutoff with [`BIN_SLACK`]).
-    radius2: f64,
+    pub(crate) radius2: f64,
 }
 
 impl Grid {
@@ -530,6 +533,21 @@ impl<'a> NeighborSearch<'a> {
             grid,
             cutoff2: cutoff * cutoff,
         })
+    }
+
+    /// The frame's cell list (`None` for a frame without particles).
+    pub(crate) fn grid(&self) -> Option<&Grid> {
+        self.grid.as_ref()
+    }
+
+    /// The positions the search was built on.
+    pub(crate) fn positions(&self) -> &[[f64; 3]] {
+        self.positions
+    }
+
+    /// Squared cutoff of the final pair test (`r · r < cutoff²`).
+    pub(crate) fn cutoff2(&self) -> f64 {
+        self.cutoff2
     }
 
     /// Replaces `row` with the pairs of centre `i` (self pair first when `self_pairs`), sorted

@@ -53,6 +53,13 @@ pub struct Pairs {
 }
 
 impl Pairs {
+    /// Empties the lists (keeping their buffers).
+    pub fn clear(&mut self) {
+        self.centers.clear();
+        self.neighbors.clear();
+        self.vectors.clear();
+    }
+
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.centers.len()
@@ -585,6 +592,17 @@ impl<'a> System<'a> {
             searches,
             self_pairs,
         })
+    }
+
+    /// The cell-list search of each frame (read by the CUDA neighbour search).
+    pub(crate) fn searches(&self) -> &[neighbors::NeighborSearch<'a>] {
+        &self.searches
+    }
+
+    /// Whether each centre is its own neighbour (`(i, i, 0)`, `r = 0`): the original's
+    /// default, off when the centre contribution is subtracted.
+    pub fn self_pairs(&self) -> bool {
+        self.self_pairs
     }
 
     /// Total number of pairs.

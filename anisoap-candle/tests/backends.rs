@@ -40,6 +40,7 @@ fn batched(dtype: DType, chunk_pairs: usize, fused_cpu_moments: bool) -> Backend
         dtype,
         chunk_pairs,
         fused_cpu_moments,
+        cuda_neighbor_search: true,
     })
 }
 

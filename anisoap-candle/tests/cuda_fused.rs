@@ -26,6 +26,7 @@ fn options(device: &Device, dtype: DType, chunk_pairs: usize, fused: bool) -> Ba
         dtype,
         chunk_pairs,
         fused_cpu_moments: fused,
+        cuda_neighbor_search: true,
     }
 }
 

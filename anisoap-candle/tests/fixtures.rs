@@ -78,6 +78,7 @@ fn backends() -> Vec<(&'static str, Backend, f64)> {
             dtype,
             chunk_pairs,
             fused_cpu_moments,
+            cuda_neighbor_search: true,
         })
     };
     vec![

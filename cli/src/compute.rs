@@ -199,6 +199,11 @@ pub struct RunArgs {
     /// for checking and profiling.
     #[arg(long)]
     pub tensor_op_moments: bool,
+    /// On CUDA, find each chunk's pairs with the host's neighbour search and copy them to the
+    /// device, instead of finding them on the device (the same pairs bit for bit; slower; for
+    /// checking and benchmarks).
+    #[arg(long)]
+    pub host_neighbor_search: bool,
 }
 
 impl RunArgs {
@@ -221,6 +226,7 @@ impl RunArgs {
                     dtype,
                     chunk_pairs,
                     fused_cpu_moments: !self.tensor_op_moments,
+                    cuda_neighbor_search: !self.host_neighbor_search,
                 })
             })
             .collect()

@@ -288,6 +288,7 @@ impl Engine {
                     dtype,
                     chunk_pairs,
                     fused_cpu_moments: true,
+                    cuda_neighbor_search: true,
                 });
                 let calculator = Calculator::new(&hypers, backend).map_err(to_py)?;
                 Ok(Engine {

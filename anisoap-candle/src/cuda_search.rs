@@ -1,0 +1,624 @@
+//! The neighbour search on the GPU: each chunk's pairs found and staged on the device.
+//!
+//! On the host, a chunk costs a cell-list search (writing ~40 B per pair) and the copy of its
+//! pair data to the device; on the H200 those two took 3× the device's own work per chunk. Here
+//! the cell lists that [`System`] built once per frame ([`crate::neighbors`]) are copied to the
+//! device once, and per chunk one thread per centre repeats the host's candidate walk and pair
+//! test (`kernels/neighbor_search.cu`, every floating-point operation in the host's order,
+//! no fused multiply-adds), sorts its pairs as the host does, and writes what the pair kernel
+//! reads ([`crate::fused_cuda::StagedPairs`]). The pairs are the host's exactly (same set, same
+//! order, bit-identical `r_ij`), so features equal the host-search path bit for bit; the host's
+//! counting pass still gives each centre's pair count, and the device checks it.
+//!
+//! [`SearchTables`] (the flattened cell lists) is plain host data, built and checked without
+//! CUDA; [`CudaNeighborSearch`] uploads it and runs the kernel. Without the `cuda` feature
+//! `CudaNeighborSearch` is an empty type that is never built.
+
+use crate::error::{Error, Result};
+use crate::system::System;
+
+#[cfg(feature = "cuda")]
+pub use imp::{CudaNeighborSearch, CudaSearchKernel};
+#[cfg(not(feature = "cuda"))]
+pub use stub::{CudaNeighborSearch, CudaSearchKernel};
+
+/// The kernel source (CUDA C++, compiled at run time with `--fmad=false`).
+pub const SOURCE: &str = include_str!("kernels/neighbor_search.cu");
+
+/// Columns of the per-frame `u32` table: bins per direction, periodic flags, first bin, first
+/// particle.
+const FRAME_U: usize = 8;
+/// Columns of the per-frame `f64` table: the cell rows, the squared pre-filter radius.
+const FRAME_F: usize = 10;
+
+/// The cell lists of all frames of a system as flat arrays (the layout
+/// `kernels/neighbor_search.cu` documents): particles in global order, "slots" in each frame's
+/// bin-sorted order (a frame's slots are its particle range), bins of all frames concatenated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchTables {
+    /// Frame of each particle, `[N]`.
+    pub frame_of: Vec<u32>,
+    /// Per frame: bins a/b/c, pbc a/b/c, first bin, first particle, `[F, 8]`.
+    pub frame_u: Vec<u32>,
+    /// Per frame: bins searched each way per direction, `[F, 3]`.
+    pub frame_reach: Vec<i32>,
+    /// Per frame: cell rows (zeros for open frames) and the squared pre-filter radius, `[F, 10]`.
+    pub frame_f: Vec<f64>,
+    /// 3-D bin of each particle, `[N, 3]`.
+    pub bin_of: Vec<u32>,
+    /// Image of each particle's wrapped position, `[N, 3]`.
+    pub image: Vec<i32>,
+    /// Slot of each particle, `[N]`.
+    pub slot: Vec<u32>,
+    /// Positions as given, `[N, 3]`.
+    pub positions: Vec<f64>,
+    /// Global slot ranges of the bins, `nbins + 1` entries per frame, `[bins + F]`.
+    pub bin_start: Vec<u32>,
+    /// Wrapped positions by slot, `[N, 3]`.
+    pub wrapped: Vec<f64>,
+    /// Images by slot, `[N, 3]`.
+    pub slot_image: Vec<i32>,
+    /// Particle of each slot, `[N]`.
+    pub slot_particle: Vec<u32>,
+    /// Squared cutoff of the final pair test.
+    pub cutoff2: f64,
+}
+
+fn to_u32(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::TooLarge(format!(
+            "{what} ({v}) does not fit the 32-bit indices of the CUDA neighbour search"
+        ))
+    })
+}
+
+fn to_i32(v: i64, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::TooLarge(format!(
+            "{what} ({v}) does not fit the 32-bit indices of the CUDA neighbour search"
+        ))
+    })
+}
+
+impl SearchTables {
+    /// Flattens the cell lists of `system`'s frames. Errors ([`Error::TooLarge`]) when a count
+    /// or index does not fit in 32 bits.
+    pub fn new(system: &System) -> Result<Self> {
+        use rayon::prelude::*;
+        let _span = tracing::debug_span!("search_tables").entered();
+        let n = system.particles.len();
+        to_u32(n, "number of particles")?;
+        let mut t = SearchTables {
+            frame_of: system
+                .particles
+                .frame
+                .iter()
+                .map(|&f| to_u32(f, "frame index"))
+                .collect::<Result<_>>()?,
+            cutoff2: system
+                .searches()
+                .first()
+                .map_or(0.0, |search| search.cutoff2()),
+            ..Default::default()
+        };
+        t.bin_of.reserve(3 * n);
+        t.image.reserve(3 * n);
+        t.slot.reserve(n);
+        t.positions.reserve(3 * n);
+        t.wrapped.reserve(3 * n);
+        t.slot_image.reserve(3 * n);
+        t.slot_particle.reserve(n);
+        for (f, search) in system.searches().iter().enumerate() {
+            let first = system.particles.frame_start[f];
+            let first_bin = t.bin_start.len();
+            let Some(grid) = search.grid() else {
+                // A frame without particles: no centre ever reads its row.
+                t.frame_u.extend([0; FRAME_U]);
+                t.frame_reach.extend([0; 3]);
+                t.frame_f.extend([0.0; FRAME_F]);
+                continue;
+            };
+            if search.cutoff2() != t.cutoff2 {
+                return Err(Error::Device(
+                    "frames were searched with different cutoffs".into(),
+                ));
+            }
+            for k in 0..3 {
+                to_u32(grid.nbins[k], "bins per direction")?;
+            }
+            t.frame_u.extend([
+                grid.nbins[0] as u32,
+                grid.nbins[1] as u32,
+                grid.nbins[2] as u32,
+                u32::from(grid.pbc[0]),
+                u32::from(grid.pbc[1]),
+                u32::from(grid.pbc[2]),
+                to_u32(first_bin, "number of bins")?,
+                to_u32(first, "particle index")?,
+            ]);
+            for k in 0..3 {
+                t.frame_reach.push(to_i32(grid.reach[k], "bin reach")?);
+            }
+            t.frame_f.extend(grid.cell.iter().flatten());
+            t.frame_f.push(grid.radius2);
+            // Per particle and per slot (both the frame's particle range), in parallel.
+            let global = |i: usize| to_u32(first + i, "particle index");
+            let images = |v: &[[i64; 3]], what: &str| -> Result<Vec<i32>> {
+                v.par_iter()
+                    .flat_map_iter(|s| s.iter().map(|&x| to_i32(x, what)))
+                    .collect()
+            };
+            t.bin_of.par_extend(
+                grid.bin_of
+                    .par_iter()
+                    .flat_map_iter(|b| b.iter().map(|&x| x as u32)),
+            );
+            t.image.extend(images(&grid.image, "periodic image")?);
+            t.slot.extend(
+                grid.slot
+                    .par_iter()
+                    .map(|&s| global(s))
+                    .collect::<Result<Vec<u32>>>()?,
+            );
+            t.positions
+                .par_extend(search.positions().par_iter().flat_map_iter(|x| *x));
+            t.wrapped
+                .par_extend(grid.wrapped.par_iter().flat_map_iter(|x| *x));
+            t.slot_image
+                .extend(images(&grid.sorted_image, "periodic image")?);
+            t.slot_particle.extend(
+                grid.sorted
+                    .par_iter()
+                    .map(|&j| global(j))
+                    .collect::<Result<Vec<u32>>>()?,
+            );
+            for &s in &grid.start {
+                t.bin_start.push(to_u32(first + s, "slot index")?);
+            }
+        }
+        if t.slot.len() != n || t.positions.len() != 3 * n || t.slot_particle.len() != n {
+            return Err(Error::Device(
+                "the frames' cell lists do not cover every particle".into(),
+            ));
+        }
+        Ok(t)
+    }
+}
+
+/// Prefix sums `[C + 1]` of the pair counts of the centres `centers` (the rows of each
+/// centre's pairs in a chunk), checked against 32 bits.
+pub fn chunk_segments(system: &System, centers: &std::ops::Range<usize>) -> Result<Vec<u32>> {
+    let counts = system.pair_counts.get(centers.clone()).ok_or_else(|| {
+        Error::Device(format!(
+            "centre range {centers:?} is outside the system's {} particles",
+            system.particles.len()
+        ))
+    })?;
+    let mut seg = Vec::with_capacity(counts.len() + 1);
+    let mut total = 0u32;
+    seg.push(0);
+    for &c in counts {
+        total = u32::try_from(c)
+            .ok()
+            .and_then(|c| total.checked_add(c))
+            .ok_or_else(|| {
+                Error::TooLarge("too many pairs in one chunk for the CUDA kernels".into())
+            })?;
+        seg.push(total);
+    }
+    Ok(seg)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod stub {
+    use crate::batched::BatchedOptions;
+    use crate::error::Result;
+    use crate::fused_cuda::StagedPairs;
+    use crate::system::{Pairs, System};
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum CudaNeighborSearch {}
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum CudaSearchKernel {}
+
+    impl CudaSearchKernel {
+        /// Always `None` without the `cuda` feature.
+        pub fn new(_options: &BatchedOptions) -> Result<Option<Self>> {
+            Ok(None)
+        }
+    }
+
+    impl CudaNeighborSearch {
+        /// Always `None` without the `cuda` feature.
+        pub fn new(_system: &System, _options: &BatchedOptions) -> Result<Option<Self>> {
+            Ok(None)
+        }
+
+        /// Never called (no kernel exists).
+        pub fn with_kernel(
+            _system: &System,
+            _options: &BatchedOptions,
+            kernel: &CudaSearchKernel,
+        ) -> Result<Option<Self>> {
+            match *kernel {}
+        }
+
+        /// Never called (no value exists).
+        pub fn stage(
+            &self,
+            _system: &System,
+            _centers: std::ops::Range<usize>,
+        ) -> Result<Option<StagedPairs>> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn pairs(&self, _system: &System, _centers: std::ops::Range<usize>) -> Result<Pairs> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use super::{chunk_segments, SearchTables};
+    use crate::batched::BatchedOptions;
+    use crate::error::{Error, Result};
+    use crate::fused_cuda::StagedPairs;
+    use crate::system::{Pairs, System};
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    };
+    use candle_core::cuda_backend::cudarc::nvrtc;
+    use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
+    use candle_core::op::BackpropOp;
+    use candle_core::{DType, Shape, Storage, Tensor};
+    use std::sync::Mutex;
+
+    /// Threads (centres) per block of the search kernel.
+    const THREADS: u32 = 128;
+
+    /// PTX of [`super::SOURCE`] per compute capability.
+    static PTX: Mutex<Vec<((i32, i32), String)>> = Mutex::new(Vec::new());
+
+    fn ptx_for(major: i32, minor: i32) -> Result<String> {
+        let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ptx)) = cache.iter().find(|(cc, _)| *cc == (major, minor)) {
+            return Ok(ptx.clone());
+        }
+        let _span = tracing::debug_span!("nvrtc_compile_search").entered();
+        let options = nvrtc::CompileOptions {
+            // The pair test must round as the host does: no contraction into FMAs.
+            fmad: Some(false),
+            options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+            name: Some("neighbor_search.cu".into()),
+            ..Default::default()
+        };
+        let ptx = nvrtc::compile_ptx_with_opts(super::SOURCE, options)
+            .map_err(|e| {
+                Error::Device(format!(
+                    "NVRTC could not compile the CUDA neighbour search ({e}); \
+                     --host-neighbor-search runs without it"
+                ))
+            })?
+            .to_src();
+        cache.push(((major, minor), ptx.clone()));
+        Ok(ptx)
+    }
+
+    /// The search kernel compiled (once per process) and loaded for one CUDA device and dtype;
+    /// built with the basis constants, so that preparing a system costs no compilation.
+    pub struct CudaSearchKernel {
+        function: CudaFunction,
+        dtype: DType,
+    }
+
+    impl CudaSearchKernel {
+        /// Compiles and loads the kernel for `options.device` and `options.dtype` (`None`
+        /// unless the device is CUDA).
+        pub fn new(options: &BatchedOptions) -> Result<Option<Self>> {
+            let candle_core::Device::Cuda(dev) = &options.device else {
+                return Ok(None);
+            };
+            let name = match options.dtype {
+                DType::F64 => "stage_pairs_f64",
+                DType::F32 => "stage_pairs_f32",
+                other => return Err(Error::Device(format!("dtype {other:?} is not supported"))),
+            };
+            let stream = dev.cuda_stream();
+            let ctx = stream.context();
+            let (major, minor) = ctx.compute_capability().w()?;
+            let module = ctx
+                .load_module(nvrtc::Ptx::from_src(ptx_for(major, minor)?))
+                .w()?;
+            Ok(Some(CudaSearchKernel {
+                function: module.load_function(name).w()?,
+                dtype: options.dtype,
+            }))
+        }
+    }
+
+    /// The per-particle data the staged rows receive, in the kernel's dtype.
+    enum ParticleData {
+        F64 {
+            precision: CudaSlice<f64>,
+            inv: CudaSlice<f64>,
+        },
+        F32 {
+            precision: CudaSlice<f32>,
+            inv: CudaSlice<f32>,
+        },
+    }
+
+    /// A system's cell lists and per-particle data on one CUDA device, and the loaded search
+    /// kernel: stages chunk after chunk ([`CudaNeighborSearch::stage`]).
+    pub struct CudaNeighborSearch {
+        device: CudaDevice,
+        function: CudaFunction,
+        frame_of: CudaSlice<u32>,
+        frame_u: CudaSlice<u32>,
+        frame_reach: CudaSlice<i32>,
+        frame_f: CudaSlice<f64>,
+        bin_of: CudaSlice<u32>,
+        image: CudaSlice<i32>,
+        slot: CudaSlice<u32>,
+        positions: CudaSlice<f64>,
+        bin_start: CudaSlice<u32>,
+        wrapped: CudaSlice<f64>,
+        slot_image: CudaSlice<i32>,
+        slot_particle: CudaSlice<u32>,
+        type_slot: CudaSlice<u32>,
+        particles: ParticleData,
+        cutoff2: f64,
+        self_pairs: u32,
+        n_types: usize,
+    }
+
+    impl CudaNeighborSearch {
+        /// Compiles the kernel ([`CudaSearchKernel::new`]) and uploads the cell lists and
+        /// per-particle data of `system` to `options.device` (`None` unless it is a CUDA
+        /// device).
+        pub fn new(system: &System, options: &BatchedOptions) -> Result<Option<Self>> {
+            match CudaSearchKernel::new(options)? {
+                Some(kernel) => Self::with_kernel(system, options, &kernel),
+                None => Ok(None),
+            }
+        }
+
+        /// Uploads the cell lists and per-particle data of `system` to `options.device` for
+        /// a loaded `kernel` (`None` unless the device is CUDA).
+        pub fn with_kernel(
+            system: &System,
+            options: &BatchedOptions,
+            kernel: &CudaSearchKernel,
+        ) -> Result<Option<Self>> {
+            let candle_core::Device::Cuda(dev) = &options.device else {
+                return Ok(None);
+            };
+            if kernel.dtype != options.dtype {
+                return Err(Error::Device(
+                    "the search kernel was built for another dtype".into(),
+                ));
+            }
+            let tables = SearchTables::new(system)?;
+            let n_types = system.layout.types.len();
+            let type_slot = system
+                .type_slots
+                .iter()
+                .map(|&t| {
+                    (t < n_types)
+                        .then_some(t as u32)
+                        .ok_or_else(|| Error::Device("particle type slot out of range".into()))
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            let p = &system.particles;
+            let precision: Vec<f64> = p
+                .precision
+                .iter()
+                .flat_map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
+                .collect();
+            let inv: Vec<f64> = p
+                .semi_axes
+                .iter()
+                .map(|a| 1.0 / (a[0] * a[1] * a[2]))
+                .collect();
+            let _span = tracing::debug_span!("search_upload").entered();
+            let particles = match options.dtype {
+                DType::F64 => ParticleData::F64 {
+                    precision: dev.clone_htod(&precision)?,
+                    inv: dev.clone_htod(&inv)?,
+                },
+                _ => {
+                    let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    ParticleData::F32 {
+                        precision: dev.clone_htod(&f(&precision))?,
+                        inv: dev.clone_htod(&f(&inv))?,
+                    }
+                }
+            };
+            let function = kernel.function.clone();
+            let search = CudaNeighborSearch {
+                device: dev.clone(),
+                function,
+                frame_of: dev.clone_htod(&tables.frame_of)?,
+                frame_u: dev.clone_htod(&tables.frame_u)?,
+                frame_reach: dev.clone_htod(&tables.frame_reach)?,
+                frame_f: dev.clone_htod(&tables.frame_f)?,
+                bin_of: dev.clone_htod(&tables.bin_of)?,
+                image: dev.clone_htod(&tables.image)?,
+                slot: dev.clone_htod(&tables.slot)?,
+                positions: dev.clone_htod(&tables.positions)?,
+                bin_start: dev.clone_htod(&tables.bin_start)?,
+                wrapped: dev.clone_htod(&tables.wrapped)?,
+                slot_image: dev.clone_htod(&tables.slot_image)?,
+                slot_particle: dev.clone_htod(&tables.slot_particle)?,
+                type_slot: dev.clone_htod(&type_slot)?,
+                particles,
+                cutoff2: tables.cutoff2,
+                self_pairs: u32::from(system.self_pairs()),
+                n_types,
+            };
+            Ok(Some(search))
+        }
+
+        /// Finds and stages the pairs of the centres `centers` (a chunk of
+        /// [`System::center_chunks`]) on the device; `None` for a chunk without pairs.
+        pub fn stage(
+            &self,
+            system: &System,
+            centers: std::ops::Range<usize>,
+        ) -> Result<Option<StagedPairs>> {
+            let _span = tracing::trace_span!("cuda_search", centers = centers.len()).entered();
+            let seg = chunk_segments(system, &centers)?;
+            let n_pairs = *seg.last().unwrap_or(&0) as usize;
+            if n_pairs == 0 {
+                return Ok(None);
+            }
+            match &self.particles {
+                ParticleData::F64 { precision, inv } => {
+                    self.stage_typed(&seg, &centers, precision, inv).map(Some)
+                }
+                ParticleData::F32 { precision, inv } => {
+                    self.stage_typed(&seg, &centers, precision, inv).map(Some)
+                }
+            }
+        }
+
+        /// The pairs [`CudaNeighborSearch::stage`] finds for `centers`, copied back to the host
+        /// (`r_ij` in the search's dtype, widened to f64): for tests against
+        /// [`System::pairs`].
+        pub fn pairs(&self, system: &System, centers: std::ops::Range<usize>) -> Result<Pairs> {
+            let seg = chunk_segments(system, &centers)?;
+            let mut pairs = Pairs::default();
+            let Some(staged) = self.stage(system, centers.clone())? else {
+                return Ok(pairs);
+            };
+            let (neighbors, r) = staged.neighbors_and_vectors()?;
+            for (c, w) in seg.windows(2).enumerate() {
+                pairs.centers.extend(std::iter::repeat_n(
+                    centers.start + c,
+                    (w[1] - w[0]) as usize,
+                ));
+            }
+            pairs.neighbors = neighbors.into_iter().map(|j| j as usize).collect();
+            pairs.vectors = r.chunks(3).map(|v| [v[0], v[1], v[2]]).collect();
+            Ok(pairs)
+        }
+
+        fn stage_typed<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+            &self,
+            seg: &[u32],
+            centers: &std::ops::Range<usize>,
+            precision_all: &CudaSlice<T>,
+            inv_all: &CudaSlice<T>,
+        ) -> Result<StagedPairs> {
+            let dev = &self.device;
+            let n_centers = centers.len();
+            let n_pairs = *seg.last().unwrap_or(&0) as usize;
+            let first_center = u32::try_from(centers.start)
+                .map_err(|_| Error::TooLarge("centre index does not fit 32 bits".into()))?;
+            let c32 = u32::try_from(n_centers)
+                .ok()
+                .filter(|&c| c <= u32::MAX - THREADS)
+                .ok_or_else(|| Error::TooLarge("too many centres in one chunk".into()))?;
+            if centers.end > self.slot.len() {
+                return Err(Error::Device(format!(
+                    "centre range {centers:?} is outside the {} particles uploaded",
+                    self.slot.len()
+                )));
+            }
+            let seg_dev = dev.clone_htod(seg)?;
+            let mut neighbor_out = dev.alloc_zeros::<u32>(n_pairs)?;
+            let mut shift_out = dev.alloc_zeros::<i32>(3 * n_pairs)?;
+            let mut r_out = dev.alloc_zeros::<T>(3 * n_pairs)?;
+            let mut precision_out = dev.alloc_zeros::<T>(6 * n_pairs)?;
+            let mut inv_out = dev.alloc_zeros::<T>(n_pairs)?;
+            let mut slot_out = dev.alloc_zeros::<u32>(n_pairs)?;
+            let mut error = dev.alloc_zeros::<u32>(1)?;
+            let stream = dev.cuda_stream();
+            let config = LaunchConfig {
+                grid_dim: (c32.div_ceil(THREADS), 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut builder = stream.launch_builder(&self.function);
+            builder
+                .arg(&first_center)
+                .arg(&c32)
+                .arg(&seg_dev)
+                .arg(&self.frame_of)
+                .arg(&self.frame_u)
+                .arg(&self.frame_reach)
+                .arg(&self.frame_f)
+                .arg(&self.bin_of)
+                .arg(&self.image)
+                .arg(&self.slot)
+                .arg(&self.positions)
+                .arg(&self.bin_start)
+                .arg(&self.wrapped)
+                .arg(&self.slot_image)
+                .arg(&self.slot_particle)
+                .arg(precision_all)
+                .arg(inv_all)
+                .arg(&self.type_slot)
+                .arg(&self.cutoff2)
+                .arg(&self.self_pairs)
+                .arg(&mut neighbor_out)
+                .arg(&mut shift_out)
+                .arg(&mut r_out)
+                .arg(&mut precision_out)
+                .arg(&mut inv_out)
+                .arg(&mut slot_out)
+                .arg(&mut error);
+            // SAFETY: the arguments match stage_pairs_<T> in kernels/neighbor_search.cu in
+            // order and type. Reads: thread c < n_centers (guarded in the kernel) handles centre
+            // i = first_center + c < centers.end <= N (checked above); it reads seg[c], seg[c+1]
+            // (seg holds n_centers + 1 entries); frame_of[i] = f < F, the frame rows (8, 3 and 10
+            // entries per frame); bin_of / image / positions rows of i and slot[i]; all of these
+            // were built by SearchTables::new with one row per particle or frame. Bins: the
+            // kernel visits bin (ta, tb, tc) with 0 <= t_k < nbins_k of frame f (rem_euclid along
+            // periodic directions, clamped to [0, nbins_k - 1] otherwise), so the linear bin
+            // first_bin + (ta nb + tb) nc + tc and its successor index frame f's nbins + 1
+            // entries of bin_start, whose values are slots of frame f (< N): wrapped,
+            // slot_image, slot_particle are read at those slots only, and slot_particle gives a
+            // particle j < N for positions, precision_all (6N), inv_all (N) and type_slot (N).
+            // Writes: rows q in seg[c] .. seg[c + 1] only (q < seg[c + 1] is tested before
+            // every write; seg[C] = n_pairs, the length of neighbor_out, inv_out and slot_out,
+            // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
+            unsafe { builder.launch(config) }.w()?;
+            drop(builder);
+            let wrap = |storage: CudaStorage, shape: Shape| {
+                Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
+            };
+            let slice = |s: CudaSlice<T>| CudaStorage::wrap_cuda_slice(s, dev.clone());
+            let index = |s: CudaSlice<u32>| CudaStorage::wrap_cuda_slice(s, dev.clone());
+            Ok(StagedPairs::from_device_search(
+                wrap(slice(precision_out), Shape::from((n_pairs, 6))),
+                wrap(slice(inv_out), Shape::from(n_pairs)),
+                wrap(slice(r_out), Shape::from((n_pairs, 3))),
+                wrap(index(seg_dev), Shape::from(n_centers + 1)),
+                wrap(index(slot_out), Shape::from(n_pairs)),
+                n_centers,
+                self.n_types,
+                wrap(index(neighbor_out), Shape::from(n_pairs)),
+                wrap(index(error), Shape::from(1)),
+            ))
+        }
+    }
+
+    // Shared between the chunk loop's threads.
+    const _: fn() = || {
+        fn check<T: Send + Sync>() {}
+        check::<CudaNeighborSearch>();
+    };
+
+    impl std::fmt::Debug for CudaNeighborSearch {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CudaNeighborSearch")
+                .field("particles", &self.slot.len())
+                .field("bins", &self.bin_start.len())
+                .finish()
+        }
+    }
+}

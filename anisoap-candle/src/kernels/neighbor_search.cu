@@ -1,0 +1,239 @@
+// The neighbour search of anisoap-candle/src/neighbors.rs on NVIDIA GPUs (compiled with NVRTC at
+// run time by anisoap-candle/src/cuda_search.rs, with --fmad=false; no headers needed).
+//
+// stage_pairs_<T>: one thread per centre of a chunk. It walks the same cell-list candidates as
+// Grid::for_each_candidate (the bins within `reach` of the centre's bin, periodic images along
+// periodic directions), applies the same pre-filter on wrapped positions and the same final test
+// on r_ij = (x_j - x_i) + S . cell (NeighborSearch::for_each_pair), with every floating-point
+// operation in the host's order and rounding (__dmul_rn / __dadd_rn: no fused multiply-add), so
+// it finds exactly the host's pairs with bit-identical r_ij. The pairs of centre c go to rows
+// seg[c] .. seg[c + 1] (seg: the chunk's prefix sum of the counting pass), are sorted there by
+// (neighbour, shift) as NeighborSearch::center_pairs sorts them, and then each row receives what
+// the pair kernel needs: r_ij in T, the neighbour's precision row, 1/(a1 a2 a3) and type slot.
+//
+// Writes never leave a centre's rows: a pair beyond seg[c + 1] is counted, not written. A count
+// that differs from the counting pass sets bit 1 of *error, a shift outside 32 bits bit 0 (the
+// host's counting pass refuses both first; the flag is the device's own check). The host reads
+// *error before it uses the rows.
+//
+// Tables (N particles of all frames, F frames; "slot" = position in the frames' bin-sorted
+// order, frame by frame, so a frame's slots are its particle range):
+//   frame_of     [N]        frame of each particle
+//   frame_u      [F, 8]     nbins_a, nbins_b, nbins_c, pbc_a, pbc_b, pbc_c, first bin, first particle
+//   frame_reach  [F, 3]     bins searched each way along each direction
+//   frame_f      [F, 10]    cell rows a, b, c (zeros for open frames), squared pre-filter radius
+//   bin_of       [N, 3]     3-D bin of each particle
+//   image        [N, 3]     image of each particle's wrapped position
+//   slot         [N]        slot of each particle
+//   positions    [N, 3]     positions as given (the pair vectors use these)
+//   bin_start    [bins + F] global slots: bin b of frame f holds bin_start[fb + b] .. [fb + b + 1]
+//                           (fb = first bin of f; each frame has nbins + 1 entries)
+//   wrapped      [N, 3]     wrapped positions, by slot
+//   slot_image   [N, 3]     image, by slot
+//   slot_particle [N]       particle (global index) of each slot
+//   precision_all [N, 6], inv_all [N], type_slot_all [N]: per-particle data the rows receive
+
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+
+// a[0] b[0] + a[1] b[1] + a[2] b[2], left to right (neighbors.rs dot).
+__device__ __forceinline__ double dot3(const double* a, const double* b) {
+    return add_rn(add_rn(mul_rn(a[0], b[0]), mul_rn(a[1], b[1])), mul_rn(a[2], b[2]));
+}
+
+// S_a cell[0][c] + S_b cell[1][c] + S_c cell[2][c], left to right (neighbors.rs pair_vector and
+// the candidate offset of Grid::for_each_candidate).
+__device__ __forceinline__ double shift_component(const double* cell, double sa, double sb,
+                                                  double sc, int c) {
+    return add_rn(add_rn(mul_rn(sa, cell[c]), mul_rn(sb, cell[3 + c])), mul_rn(sc, cell[6 + c]));
+}
+
+// rem_euclid / div_euclid for a positive divisor.
+__device__ __forceinline__ void euclid(long long t, long long n, long long* rem, long long* quot) {
+    long long q = t / n;
+    long long r = t - q * n;
+    if (r < 0) {
+        r += n;
+        q -= 1;
+    }
+    *rem = r;
+    *quot = q;
+}
+
+__device__ __forceinline__ bool key_less(unsigned int ja, const int* sa, unsigned int jb,
+                                         const int* sb) {
+    if (ja != jb) return ja < jb;
+    if (sa[0] != sb[0]) return sa[0] < sb[0];
+    if (sa[1] != sb[1]) return sa[1] < sb[1];
+    return sa[2] < sb[2];
+}
+
+template <typename T>
+__device__ __forceinline__ void stage_pairs(
+    unsigned int first_center, unsigned int n_centers, const unsigned int* __restrict__ seg,
+    const unsigned int* __restrict__ frame_of, const unsigned int* __restrict__ frame_u,
+    const int* __restrict__ frame_reach, const double* __restrict__ frame_f,
+    const unsigned int* __restrict__ bin_of, const int* __restrict__ image,
+    const unsigned int* __restrict__ slot, const double* __restrict__ positions,
+    const unsigned int* __restrict__ bin_start, const double* __restrict__ wrapped,
+    const int* __restrict__ slot_image, const unsigned int* __restrict__ slot_particle,
+    const T* __restrict__ precision_all, const T* __restrict__ inv_all,
+    const unsigned int* __restrict__ type_slot_all, double cutoff2, unsigned int self_pairs,
+    unsigned int* __restrict__ neighbor_out, int* __restrict__ shift_out, T* __restrict__ r_out,
+    T* __restrict__ precision_out, T* __restrict__ inv_out, unsigned int* __restrict__ slot_out,
+    unsigned int* __restrict__ error) {
+    const unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= n_centers) return;
+    const unsigned int i = first_center + c;
+    const unsigned int f = frame_of[i];
+    const unsigned int* fu = frame_u + 8 * f;
+    const long long nb[3] = {fu[0], fu[1], fu[2]};
+    const bool pbc[3] = {fu[3] != 0, fu[4] != 0, fu[5] != 0};
+    const unsigned int first_bin = fu[6];
+    const long long reach[3] = {frame_reach[3 * f], frame_reach[3 * f + 1], frame_reach[3 * f + 2]};
+    const double* cell = frame_f + 10 * f;
+    const double radius2 = frame_f[10 * f + 9];
+    const long long b[3] = {bin_of[3 * i], bin_of[3 * i + 1], bin_of[3 * i + 2]};
+    const long long img_i[3] = {image[3 * i], image[3 * i + 1], image[3 * i + 2]};
+    const double* wi = wrapped + 3 * (unsigned long long)slot[i];
+    const double* xi = positions + 3 * (unsigned long long)i;
+    const unsigned int begin = seg[c], end = seg[c + 1];
+    unsigned int q = begin;
+    bool overflow = false;
+
+    if (self_pairs) {
+        if (q < end) {
+            neighbor_out[q] = i;
+            shift_out[3 * q] = 0;
+            shift_out[3 * q + 1] = 0;
+            shift_out[3 * q + 2] = 0;
+        }
+        ++q;
+    }
+    // Bin ranges per direction: [lo, hi] in unwrapped bin coordinates.
+    long long lo[3], hi[3];
+    for (int k = 0; k < 3; ++k) {
+        if (pbc[k]) {
+            lo[k] = b[k] - reach[k];
+            hi[k] = b[k] + reach[k];
+        } else {
+            lo[k] = b[k] > 0 ? b[k] - 1 : 0;
+            hi[k] = b[k] + 1 < nb[k] ? b[k] + 1 : nb[k] - 1;
+        }
+    }
+    for (long long ua = lo[0]; ua <= hi[0]; ++ua) {
+        long long ta = ua, qa = 0;
+        if (pbc[0]) euclid(ua, nb[0], &ta, &qa);
+        for (long long ub = lo[1]; ub <= hi[1]; ++ub) {
+            long long tb = ub, qb = 0;
+            if (pbc[1]) euclid(ub, nb[1], &tb, &qb);
+            for (long long uc = lo[2]; uc <= hi[2]; ++uc) {
+                long long tc = uc, qc = 0;
+                if (pbc[2]) euclid(uc, nb[2], &tc, &qc);
+                const unsigned long long l =
+                    first_bin + (unsigned long long)((ta * nb[1] + tb) * nb[2] + tc);
+                double off[3];
+                for (int k = 0; k < 3; ++k) {
+                    off[k] = sub_rn(
+                        shift_component(cell, (double)qa, (double)qb, (double)qc, k), wi[k]);
+                }
+                const unsigned int p_end = bin_start[l + 1];
+                for (unsigned int p = bin_start[l]; p < p_end; ++p) {
+                    const double* w = wrapped + 3 * (unsigned long long)p;
+                    const double d[3] = {add_rn(w[0], off[0]), add_rn(w[1], off[1]),
+                                         add_rn(w[2], off[2])};
+                    if (dot3(d, d) >= radius2) continue;
+                    const unsigned int j = slot_particle[p];
+                    const long long s[3] = {qa + img_i[0] - slot_image[3 * p],
+                                            qb + img_i[1] - slot_image[3 * p + 1],
+                                            qc + img_i[2] - slot_image[3 * p + 2]};
+                    if (j == i && s[0] == 0 && s[1] == 0 && s[2] == 0) continue;
+                    bool fits = true;
+                    for (int k = 0; k < 3; ++k) {
+                        fits = fits && s[k] >= -2147483648LL && s[k] <= 2147483647LL;
+                    }
+                    if (!fits) {
+                        overflow = true;
+                        continue;
+                    }
+                    const double* xj = positions + 3 * (unsigned long long)j;
+                    double r[3];
+                    for (int k = 0; k < 3; ++k) {
+                        r[k] = add_rn(sub_rn(xj[k], xi[k]),
+                                      shift_component(cell, (double)s[0], (double)s[1],
+                                                      (double)s[2], k));
+                    }
+                    if (!(dot3(r, r) < cutoff2)) continue;
+                    if (q < end) {
+                        neighbor_out[q] = j;
+                        shift_out[3 * q] = (int)s[0];
+                        shift_out[3 * q + 1] = (int)s[1];
+                        shift_out[3 * q + 2] = (int)s[2];
+                    }
+                    ++q;
+                }
+            }
+        }
+    }
+    if (overflow) atomicOr(error, 1u);
+    if (q != end) {
+        atomicOr(error, 2u);
+        return;
+    }
+    // Insertion sort of rows begin..end by (neighbour, shift): the host's order.
+    for (unsigned int a = begin + 1; a < end; ++a) {
+        const unsigned int ja = neighbor_out[a];
+        const int sa[3] = {shift_out[3 * a], shift_out[3 * a + 1], shift_out[3 * a + 2]};
+        unsigned int z = a;
+        while (z > begin && key_less(ja, sa, neighbor_out[z - 1], shift_out + 3 * (z - 1))) {
+            neighbor_out[z] = neighbor_out[z - 1];
+            shift_out[3 * z] = shift_out[3 * (z - 1)];
+            shift_out[3 * z + 1] = shift_out[3 * (z - 1) + 1];
+            shift_out[3 * z + 2] = shift_out[3 * (z - 1) + 2];
+            --z;
+        }
+        neighbor_out[z] = ja;
+        shift_out[3 * z] = sa[0];
+        shift_out[3 * z + 1] = sa[1];
+        shift_out[3 * z + 2] = sa[2];
+    }
+    // What the pair kernel reads, row by row.
+    for (unsigned int row = begin; row < end; ++row) {
+        const unsigned int j = neighbor_out[row];
+        const double* xj = positions + 3 * (unsigned long long)j;
+        const double s[3] = {(double)shift_out[3 * row], (double)shift_out[3 * row + 1],
+                             (double)shift_out[3 * row + 2]};
+        for (int k = 0; k < 3; ++k) {
+            const double rk =
+                add_rn(sub_rn(xj[k], xi[k]), shift_component(cell, s[0], s[1], s[2], k));
+            r_out[3 * (unsigned long long)row + k] = (T)rk;
+        }
+        for (int k = 0; k < 6; ++k) {
+            precision_out[6 * (unsigned long long)row + k] =
+                precision_all[6 * (unsigned long long)j + k];
+        }
+        inv_out[row] = inv_all[j];
+        slot_out[row] = type_slot_all[j];
+    }
+}
+
+#define ANISOAP_SEARCH_KERNEL(T, SUFFIX)                                                        \
+    extern "C" __global__ void stage_pairs_##SUFFIX(                                            \
+        unsigned int first_center, unsigned int n_centers, const unsigned int* seg,             \
+        const unsigned int* frame_of, const unsigned int* frame_u, const int* frame_reach,      \
+        const double* frame_f, const unsigned int* bin_of, const int* image,                    \
+        const unsigned int* slot, const double* positions, const unsigned int* bin_start,       \
+        const double* wrapped, const int* slot_image, const unsigned int* slot_particle,        \
+        const T* precision_all, const T* inv_all, const unsigned int* type_slot_all,            \
+        double cutoff2, unsigned int self_pairs, unsigned int* neighbor_out, int* shift_out,    \
+        T* r_out, T* precision_out, T* inv_out, unsigned int* slot_out, unsigned int* error) {  \
+        stage_pairs<T>(first_center, n_centers, seg, frame_of, frame_u, frame_reach, frame_f,   \
+                       bin_of, image, slot, positions, bin_start, wrapped, slot_image,          \
+                       slot_particle, precision_all, inv_all, type_slot_all, cutoff2,           \
+                       self_pairs, neighbor_out, shift_out, r_out, precision_out, inv_out,      \
+                       slot_out, error);                                                        \
+    }
+
+ANISOAP_SEARCH_KERNEL(double, f64)
+ANISOAP_SEARCH_KERNEL(float, f32)

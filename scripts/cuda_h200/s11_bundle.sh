@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds dist/s11.tar.xz for scripts/cuda_h200/s11_run.sh: the CUDA CLI, the GPU test binaries
+# (tests/cuda_fused.rs, tests/cuda_search.rs), stripped, and the original's
+# notebooks/ellipsoids.xyz (from the mirror of cersonsky-lab/AniSOAP, or $ELLIPSOIDS).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}"
+scripts/build-cuda.sh build
+eval "$(scripts/build-cuda.sh env)"
+tmp="$(mktemp -d)"
+cargo test --release -p anisoap-candle --features cuda --test cuda_fused --test cuda_search \
+  --no-run --message-format=json 2>/dev/null \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | while read -r exe; do
+      name="$(basename "$exe")"; cp "$exe" "$tmp/${name%-*}"; done
+cp dist/anisoap-candle-cuda "$tmp/"
+if [ -n "${ELLIPSOIDS:-}" ]; then cp "$ELLIPSOIDS" "$tmp/ellipsoids.xyz"
+else git -C /work/.mirror/cersonsky-lab+AniSOAP show HEAD:notebooks/ellipsoids.xyz > "$tmp/ellipsoids.xyz"; fi
+strip "$tmp"/anisoap-candle-cuda "$tmp"/cuda_fused "$tmp"/cuda_search
+(cd "$tmp" && tar cf - .) | xz -T2 -6 > dist/s11.tar.xz
+rm -rf "$tmp"
+ls -la dist/s11.tar.xz

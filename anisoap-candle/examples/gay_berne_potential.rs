@@ -34,8 +34,12 @@
 //! `--sweep` compares training settings on the step-cutoff descriptor (no MD, nothing
 //! written). With `--write-results` it writes `results/gradients/gay_berne_mlp.json`.
 
+#[path = "gay_berne/baseline.rs"]
+mod baseline;
 #[path = "gay_berne/data.rs"]
 mod data;
+#[path = "gay_berne/fit.rs"]
+mod fit;
 #[path = "gay_berne/mlp.rs"]
 mod mlp;
 #[path = "gay_berne/potential.rs"]
@@ -45,11 +49,15 @@ mod rigid;
 #[path = "gay_berne/settings.rs"]
 mod settings;
 
-use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+use anisoap_candle::differentiable::DifferentiableDescriptor;
 use anisoap_candle::Hypers;
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use data::{DataSpec, Sample};
+use baseline::PairBaseline;
+use candle_core::{DType, Device, Var};
+use data::{DataKind, DataSpec, Sample};
+use fit::{
+    frame_tensors, particles_of, prepare, rms, rmse, species, train_model, Prepared, N_PARTICLES,
+    SEED, SEMI_AXES,
+};
 use mlp::MlpPotential;
 use potential::{GayBerne, Particle};
 use rand::seq::SliceRandom;
@@ -57,24 +65,25 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rigid::RigidState;
 use serde_json::{json, Value};
-use settings::{Train, LR_END_FRACTION, W_ENERGY};
+use settings::Train;
 use std::time::Instant;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const SEED: u64 = 2024;
-const SEMI_AXES: [f64; 3] = [0.5, 0.5, 1.5];
-const N_PARTICLES: usize = 12;
 const N_STRUCTURES: usize = 300;
 const TRAIN_FRACTION: f64 = 0.8;
 /// Descriptor hypers (the smooth variant adds `cutoff_function`).
 const HYPERS_TOML: &str = "max_angular = 4\ncutoff_radius = 5.0\nradial_gaussian_width = 0.5\n\
                            max_radial = 2\n";
 const SMOOTH_CUTOFF: &str = "cutoff_function = { shifted_cosine = { width = 0.5 } }\n";
-/// Part of the training structures held back for early stopping.
-const VALIDATION_FRACTION: f64 = 0.15;
-const FD_STEP: f64 = 1e-5;
-const GROUP_PARTICLES: usize = 4000;
+/// Temperature range of the thermal data runs.
+const THERMAL_TEMPERATURES: (f64, f64) = (0.2, 0.6);
+/// MD steps of each thermal data run.
+const THERMAL_STEPS: usize = 1500;
+/// Radial functions of the pair baseline (see `baseline::Radial::parse_list`).
+const BASELINE_RADIAL: &str = "g0.7:3.5:0.2";
+/// Cutoff and taper width of the pair baseline.
+const BASELINE_CUTOFF: (f64, f64) = (5.0, 1.0);
 const MD_DT: f64 = 0.002;
 const MD_TEMPERATURE: f64 = 0.15;
 const MD_RECORD_EVERY: usize = 10;
@@ -93,6 +102,33 @@ struct Args {
     max_force: f64,
     /// Descriptor hypers (TOML) without the cutoff function.
     hypers: String,
+    /// How the structures are made.
+    data: DataKind,
+    /// Thermal-run temperature range.
+    temperatures: (f64, f64),
+    /// MD steps of each thermal run.
+    data_steps: usize,
+    /// Pair baseline under the MLP.
+    baseline: baseline::Kind,
+    /// Radial functions of the baseline.
+    radial: Vec<baseline::Radial>,
+    /// Radial functions of the shape-shifted distance (`baseline::PairBaseline::shape`).
+    gap: bool,
+    /// Only print the data statistics and the baseline's errors (no descriptor, no MLP).
+    diagnose: bool,
+}
+
+/// Comma-separated numbers.
+fn list<T: std::str::FromStr>(name: &str, v: &str) -> Res<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    v.split(',')
+        .map(|x| {
+            x.parse::<T>()
+                .map_err(|e| format!("{name} {x}: {e}").into())
+        })
+        .collect()
 }
 
 fn args() -> Res<Args> {
@@ -105,6 +141,13 @@ fn args() -> Res<Args> {
         structures: N_STRUCTURES,
         max_force: 50.0,
         hypers: HYPERS_TOML.to_string(),
+        data: DataKind::Thermal,
+        temperatures: THERMAL_TEMPERATURES,
+        data_steps: THERMAL_STEPS,
+        baseline: baseline::Kind::Anisotropic4,
+        radial: baseline::Radial::parse_list(BASELINE_RADIAL)?,
+        diagnose: false,
+        gap: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -129,151 +172,40 @@ fn args() -> Res<Args> {
             "--structures" => a.structures = number("--structures")?,
             "--max-force" => a.max_force = number("--max-force")? as f64,
             "--hypers" => a.hypers = it.next().ok_or("--hypers needs a TOML text")?,
+            "--data" => {
+                a.data = match it.next().as_deref() {
+                    Some("mixed") => DataKind::Mixed,
+                    Some("thermal") => DataKind::Thermal,
+                    _ => return Err("--data needs mixed or thermal".into()),
+                }
+            }
+            "--temperatures" => {
+                let t: Vec<f64> = list("--temperatures", &it.next().ok_or("--temperatures")?)?;
+                a.temperatures = (t[0], *t.get(1).unwrap_or(&t[0]));
+            }
+            "--data-steps" => a.data_steps = number("--data-steps")?,
+            "--baseline" => a.baseline = baseline::Kind::parse(&it.next().ok_or("--baseline")?)?,
+            "--radial" => a.radial = baseline::Radial::parse_list(&it.next().ok_or("--radial")?)?,
+            "--diagnose" => a.diagnose = true,
+            "--no-gap" => a.gap = false,
+            "--density-scale" => {
+                let v: Vec<f64> = list("--density-scale", &it.next().ok_or("--density-scale")?)?;
+                fit::DENSITY_SCALE
+                    .set(v[0])
+                    .map_err(|_| "--density-scale given twice")?;
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     Ok(a)
 }
 
-fn particles_of(x: &[[f64; 3]], q: &[[f64; 4]]) -> Vec<Particle> {
-    x.iter()
-        .zip(q)
-        .map(|(&position, &quaternion)| Particle {
-            position,
-            quaternion,
-        })
-        .collect()
-}
-
-fn frame_tensors(particles: &[Particle], device: &Device) -> Res<FrameTensors> {
-    let n = particles.len();
-    let pos: Vec<f64> = particles.iter().flat_map(|p| p.position).collect();
-    let quat: Vec<f64> = particles.iter().flat_map(|p| p.quaternion).collect();
-    Ok(FrameTensors {
-        positions: Tensor::from_vec(pos, (n, 3), device)?,
-        quaternions: Tensor::from_vec(quat, (n, 4), device)?,
-        semi_axes: Tensor::from_vec(SEMI_AXES.repeat(n), (n, 3), device)?,
-        types: vec![0; n],
-        cell: [[0.0; 3]; 3],
-        pbc: [false; 3],
-    })
-}
-
-fn species() -> SpeciesLayout {
-    SpeciesLayout::Fixed(vec![0])
-}
-
-fn rms(v: &[f64]) -> f64 {
-    (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
-}
-
-fn rmse(a: &[f64], b: &[f64]) -> f64 {
-    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / a.len() as f64).sqrt()
-}
-
-fn std_dev(v: &[f64]) -> f64 {
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
-}
-
-/// Features `[K·N, F]` and Jacobians `[K, N·F, 6N]` of a set of structures.
-struct Prepared {
-    features: Tensor,
-    jacobians: Tensor,
-    energies: Tensor,
-    generalised: Tensor,
-}
-
-fn prepare(
-    descriptor: &DifferentiableDescriptor,
-    set: &[&Sample],
-    device: &Device,
-) -> Res<Prepared> {
-    let frames = set
-        .iter()
-        .map(|s| frame_tensors(&s.particles, device))
-        .collect::<Res<Vec<_>>>()?;
-    let mut parts = Vec::new();
-    descriptor.power_spectrum_groups(&frames, &species(), GROUP_PARTICLES, |_, batch| {
-        parts.push(batch.features.detach());
-        Ok(())
-    })?;
-    let features = Tensor::cat(&parts, 0)?;
-    let jac = descriptor.feature_jacobians(&frames, &species(), FD_STEP, GROUP_PARTICLES)?;
-    let n = N_PARTICLES;
-    let f = features.dim(1)?;
-    let flat: Vec<f64> = jac.into_iter().flatten().collect();
-    let jacobians = Tensor::from_vec(flat, (set.len(), n * f, 6 * n), device)?;
-    let energies = Tensor::from_vec(
-        set.iter().map(|s| s.energy).collect::<Vec<_>>(),
-        set.len(),
-        device,
-    )?;
-    let gen: Vec<f64> = set
-        .iter()
-        .flat_map(|s| {
-            s.forces
-                .iter()
-                .zip(&s.torques)
-                .flat_map(|(f, t)| f.iter().chain(t).copied().collect::<Vec<_>>())
-        })
-        .collect();
-    let generalised = Tensor::from_vec(gen, (set.len(), n, 6), device)?;
-    Ok(Prepared {
-        features,
-        jacobians,
-        energies,
-        generalised,
-    })
-}
-
-impl Prepared {
-    /// The structures `idx` (features rows, Jacobians, targets).
-    fn select(&self, idx: &[u32], device: &Device) -> Res<Prepared> {
-        let n = N_PARTICLES as u32;
-        let rows: Vec<u32> = idx.iter().flat_map(|&k| k * n..(k + 1) * n).collect();
-        let rows_len = rows.len();
-        let rows = Tensor::from_vec(rows, rows_len, device)?;
-        let ids = Tensor::from_vec(idx.to_vec(), idx.len(), device)?;
-        Ok(Prepared {
-            features: self.features.index_select(&rows, 0)?,
-            jacobians: self.jacobians.index_select(&ids, 0)?,
-            energies: self.energies.index_select(&ids, 0)?,
-            generalised: self.generalised.index_select(&ids, 0)?,
-        })
-    }
-}
-
-/// Loss scales: energy-per-particle variance, force and torque mean squares (training set).
-struct Scales {
-    energy_var: f64,
-    force_ms: f64,
-    torque_ms: f64,
-}
-
-fn loss(model: &MlpPotential, batch: &Prepared, s: &Scales, cfg: &Train) -> Res<Tensor> {
-    let (e, g) = model.predict_from_jacobians(&batch.features, &batch.jacobians)?;
-    let n = N_PARTICLES as f64;
-    let de = (e - &batch.energies)?.affine(1.0 / n, 0.0)?;
-    let dg = (g - &batch.generalised)?;
-    let le = de.sqr()?.mean_all()?.affine(W_ENERGY / s.energy_var, 0.0)?;
-    let lf = dg
-        .narrow(2, 0, 3)?
-        .sqr()?
-        .mean_all()?
-        .affine(cfg.w_force / s.force_ms, 0.0)?;
-    let lt = dg
-        .narrow(2, 3, 3)?
-        .sqr()?
-        .mean_all()?
-        .affine(cfg.w_torque / s.torque_ms, 0.0)?;
-    Ok(((le + lf)? + lt)?)
-}
-
-/// Energy, forces and torques of the learned model by the descriptor's autograd.
+/// Energy, forces and torques of the learned model by the descriptor's autograd, plus those
+/// of the pair baseline when given.
 fn model_field(
     descriptor: &DifferentiableDescriptor,
     model: &MlpPotential,
+    baseline: Option<&PairBaseline>,
     x: &[[f64; 3]],
     q: &[[f64; 4]],
     device: &Device,
@@ -293,40 +225,24 @@ fn model_field(
         .get(&quaternions)
         .ok_or("no quaternion gradient")?
         .to_vec2::<f64>()?;
-    let forces = gx.iter().map(|g| [-g[0], -g[1], -g[2]]).collect();
-    let torques = q
+    let mut forces: Vec<[f64; 3]> = gx.iter().map(|g| [-g[0], -g[1], -g[2]]).collect();
+    let mut torques: Vec<[f64; 3]> = q
         .iter()
         .zip(&gq)
         .map(|(qi, g)| rigid::lab_torque(*qi, [g[0], g[1], g[2], g[3]]))
         .collect();
-    Ok((energy.to_scalar::<f64>()?, forces, torques))
-}
-
-/// Errors of a model on a prepared set, with parity data.
-fn evaluate(model: &MlpPotential, set: &Prepared) -> Res<Value> {
-    let (e, g) = model.predict_from_jacobians(&set.features, &set.jacobians)?;
-    let e = e.to_vec1::<f64>()?;
-    let true_e = set.energies.to_vec1::<f64>()?;
-    let split = |t: &Tensor, start: usize| -> Res<Vec<f64>> {
-        Ok(t.narrow(2, start, 3)?.flatten_all()?.to_vec1::<f64>()?)
-    };
-    let (f, tf) = (split(&g, 0)?, split(&set.generalised, 0)?);
-    let (t, tt) = (split(&g, 3)?, split(&set.generalised, 3)?);
-    let e_rmse = rmse(&e, &true_e);
-    let e_std = std_dev(&true_e);
-    let f_rmse = rmse(&f, &tf);
-    let f_rms = rms(&tf);
-    Ok(json!({
-        "structures": true_e.len(),
-        "energy_rmse": e_rmse, "energy_std": e_std, "energy_rmse_over_std": e_rmse / e_std,
-        "energy_rmse_per_particle": e_rmse / N_PARTICLES as f64,
-        "force_component_rmse": f_rmse, "force_component_rms": f_rms,
-        "force_rmse_over_rms": f_rmse / f_rms,
-        "torque_component_rmse": rmse(&t, &tt), "torque_component_rms": rms(&tt),
-        "torque_rmse_over_rms": rmse(&t, &tt) / rms(&tt),
-        "parity_energy_true": true_e, "parity_energy_predicted": e,
-        "parity_force_true": tf, "parity_force_predicted": f,
-    }))
+    let mut energy = energy.to_scalar::<f64>()?;
+    if let Some(b) = baseline {
+        let (e, f, t) = b.field(&particles_of(x, q));
+        energy += e;
+        for i in 0..forces.len() {
+            for d in 0..3 {
+                forces[i][d] += f[i][d];
+                torques[i][d] += t[i][d];
+            }
+        }
+    }
+    Ok((energy, forces, torques))
 }
 
 /// Linear least-squares slope of `y` against `x`.
@@ -410,7 +326,7 @@ fn consistency(
     for (k, s) in samples.iter().enumerate().take(3) {
         let x: Vec<_> = s.particles.iter().map(|p| p.position).collect();
         let q: Vec<_> = s.particles.iter().map(|p| p.quaternion).collect();
-        let (_, f, t) = model_field(descriptor, model, &x, &q, device)?;
+        let (_, f, t) = model_field(descriptor, model, None, &x, &q, device)?;
         let scale = g[k].iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
         for i in 0..N_PARTICLES {
             for d in 0..3 {
@@ -422,123 +338,6 @@ fn consistency(
     Ok(worst)
 }
 
-/// Trains a model on prepared data; returns it and the training report (with errors).
-fn train_model(
-    name: &str,
-    cfg: &Train,
-    train: &[&Sample],
-    tr: &Prepared,
-    te: &Prepared,
-    device: &Device,
-) -> Res<(MlpPotential, Value)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
-    let model = MlpPotential::new(&tr.features, &cfg.hidden, cfg.activation, &mut rng)?;
-    let per_particle: Vec<f64> = train
-        .iter()
-        .map(|s| s.energy / N_PARTICLES as f64)
-        .collect();
-    let all_f: Vec<f64> = train
-        .iter()
-        .flat_map(|s| s.forces.iter().flatten().copied())
-        .collect();
-    let all_t: Vec<f64> = train
-        .iter()
-        .flat_map(|s| s.torques.iter().flatten().copied())
-        .collect();
-    let scales = Scales {
-        energy_var: std_dev(&per_particle).powi(2),
-        force_ms: rms(&all_f).powi(2),
-        torque_ms: rms(&all_t).powi(2),
-    };
-    let mut opt = AdamW::new(
-        model.mlp.vars().to_vec(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let clock = Instant::now();
-    // Early stopping on a validation part of the training structures (the held-out test set
-    // plays no part in training or in the choice of the parameters).
-    let n_val = ((train.len() as f64) * VALIDATION_FRACTION).round() as usize;
-    let n_fit = train.len() - n_val;
-    let fit = tr.select(&(0..n_fit as u32).collect::<Vec<_>>(), device)?;
-    let val = tr.select(
-        &(n_fit as u32..train.len() as u32).collect::<Vec<_>>(),
-        device,
-    )?;
-    let mut order: Vec<u32> = (0..n_fit as u32).collect();
-    let mut curve = Vec::new();
-    let total_steps = cfg.epochs * n_fit.div_ceil(cfg.batch);
-    let mut step = 0usize;
-    let snapshot = |m: &MlpPotential| -> Res<Vec<Tensor>> {
-        Ok(m.mlp
-            .vars()
-            .iter()
-            .map(|v| v.as_tensor().copy())
-            .collect::<candle_core::Result<_>>()?)
-    };
-    let mut best = (f64::INFINITY, 0usize, snapshot(&model)?);
-    for epoch in 0..cfg.epochs {
-        order.shuffle(&mut rng);
-        for chunk in order.chunks(cfg.batch) {
-            // Cosine decay from lr to lr · LR_END_FRACTION.
-            let p = step as f64 / total_steps.max(1) as f64;
-            let end = cfg.lr * LR_END_FRACTION;
-            opt.set_learning_rate(
-                end + 0.5 * (cfg.lr - end) * (1.0 + (std::f64::consts::PI * p).cos()),
-            );
-            let batch = fit.select(chunk, device)?;
-            opt.backward_step(&loss(&model, &batch, &scales, cfg)?)?;
-            step += 1;
-        }
-        if epoch % 10 == 0 || epoch + 1 == cfg.epochs {
-            let l_fit = loss(&model, &fit, &scales, cfg)?.to_scalar::<f64>()?;
-            let l_val = loss(&model, &val, &scales, cfg)?.to_scalar::<f64>()?;
-            curve.push(json!({"epoch": epoch, "fit_loss": l_fit, "validation_loss": l_val}));
-            if l_val < best.0 {
-                best = (l_val, epoch, snapshot(&model)?);
-            }
-            if epoch % 100 == 0 || epoch + 1 == cfg.epochs {
-                println!("[{name}] epoch {epoch}: loss fit {l_fit:.4} validation {l_val:.4}");
-            }
-        }
-    }
-    for (v, t) in model.mlp.vars().iter().zip(&best.2) {
-        v.set(t)?;
-    }
-    println!(
-        "[{name}] kept the parameters of epoch {} (validation loss {:.4})",
-        best.1, best.0
-    );
-    let train_seconds = clock.elapsed().as_secs_f64();
-    println!("[{name}] {step} optimizer steps in {train_seconds:.1} s");
-    let e_train = evaluate(&model, &fit)?;
-    let e_val = evaluate(&model, &val)?;
-    let e_test = evaluate(&model, te)?;
-    for (label, e) in [("fit", &e_train), ("val", &e_val), ("test", &e_test)] {
-        println!(
-            "[{name}] {label:5}: energy RMSE {:.3} / std {:.3} = {:.1} %; force RMSE {:.3} / RMS {:.3} = {:.1} %; torque {:.1} %",
-            e["energy_rmse"].as_f64().unwrap_or(f64::NAN),
-            e["energy_std"].as_f64().unwrap_or(f64::NAN),
-            100.0 * e["energy_rmse_over_std"].as_f64().unwrap_or(f64::NAN),
-            e["force_component_rmse"].as_f64().unwrap_or(f64::NAN),
-            e["force_component_rms"].as_f64().unwrap_or(f64::NAN),
-            100.0 * e["force_rmse_over_rms"].as_f64().unwrap_or(f64::NAN),
-            100.0 * e["torque_rmse_over_rms"].as_f64().unwrap_or(f64::NAN),
-        );
-    }
-    Ok((
-        model,
-        json!({"settings": cfg.to_json(), "train_seconds": train_seconds,
-            "optimizer_steps": step, "loss_curve": curve,
-            "structures": {"fit": n_fit, "validation": n_val, "test": te.energies.dim(0)?},
-            "kept_epoch": best.1, "kept_validation_loss": best.0,
-            "errors": {"train": e_train, "validation": e_val, "test": e_test}}),
-    ))
-}
-
 /// Trains a model for one descriptor and runs its NVE trajectory.
 #[allow(clippy::too_many_arguments)]
 fn variant(
@@ -546,6 +345,7 @@ fn variant(
     hypers: &Hypers,
     train: &[&Sample],
     test: &[&Sample],
+    baseline: &PairBaseline,
     md_start: &RigidState,
     gb: &GayBerne,
     args: &Args,
@@ -553,8 +353,8 @@ fn variant(
 ) -> Res<Value> {
     let descriptor = DifferentiableDescriptor::new(hypers, device, DType::F64)?;
     let clock = Instant::now();
-    let tr = prepare(&descriptor, train, device)?;
-    let te = prepare(&descriptor, test, device)?;
+    let tr = prepare(&descriptor, train, baseline, device)?;
+    let te = prepare(&descriptor, test, baseline, device)?;
     let prepare_seconds = clock.elapsed().as_secs_f64();
     let n_features = tr.features.dim(1)?;
     println!(
@@ -564,7 +364,9 @@ fn variant(
     let (model, training) = train_model(name, &args.train, train, &tr, &te, device)?;
     let agreement = consistency(&descriptor, &model, &te, test, device)?;
     println!("[{name}] training-time forces (-J^T grad) vs autograd: {agreement:.2e} relative");
-    let mut field = |x: &[[f64; 3]], q: &[[f64; 4]]| model_field(&descriptor, &model, x, q, device);
+    let mut field = |x: &[[f64; 3]], q: &[[f64; 4]]| {
+        model_field(&descriptor, &model, Some(baseline), x, q, device)
+    };
     let md = nve(md_start, args.md_steps, gb, &mut field)?;
     println!(
         "[{name}] NVE {} steps: drift {:.3e} per tau = {:.3e} eps0 per ns-equivalent; max |dE| {:.3e}; {:.1} ms/step",
@@ -583,6 +385,32 @@ fn variant(
         "training_forces_vs_autograd_max_relative": agreement,
         "md": md,
     }))
+}
+
+/// Energy spread, RMS and largest force component of each set, and the origins of its
+/// structures.
+fn data_stats(train: &[&Sample], test: &[&Sample]) -> Value {
+    let one = |set: &[&Sample]| {
+        let e: Vec<f64> = set.iter().map(|s| s.energy).collect();
+        let f: Vec<f64> = set
+            .iter()
+            .flat_map(|s| s.forces.iter().flatten().copied())
+            .collect();
+        let t: Vec<f64> = set
+            .iter()
+            .flat_map(|s| s.torques.iter().flatten().copied())
+            .collect();
+        let mut origins = serde_json::Map::new();
+        for s in set {
+            let c = origins.entry(s.origin).or_insert(json!(0));
+            *c = json!(c.as_u64().unwrap_or(0) + 1);
+        }
+        json!({"structures": set.len(), "energy_mean": e.iter().sum::<f64>() / e.len() as f64,
+            "energy_std": fit::std_dev(&e), "force_component_rms": rms(&f),
+            "force_component_max": f.iter().fold(0.0f64, |m, v| m.max(v.abs())),
+            "torque_component_rms": rms(&t), "origins": origins})
+    };
+    json!({"train": one(train), "test": one(test)})
 }
 
 /// True when the descriptor applies the smooth cutoff: a neighbour inside the switching zone
@@ -618,10 +446,15 @@ fn main() -> Res<()> {
     let gb = GayBerne::standard();
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let spec = DataSpec {
+        kind: args.data,
+        md_steps: args.data_steps,
         n_particles: N_PARTICLES,
         n_structures: args.structures,
         side_range: (3.6, 5.6),
-        temperature_range: (0.1, 0.6),
+        temperature_range: match args.data {
+            DataKind::Mixed => (0.1, 0.6),
+            DataKind::Thermal => args.temperatures,
+        },
         max_displacement: 0.12,
         max_rotation: 0.15,
         max_force: args.max_force,
@@ -633,7 +466,6 @@ fn main() -> Res<()> {
     let (train, test) = samples.split_at(n_train);
     let train: Vec<&Sample> = train.iter().collect();
     let test: Vec<&Sample> = test.iter().collect();
-    let count = |set: &[&Sample], o: &str| set.iter().filter(|s| s.origin == o).count();
     println!(
         "{} structures of {N_PARTICLES} GB ellipsoids ({:.1} s): {} train, {} held out",
         samples.len(),
@@ -641,6 +473,31 @@ fn main() -> Res<()> {
         train.len(),
         test.len()
     );
+    let stats = data_stats(&train, &test);
+    // The pair baseline, fitted on the fit structures only (not validation, not held out).
+    let n_fit = fit::n_fit(train.len());
+    let mut pair = PairBaseline::zero(
+        args.baseline,
+        &args.radial,
+        BASELINE_CUTOFF.0,
+        BASELINE_CUTOFF.1,
+    );
+    if args.gap {
+        pair.shape = Some([SEMI_AXES[0], SEMI_AXES[2]]);
+    }
+    let mut baseline_report = fit::fit_baseline(&mut pair, &train[..n_fit], &train, &args.train);
+    let baseline_errors = json!({"fit": fit::baseline_errors(&pair, &train[..n_fit]),
+        "validation": fit::baseline_errors(&pair, &train[n_fit..])});
+    println!(
+        "[baseline {}] errors alone {baseline_errors}",
+        args.baseline.name()
+    );
+    baseline_report["errors_alone"] = baseline_errors;
+    if args.diagnose {
+        println!("{stats:#}");
+        println!("{baseline_report:#}");
+        return Ok(());
+    }
     if !args.sweep.is_empty() {
         let d = DifferentiableDescriptor::new(
             &Hypers::from_toml_str(&args.hypers)?,
@@ -648,7 +505,8 @@ fn main() -> Res<()> {
             DType::F64,
         )?;
         let clock = Instant::now();
-        let (tr, te) = (prepare(&d, &train, &device)?, prepare(&d, &test, &device)?);
+        let tr = prepare(&d, &train, &pair, &device)?;
+        let te = prepare(&d, &test, &pair, &device)?;
         println!("[sweep] prepared in {:.1} s", clock.elapsed().as_secs_f64());
         for (k, cfg) in args.sweep.iter().enumerate() {
             println!("[sweep {k}] {cfg:?}");
@@ -656,11 +514,12 @@ fn main() -> Res<()> {
         }
         return Ok(());
     }
-    // The MD start: the first held-out insertion cluster, thermalised at MD_TEMPERATURE.
+    // The MD start: the first held-out insertion cluster (mixed data) or held-out structure
+    // (thermal data), with new velocities at MD_TEMPERATURE.
     let md_source = test
         .iter()
-        .find(|s| s.origin == "insertion")
-        .ok_or("no held-out insertion cluster")?;
+        .find(|s| s.origin == "insertion" || args.data == DataKind::Thermal)
+        .ok_or("no held-out MD start")?;
     let md_start = data::thermal_state(
         &md_source.particles,
         1.0,
@@ -691,6 +550,7 @@ fn main() -> Res<()> {
             &step_hypers,
             &train,
             &test,
+            &pair,
             &md_start,
             &gb,
             &args,
@@ -707,7 +567,9 @@ fn main() -> Res<()> {
             Ok(h) if !smooth_cutoff_applied(&step_hypers, &h, &device)? => json!({
                 "available": false,
                 "reason": "the differentiable descriptor does not apply cutoff_function yet"}),
-            Ok(h) => variant("smooth", &h, &train, &test, &md_start, &gb, &args, &device)?,
+            Ok(h) => variant(
+                "smooth", &h, &train, &test, &pair, &md_start, &gb, &args, &device,
+            )?,
         }
     };
     if let Some(reason) = smooth.get("reason") {
@@ -718,25 +580,25 @@ fn main() -> Res<()> {
     let report = json!({
         "potential": {"kind": "Gay-Berne (uniaxial, identical)", "sigma0": gb.sigma0,
             "eps0": gb.eps0, "kappa": gb.kappa, "kappa_prime": gb.kappa_prime, "mu": gb.mu,
-            "nu": gb.nu, "anisoap_semi_axes": SEMI_AXES, "mass": 1.0,
+            "nu": gb.nu, "anisoap_semi_axes": SEMI_AXES,
+            "descriptor_density_scale": fit::DENSITY_SCALE.get().unwrap_or(&1.0), "mass": 1.0,
             "inertia": rigid::ellipsoid_inertia(1.0, SEMI_AXES)},
         "units": {"length": "sigma0 = 0.5 nm", "energy": "eps0 = 1 kJ/mol", "mass": "100 g/mol",
             "tau_ps": TAU_PS, "tau_per_ns_equivalent": TAU_PER_NS},
-        "data": {"particles_per_structure": N_PARTICLES, "structures": samples.len(),
-            "train": train.len(), "test": test.len(), "seed": SEED,
-            "split": "by structure, seeded shuffle, 80/20",
-            "origins_train": {"insertion": count(&train, "insertion"),
-                "thermal": count(&train, "thermal"), "perturbed": count(&train, "perturbed")},
-            "origins_test": {"insertion": count(&test, "insertion"),
-                "thermal": count(&test, "thermal"), "perturbed": count(&test, "perturbed")},
+        "data": {"kind": args.data.name(), "particles_per_structure": N_PARTICLES,
+            "structures": samples.len(), "train": train.len(), "test": test.len(), "seed": SEED,
+            "split": "by structure (each thermal structure from its own MD run), seeded shuffle, 80/20; 15 % of the training structures validate",
             "box_side_range": spec.side_range, "thermal_temperature_range": spec.temperature_range,
+            "thermal_md_steps": spec.md_steps,
             "max_displacement": spec.max_displacement, "max_rotation": spec.max_rotation,
-            "max_force_component": spec.max_force},
-        "model": {"kind": "E = sum_i MLP(standardised per-centre power spectrum)",
+            "max_force_component": spec.max_force, "statistics": stats},
+        "model": {"kind": "E = E_pair_baseline + sum_i MLP(standardised per-centre power spectrum)",
+            "baseline": baseline_report,
             "training": args.train.to_json(),
-            "jacobian": {"method": "central differences of the forward, pair list fixed", "step": FD_STEP}},
+            "jacobian": {"method": "central differences of the forward, pair list fixed", "step": fit::FD_STEP}},
         "md": {"integrator": "velocity Verlet + NO_SQUISH", "dt_tau": MD_DT,
-            "initial_temperature": MD_TEMPERATURE, "start": "first held-out insertion cluster",
+            "initial_temperature": MD_TEMPERATURE,
+            "start": format!("first held-out {} structure", if args.data == DataKind::Mixed { "insertion" } else { "thermal" }),
             "analytic_gb": md_gb},
         "variants": variants,
         "total_seconds": total_seconds,

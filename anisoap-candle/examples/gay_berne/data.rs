@@ -3,7 +3,7 @@
 //! repulsive wall; each structure with its energy, forces and lab torques.
 #![allow(dead_code)]
 
-use super::potential::{GayBerne, Particle};
+use super::potential::{pair_sum, GayBerne, Particle};
 use super::rigid::{ellipsoid_inertia, lab_torque, RigidState};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -59,7 +59,22 @@ pub fn insertion(gb: &GayBerne, n: usize, side: f64, rng: &mut ChaCha8Rng) -> Ve
 
 /// Energy, forces and lab torques of a configuration under the analytic GB potential.
 pub fn gb_field(gb: &GayBerne, particles: &[Particle]) -> (f64, Vec<[f64; 3]>, Vec<[f64; 3]>) {
-    let (e, f, dq) = gb.energy_forces(particles);
+    torques_of(particles, gb.energy_forces(particles))
+}
+
+/// Energy, forces and lab torques of a sum over pairs of `pair` (see [`pair_sum`]).
+pub fn pair_field(
+    particles: &[Particle],
+    pair: impl FnMut(f64, f64, f64, f64) -> [f64; 5],
+) -> (f64, Vec<[f64; 3]>, Vec<[f64; 3]>) {
+    torques_of(particles, pair_sum(particles, pair))
+}
+
+/// Lab torques from quaternion gradients.
+fn torques_of(
+    particles: &[Particle],
+    (e, f, dq): (f64, Vec<[f64; 3]>, Vec<[f64; 4]>),
+) -> (f64, Vec<[f64; 3]>, Vec<[f64; 3]>) {
     let t = particles
         .iter()
         .zip(&dq)
@@ -134,9 +149,32 @@ pub struct Sample {
     pub side: f64,
 }
 
+/// How the structures are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// A third as inserted, a third short NVE from a thermal start, a third perturbed.
+    Mixed,
+    /// Every structure the end of its own thermostatted GB MD run from an insertion.
+    Thermal,
+}
+
+impl DataKind {
+    /// Name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataKind::Mixed => "mixed",
+            DataKind::Thermal => "thermal",
+        }
+    }
+}
+
 /// Settings of the data set.
 #[derive(Debug, Clone, Copy)]
 pub struct DataSpec {
+    /// How the structures are made.
+    pub kind: DataKind,
+    /// MD steps (dt 0.002) of each thermal run ([`DataKind::Thermal`]).
+    pub md_steps: usize,
     /// Particles per cluster.
     pub n_particles: usize,
     /// Number of structures.
@@ -153,8 +191,99 @@ pub struct DataSpec {
     pub max_force: f64,
 }
 
-/// `spec.n_structures` seeded structures, cycling insertion / thermal / perturbed.
+/// `spec.n_structures` seeded structures of the kind `spec.kind`.
 pub fn make_samples(
+    gb: &GayBerne,
+    spec: &DataSpec,
+    semi_axes: [f64; 3],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Sample> {
+    match spec.kind {
+        DataKind::Mixed => mixed_samples(gb, spec, semi_axes, rng),
+        DataKind::Thermal => thermal_samples(gb, spec, semi_axes, rng),
+    }
+}
+
+/// Velocity rescaling interval (steps) of the thermostatted runs.
+const RESCALE_EVERY: usize = 10;
+
+/// One structure per run: an insertion at a random box side, Maxwell-Boltzmann velocities at
+/// a temperature `T` uniform in `spec.temperature_range`, then `spec.md_steps` steps of
+/// analytic-GB MD (dt 0.002) with the kinetic energy rescaled to `3 N T` (6 degrees of
+/// freedom per body, k_B = 1) every [`RESCALE_EVERY`] steps; the last configuration is kept.
+/// Runs that fail or end with a force component above `spec.max_force` are redrawn.
+fn thermal_samples(
+    gb: &GayBerne,
+    spec: &DataSpec,
+    semi_axes: [f64; 3],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(spec.n_structures);
+    let mut field = |x: &[[f64; 3]], q: &[[f64; 4]]| Ok(gb_field(gb, &particles(x, q)));
+    while out.len() < spec.n_structures {
+        let side = rng.gen_range(spec.side_range.0..spec.side_range.1);
+        let base = insertion(gb, spec.n_particles, side, rng);
+        let t = rng.gen_range(spec.temperature_range.0..spec.temperature_range.1);
+        let mut state = thermal_state(&base, 1.0, semi_axes, t, rng);
+        let (_, mut f, mut tq) = gb_field(gb, &base);
+        let target = 3.0 * spec.n_particles as f64 * t;
+        let mut ok = true;
+        for step in 1..=spec.md_steps {
+            match state.step(0.002, &f, &tq, &mut field) {
+                Ok((_, f2, t2)) => (f, tq) = (f2, t2),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+            if step % RESCALE_EVERY == 0 {
+                let scale = (target / state.kinetic()).sqrt();
+                if !scale.is_finite() {
+                    ok = false;
+                    break;
+                }
+                state
+                    .velocities
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|v| *v *= scale);
+                state.momenta.iter_mut().flatten().for_each(|p| *p *= scale);
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let p = particles(&state.positions, &state.quaternions);
+        let (energy, forces, torques) = gb_field(gb, &p);
+        let worst = forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+        if !(energy.is_finite() && worst <= spec.max_force) {
+            continue;
+        }
+        out.push(Sample {
+            particles: p,
+            energy,
+            forces,
+            torques,
+            origin: "thermal_md",
+            side,
+        });
+    }
+    out
+}
+
+/// Particles from positions and quaternions.
+pub fn particles(x: &[[f64; 3]], q: &[[f64; 4]]) -> Vec<Particle> {
+    x.iter()
+        .zip(q)
+        .map(|(&position, &quaternion)| Particle {
+            position,
+            quaternion,
+        })
+        .collect()
+}
+
+/// `spec.n_structures` seeded structures, cycling insertion / thermal / perturbed.
+fn mixed_samples(
     gb: &GayBerne,
     spec: &DataSpec,
     semi_axes: [f64; 3],

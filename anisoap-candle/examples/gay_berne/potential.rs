@@ -121,41 +121,50 @@ impl GayBerne {
 
     /// Total energy, forces `-∂E/∂x` `[N][3]` and quaternion gradients `∂E/∂q` `[N][4]`.
     pub fn energy_forces(&self, particles: &[Particle]) -> (f64, Vec<[f64; 3]>, Vec<[f64; 4]>) {
-        let n = particles.len();
-        let axes: Vec<_> = particles.iter().map(|p| axis(p.quaternion)).collect();
-        let mut energy = 0.0;
-        let mut grad_x = vec![[0.0; 3]; n];
-        let mut grad_u = vec![[0.0; 3]; n];
-        for i in 0..n {
-            for j in i + 1..n {
-                let (pi, pj) = (particles[i].position, particles[j].position);
-                let rv = [pj[0] - pi[0], pj[1] - pi[1], pj[2] - pi[2]];
-                let r = dot(rv, rv).sqrt();
-                let rh = rv.map(|v| v / r);
-                let (ui, uj) = (axes[i].0, axes[j].0);
-                let (a, b, c) = (dot(rh, ui), dot(rh, uj), dot(ui, uj));
-                let [u, dr, da, db, dc] = self.pair(r, a, b, c);
-                energy += u;
-                for d in 0..3 {
-                    // ∂U/∂r_vec with ∂a/∂r_vec = (û_i − a r̂)/r, ∂b/∂r_vec = (û_j − b r̂)/r.
-                    let g =
-                        dr * rh[d] + da * (ui[d] - a * rh[d]) / r + db * (uj[d] - b * rh[d]) / r;
-                    grad_x[j][d] += g;
-                    grad_x[i][d] -= g;
-                    grad_u[i][d] += da * rh[d] + dc * uj[d];
-                    grad_u[j][d] += db * rh[d] + dc * ui[d];
-                }
+        pair_sum(particles, |r, a, b, c| self.pair(r, a, b, c))
+    }
+}
+
+/// Energy, forces `-∂E/∂x` `[N][3]` and quaternion gradients `∂E/∂q` `[N][4]` of a sum over
+/// all pairs of a pair energy `pair(r, a, b, c) = (U, ∂U/∂r, ∂U/∂a, ∂U/∂b, ∂U/∂c)` of the
+/// centre distance `r = |x_j − x_i|`, `a = r̂·û_i`, `b = r̂·û_j` and `c = û_i·û_j`.
+pub fn pair_sum(
+    particles: &[Particle],
+    mut pair: impl FnMut(f64, f64, f64, f64) -> [f64; 5],
+) -> (f64, Vec<[f64; 3]>, Vec<[f64; 4]>) {
+    let n = particles.len();
+    let axes: Vec<_> = particles.iter().map(|p| axis(p.quaternion)).collect();
+    let mut energy = 0.0;
+    let mut grad_x = vec![[0.0; 3]; n];
+    let mut grad_u = vec![[0.0; 3]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let (pi, pj) = (particles[i].position, particles[j].position);
+            let rv = [pj[0] - pi[0], pj[1] - pi[1], pj[2] - pi[2]];
+            let r = dot(rv, rv).sqrt();
+            let rh = rv.map(|v| v / r);
+            let (ui, uj) = (axes[i].0, axes[j].0);
+            let (a, b, c) = (dot(rh, ui), dot(rh, uj), dot(ui, uj));
+            let [u, dr, da, db, dc] = pair(r, a, b, c);
+            energy += u;
+            for d in 0..3 {
+                // ∂U/∂r_vec with ∂a/∂r_vec = (û_i − a r̂)/r, ∂b/∂r_vec = (û_j − b r̂)/r.
+                let g = dr * rh[d] + da * (ui[d] - a * rh[d]) / r + db * (uj[d] - b * rh[d]) / r;
+                grad_x[j][d] += g;
+                grad_x[i][d] -= g;
+                grad_u[i][d] += da * rh[d] + dc * uj[d];
+                grad_u[j][d] += db * rh[d] + dc * ui[d];
             }
         }
-        let forces = grad_x.iter().map(|g| g.map(|v| -v)).collect();
-        let dq = (0..n)
-            .map(|i| {
-                let (_, du, qh, norm) = axes[i];
-                let g: [f64; 4] = [0, 1, 2, 3].map(|k| dot(grad_u[i], du[k]));
-                let radial: f64 = (0..4).map(|k| g[k] * qh[k]).sum();
-                [0, 1, 2, 3].map(|k| (g[k] - radial * qh[k]) / norm)
-            })
-            .collect();
-        (energy, forces, dq)
     }
+    let forces = grad_x.iter().map(|g| g.map(|v| -v)).collect();
+    let dq = (0..n)
+        .map(|i| {
+            let (_, du, qh, norm) = axes[i];
+            let g: [f64; 4] = [0, 1, 2, 3].map(|k| dot(grad_u[i], du[k]));
+            let radial: f64 = (0..4).map(|k| g[k] * qh[k]).sum();
+            [0, 1, 2, 3].map(|k| (g[k] - radial * qh[k]) / norm)
+        })
+        .collect();
+    (energy, forces, dq)
 }

@@ -345,6 +345,9 @@ impl ChunkBackend for CandleBackend {
         } else {
             ParticleTensors::new(system, self.options())?
         };
+        // Uploads ran on this thread's stream; on CUDA (per-thread default streams) the chunk
+        // loop's producer thread reads them from its own, so they must have landed first.
+        self.options().device.synchronize()?;
         Ok(Box::new(CandleRunner {
             backend: self,
             system,

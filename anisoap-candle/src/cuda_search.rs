@@ -459,6 +459,10 @@ mod imp {
                 self_pairs: u32::from(system.self_pairs()),
                 n_types,
             };
+            // The uploads ran on this thread's stream (candle's per-thread default stream);
+            // the chunk loop's producer thread launches the search on its own, so the tables
+            // must have landed before this returns.
+            dev.cuda_stream().synchronize().w()?;
             Ok(Some(search))
         }
 
@@ -588,6 +592,7 @@ mod imp {
             // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
             unsafe { builder.launch(config) }.w()?;
             drop(builder);
+            let ready = stream.record_event(None).w()?;
             let wrap = |storage: CudaStorage, shape: Shape| {
                 Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
             };
@@ -603,6 +608,7 @@ mod imp {
                 self.n_types,
                 wrap(index(neighbor_out), Shape::from(n_pairs)),
                 wrap(index(error), Shape::from(1)),
+                ready,
             ))
         }
     }

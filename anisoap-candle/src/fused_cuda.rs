@@ -111,7 +111,7 @@ mod imp {
     use crate::error::{Error, Result};
     use crate::system::{Pairs, System};
     use candle_core::cuda_backend::cudarc::driver::{
-        sys, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+        sys, CudaEvent, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::cudarc::nvrtc;
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
@@ -167,6 +167,11 @@ mod imp {
         neighbors: Option<Tensor>,
         /// The device search's error flag, `[1]` u32 (0: the pairs are the counting pass's).
         search_error: Option<Tensor>,
+        /// Recorded on the staging thread's stream after its last copy or kernel. Candle's CUDA
+        /// device issues work on the per-thread default stream, so work staged by the chunk
+        /// loop's producer thread is not ordered with the consumer thread's kernels: the
+        /// consumer's stream waits on this event before anything reads the staged data.
+        ready: CudaEvent,
     }
 
     impl StagedPairs {
@@ -184,6 +189,7 @@ mod imp {
             n_types: usize,
             neighbors: Tensor,
             search_error: Tensor,
+            ready: CudaEvent,
         ) -> Self {
             StagedPairs {
                 precision,
@@ -195,11 +201,21 @@ mod imp {
                 n_types,
                 neighbors: Some(neighbors),
                 search_error: Some(search_error),
+                ready,
             }
+        }
+
+        /// Makes the calling thread's stream wait until the staging work is done.
+        fn wait_until_staged(&self) -> Result<()> {
+            if let candle_core::Device::Cuda(dev) = self.r.device() {
+                dev.cuda_stream().wait(&self.ready).w()?;
+            }
+            Ok(())
         }
 
         /// Fails when the device search flagged its pairs as not the counting pass's.
         fn check_search(&self) -> Result<()> {
+            self.wait_until_staged()?;
             let Some(flag) = &self.search_error else {
                 return Ok(());
             };
@@ -533,6 +549,10 @@ mod imp {
                     particles.type_slots.index_select(&neighbors, 0)?,
                 ))
             })?;
+            let candle_core::Device::Cuda(dev) = device else {
+                return Err(Error::Device("the CUDA kernels need a CUDA device".into()));
+            };
+            let ready = dev.cuda_stream().record_event(None).w()?;
             Ok(StagedPairs {
                 precision,
                 inv,
@@ -543,6 +563,7 @@ mod imp {
                 n_types,
                 neighbors: None,
                 search_error: None,
+                ready,
             })
         }
 

@@ -153,6 +153,7 @@ fn validate(
             1.0,
         )
     };
+    let _span = tracing::trace_span!("fractional_coordinates").entered();
     let frac: Vec<[f64; 3]> = map_items(positions, |&x| {
         [dot(x, recip[0]), dot(x, recip[1]), dot(x, recip[2])]
     });
@@ -178,11 +179,14 @@ fn validate(
     })
 }
 
+/// Frames with at least this many particles are binned on rayon's pool.
+const PARALLEL_ITEMS: usize = 4096;
+
 /// `items.iter().map(f).collect()`, on rayon's pool when there are enough items to pay for
 /// it (one large frame); in order either way.
 fn map_items<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -> Vec<U> {
     use rayon::prelude::*;
-    if items.len() >= 4096 {
+    if items.len() >= PARALLEL_ITEMS {
         items.par_iter().map(f).collect()
     } else {
         items.iter().map(f).collect()
@@ -272,7 +276,8 @@ impl Grid {
             }
         }
 
-        let placed: Vec<([usize; 3], [i64; 3])> = map_items(&geo.frac, |s| {
+        let _span = tracing::trace_span!("grid_bins", particles = n).entered();
+        let place = |s: &[f64; 3]| {
             let mut b = [0usize; 3];
             let mut img = [0i64; 3];
             for k in 0..3 {
@@ -289,8 +294,15 @@ impl Grid {
                 b[k] = (t.max(0.0) as usize).min(nb - 1);
             }
             (b, img)
-        });
-        let (bin_of, image): (Vec<[usize; 3]>, Vec<[i64; 3]>) = placed.into_iter().unzip();
+        };
+        let (bin_of, image): (Vec<[usize; 3]>, Vec<[i64; 3]>) = if n >= PARALLEL_ITEMS {
+            use rayon::prelude::*;
+            geo.frac.par_iter().map(place).unzip()
+        } else {
+            geo.frac.iter().map(place).unzip()
+        };
+        drop(_span);
+        let _span = tracing::trace_span!("grid_sort").entered();
         let total = nbins[0] * nbins[1] * nbins[2];
         let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
         let mut start = vec![0usize; total + 1];
@@ -309,6 +321,8 @@ impl Grid {
             slot[i] = fill[l];
             fill[l] += 1;
         }
+        drop(_span);
+        let _span = tracing::trace_span!("grid_wrap").entered();
         let cell = geo.cell;
         let wrapped = map_items(&sorted, |&j| {
             let (x, img) = (positions[j], image[j]);
@@ -335,22 +349,19 @@ impl Grid {
         })
     }
 
-    /// Bin offsets to visit along direction `k` from bin `b`: `(target bin, image shift)`.
-    fn offsets(&self, k: usize, b: usize) -> Vec<(usize, i64)> {
+    /// Bin offsets to visit along direction `k` from bin `b`: `(target bin, image shift)`
+    /// (`reach` bins each way with periodic images along periodic directions, the bin and its
+    /// existing neighbours otherwise). An iterator, so the per-centre walk allocates nothing.
+    fn offsets(&self, k: usize, b: usize) -> impl Iterator<Item = (usize, i64)> {
         let nb = self.nbins[k] as i64;
         let b = b as i64;
-        if self.pbc[k] {
-            (-self.reach[k]..=self.reach[k])
-                .map(|d| {
-                    let t = b + d;
-                    (t.rem_euclid(nb) as usize, t.div_euclid(nb))
-                })
-                .collect()
+        let (lo, hi) = if self.pbc[k] {
+            (b - self.reach[k], b + self.reach[k])
         } else {
-            ((b - 1).max(0)..=(b + 1).min(nb - 1))
-                .map(|t| (t as usize, 0))
-                .collect()
-        }
+            ((b - 1).max(0), (b + 1).min(nb - 1))
+        };
+        // Along open directions lo..=hi lies inside 0..nb: the target is t, the shift 0.
+        (lo..=hi).map(move |t| (t.rem_euclid(nb) as usize, t.div_euclid(nb)))
     }
 
     /// Call `f(j, shift)` for every candidate neighbour `j` of particle `i` with its shift in
@@ -359,13 +370,12 @@ impl Grid {
     /// `(j, shift)` is produced at most once.
     fn for_each_candidate(&self, i: usize, mut f: impl FnMut(usize, [i64; 3])) {
         let b = self.bin_of[i];
-        let [oa, ob, oc] = [0, 1, 2].map(|k| self.offsets(k, b[k]));
         let img_i = self.image[i];
         let wi = self.wrapped[self.slot[i]];
         let cell = &self.cell;
-        for &(ta, qa) in &oa {
-            for &(tb, qb) in &ob {
-                for &(tc, qc) in &oc {
+        for (ta, qa) in self.offsets(0, b[0]) {
+            for (tb, qb) in self.offsets(1, b[1]) {
+                for (tc, qc) in self.offsets(2, b[2]) {
                     let l = (ta * self.nbins[1] + tb) * self.nbins[2] + tc;
                     let off = [0, 1, 2].map(|c| {
                         (qa as f64 * cell[0][c] + qb as f64 * cell[1][c] + qc as f64 * cell[2][c])

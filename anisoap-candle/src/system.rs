@@ -334,37 +334,42 @@ fn push_frame_particles(
         }
         Ok((precision, semi))
     };
-    // Written in place (no per-particle results collected first); the error reported is
-    // the first bad particle's in either order of evaluation.
+    // The error reported is the first bad particle's whatever the order of evaluation. Large
+    // frames are collected in parallel straight into fresh vectors (a serial zero-fill first
+    // would fault in ~100 bytes per particle of new pages on one thread).
     let n = frame.len();
-    let base = particles.precision.len();
-    particles.precision.resize(base + n, [[0.0; 3]; 3]);
-    particles.semi_axes.resize(base + n, [0.0; 3]);
-    let fill = |(i, (precision, semi)): (usize, (&mut Mat3, &mut [f64; 3]))| match particle(i) {
-        Ok((p, a)) => {
-            *precision = p;
-            *semi = a;
-            None
-        }
-        Err(e) => Some((i, e)),
-    };
-    let first_bad = if n >= PARALLEL_PARTICLES {
+    if n >= PARALLEL_PARTICLES {
         use rayon::prelude::*;
-        particles.precision[base..]
-            .par_iter_mut()
-            .zip(particles.semi_axes[base..].par_iter_mut())
-            .enumerate()
-            .filter_map(fill)
-            .min_by_key(|(i, _)| *i)
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let first_bad = AtomicUsize::new(usize::MAX);
+        let (precision, semi_axes): (Vec<Mat3>, Vec<[f64; 3]>) = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                particle(i).unwrap_or_else(|_| {
+                    first_bad.fetch_min(i, Ordering::Relaxed);
+                    ([[0.0; 3]; 3], [0.0; 3])
+                })
+            })
+            .unzip();
+        let bad = first_bad.into_inner();
+        if bad != usize::MAX {
+            return Err(particle(bad).expect_err("this particle failed"));
+        }
+        if particles.precision.is_empty() {
+            particles.precision = precision;
+            particles.semi_axes = semi_axes;
+        } else {
+            particles.precision.extend_from_slice(&precision);
+            particles.semi_axes.extend_from_slice(&semi_axes);
+        }
     } else {
-        particles.precision[base..]
-            .iter_mut()
-            .zip(particles.semi_axes[base..].iter_mut())
-            .enumerate()
-            .find_map(fill)
-    };
-    if let Some((_, e)) = first_bad {
-        return Err(e);
+        particles.precision.reserve(n);
+        particles.semi_axes.reserve(n);
+        for i in 0..n {
+            let (precision, semi) = particle(i)?;
+            particles.precision.push(precision);
+            particles.semi_axes.push(semi);
+        }
     }
     particles.types.extend_from_slice(&frame.numbers);
     particles.frame.extend(std::iter::repeat_n(f, n));
@@ -579,11 +584,14 @@ impl<'a> System<'a> {
                 }
             }
         };
-        let type_slots = particles
-            .types
-            .iter()
-            .map(|&t| layout.type_slot(t))
-            .collect();
+        let type_slots = {
+            use rayon::prelude::*;
+            particles
+                .types
+                .par_iter()
+                .map(|&t| layout.type_slot(t))
+                .collect()
+        };
         Ok(System {
             particles,
             layout,

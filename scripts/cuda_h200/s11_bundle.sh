@@ -14,7 +14,7 @@ cargo test --release -p anisoap-candle --features cuda --test cuda_fused --test 
       name="$(basename "$exe")"; cp "$exe" "$tmp/${name%-*}"; done
 cp dist/anisoap-candle-cuda "$tmp/"
 if [ -n "${ELLIPSOIDS:-}" ]; then cp "$ELLIPSOIDS" "$tmp/ellipsoids.xyz"
-else git -C /work/.mirror/cersonsky-lab+AniSOAP show HEAD:notebooks/ellipsoids.xyz > "$tmp/ellipsoids.xyz"; fi
+else git -C /work/.mirror/cersonsky-lab+AniSOAP/repo show HEAD:notebooks/ellipsoids.xyz > "$tmp/ellipsoids.xyz"; fi
 strip "$tmp"/anisoap-candle-cuda "$tmp"/cuda_fused "$tmp"/cuda_search
 (cd "$tmp" && tar cf - .) | xz -T2 -6 > dist/s11.tar.xz
 rm -rf "$tmp"

@@ -9,12 +9,12 @@
 
 use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
-use crate::cuda_search::CudaNeighborSearch;
+use crate::cuda_search::{CudaNeighborSearch, CudaPairCounter};
 use crate::descriptor::Quantity;
 use crate::error::{Error, Result};
 use crate::fused_cuda::StagedPairs;
 use crate::reference;
-use crate::system::{Layout, Pairs, System};
+use crate::system::{Layout, PairCounter, Pairs, System};
 use candle_core::{DType, Tensor};
 use std::ops::Range;
 
@@ -124,6 +124,12 @@ pub trait ChunkBackend: Send + Sync {
     fn chunk_pairs(&self) -> usize;
     /// Uploads what the chunks of `system` share (per-particle data) and returns the runner.
     fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>>;
+
+    /// A counting pass on this backend's device for [`System::with_counter`] (`None`: the
+    /// host counts).
+    fn pair_counter(&self) -> Option<&dyn PairCounter> {
+        None
+    }
 }
 
 /// The error for a centre whose features are not finite (never written out).
@@ -301,14 +307,25 @@ impl ChunkRunner for ReferenceRunner<'_> {
 pub struct CandleBackend {
     basis: Basis,
     batched: BatchedBasis,
+    /// The counting pass on the device (CUDA neighbour search with
+    /// `ANISOAP_CUDA_COUNTING=1`; experimental, off by default).
+    counter: Option<CudaPairCounter>,
 }
 
 impl CandleBackend {
     /// Uploads the basis constants to `options.device`.
     pub fn new(basis: &Basis, options: &BatchedOptions) -> Result<Self> {
+        let batched = BatchedBasis::new(basis, options)?;
+        let counting = std::env::var("ANISOAP_CUDA_COUNTING").is_ok_and(|v| v == "1");
+        let counter = if counting && batched.cuda_search_kernel().is_some() {
+            CudaPairCounter::new(options)?
+        } else {
+            None
+        };
         Ok(CandleBackend {
             basis: basis.clone(),
-            batched: BatchedBasis::new(basis, options)?,
+            batched,
+            counter,
         })
     }
 
@@ -328,6 +345,10 @@ impl ChunkBackend for CandleBackend {
 
     fn chunk_pairs(&self) -> usize {
         self.options().chunk_pairs
+    }
+
+    fn pair_counter(&self) -> Option<&dyn PairCounter> {
+        self.counter.as_ref().map(|c| c as &dyn PairCounter)
     }
 
     fn prepare<'s>(&'s self, system: &'s System<'s>) -> Result<Box<dyn ChunkRunner + 's>> {

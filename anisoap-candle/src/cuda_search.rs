@@ -15,12 +15,13 @@
 //! `CudaNeighborSearch` is an empty type that is never built.
 
 use crate::error::{Error, Result};
-use crate::system::System;
+use crate::neighbors::NeighborSearch;
+use crate::system::{Particles, System};
 
 #[cfg(feature = "cuda")]
-pub use imp::{CudaNeighborSearch, CudaSearchKernel};
+pub use imp::{CudaNeighborSearch, CudaPairCounter, CudaSearchKernel};
 #[cfg(not(feature = "cuda"))]
-pub use stub::{CudaNeighborSearch, CudaSearchKernel};
+pub use stub::{CudaNeighborSearch, CudaPairCounter, CudaSearchKernel};
 
 /// The kernel source (CUDA C++, compiled at run time with `--fmad=false`).
 pub const SOURCE: &str = include_str!("kernels/neighbor_search.cu");
@@ -84,21 +85,28 @@ impl SearchTables {
     /// Flattens the cell lists of `system`'s frames. Errors ([`Error::TooLarge`]) when a count
     /// or index does not fit in 32 bits.
     pub fn new(system: &System) -> Result<Self> {
+        Self::from_parts(&system.particles, system.searches())
+    }
+
+    /// [`SearchTables::new`] from a system's parts (its particles and the cell-list search of
+    /// each frame), before the system exists (the counting pass).
+    pub fn from_parts(particles: &Particles, searches: &[NeighborSearch]) -> Result<Self> {
         use rayon::prelude::*;
         let _span = tracing::debug_span!("search_tables").entered();
-        let n = system.particles.len();
+        let n = particles.len();
         to_u32(n, "number of particles")?;
+        if searches.len() != particles.n_frames() {
+            return Err(Error::Device(
+                "one cell-list search per frame expected".into(),
+            ));
+        }
         let mut t = SearchTables {
-            frame_of: system
-                .particles
+            frame_of: particles
                 .frame
-                .iter()
+                .par_iter()
                 .map(|&f| to_u32(f, "frame index"))
                 .collect::<Result<_>>()?,
-            cutoff2: system
-                .searches()
-                .first()
-                .map_or(0.0, |search| search.cutoff2()),
+            cutoff2: searches.first().map_or(0.0, |search| search.cutoff2()),
             ..Default::default()
         };
         t.bin_of.reserve(3 * n);
@@ -108,8 +116,8 @@ impl SearchTables {
         t.wrapped.reserve(3 * n);
         t.slot_image.reserve(3 * n);
         t.slot_particle.reserve(n);
-        for (f, search) in system.searches().iter().enumerate() {
-            let first = system.particles.frame_start[f];
+        for (f, search) in searches.iter().enumerate() {
+            let first = particles.frame_start[f];
             let first_bin = t.bin_start.len();
             let Some(grid) = search.grid() else {
                 // A frame without particles: no centre ever reads its row.
@@ -214,7 +222,7 @@ mod stub {
     use crate::batched::BatchedOptions;
     use crate::error::Result;
     use crate::fused_cuda::StagedPairs;
-    use crate::system::{Pairs, System};
+    use crate::system::{CountingInput, PairCount, PairCounter, Pairs, System};
 
     /// Built without CUDA: no value of this type exists.
     pub enum CudaNeighborSearch {}
@@ -222,10 +230,26 @@ mod stub {
     /// Built without CUDA: no value of this type exists.
     pub enum CudaSearchKernel {}
 
+    /// Built without CUDA: no value of this type exists.
+    pub enum CudaPairCounter {}
+
     impl CudaSearchKernel {
         /// Always `None` without the `cuda` feature.
         pub fn new(_options: &BatchedOptions) -> Result<Option<Self>> {
             Ok(None)
+        }
+    }
+
+    impl CudaPairCounter {
+        /// Always `None` without the `cuda` feature.
+        pub fn new(_options: &BatchedOptions) -> Result<Option<Self>> {
+            Ok(None)
+        }
+    }
+
+    impl PairCounter for CudaPairCounter {
+        fn count(&self, _input: &CountingInput) -> Result<PairCount> {
+            match *self {}
         }
     }
 
@@ -266,7 +290,7 @@ mod imp {
     use crate::batched::BatchedOptions;
     use crate::error::{Error, Result};
     use crate::fused_cuda::StagedPairs;
-    use crate::system::{Pairs, System};
+    use crate::system::{too_many_pairs, CountingInput, PairCount, PairCounter, Pairs, System};
     use candle_core::cuda_backend::cudarc::driver::{
         CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
     };
@@ -274,9 +298,9 @@ mod imp {
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::op::BackpropOp;
     use candle_core::{DType, Shape, Storage, Tensor};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
-    /// Threads (centres) per block of the search kernel.
+    /// Threads (centres) per block of the search kernels.
     const THREADS: u32 = 128;
 
     /// PTX of [`super::SOURCE`] per compute capability.
@@ -307,15 +331,17 @@ mod imp {
         Ok(ptx)
     }
 
-    /// The search kernel compiled (once per process) and loaded for one CUDA device and dtype;
-    /// built with the basis constants, so that preparing a system costs no compilation.
+    /// The search kernels compiled (once per process) and loaded for one CUDA device and
+    /// dtype; built with the basis constants, so that preparing a system costs no compilation.
     pub struct CudaSearchKernel {
-        function: CudaFunction,
+        device: CudaDevice,
+        stage_fn: CudaFunction,
+        count_fn: CudaFunction,
         dtype: DType,
     }
 
     impl CudaSearchKernel {
-        /// Compiles and loads the kernel for `options.device` and `options.dtype` (`None`
+        /// Compiles and loads the kernels for `options.device` and `options.dtype` (`None`
         /// unless the device is CUDA).
         pub fn new(options: &BatchedOptions) -> Result<Option<Self>> {
             let candle_core::Device::Cuda(dev) = &options.device else {
@@ -333,9 +359,216 @@ mod imp {
                 .load_module(nvrtc::Ptx::from_src(ptx_for(major, minor)?))
                 .w()?;
             Ok(Some(CudaSearchKernel {
-                function: module.load_function(name).w()?,
+                device: dev.clone(),
+                stage_fn: module.load_function(name).w()?,
+                count_fn: module.load_function("count_pairs_all").w()?,
                 dtype: options.dtype,
             }))
+        }
+    }
+
+    /// The cell lists of a system (every frame) and its particles' type slots on one device.
+    struct DeviceTables {
+        n_particles: usize,
+        frame_of: CudaSlice<u32>,
+        frame_u: CudaSlice<u32>,
+        frame_reach: CudaSlice<i32>,
+        frame_f: CudaSlice<f64>,
+        bin_of: CudaSlice<u32>,
+        image: CudaSlice<i32>,
+        slot: CudaSlice<u32>,
+        positions: CudaSlice<f64>,
+        bin_start: CudaSlice<u32>,
+        wrapped: CudaSlice<f64>,
+        slot_image: CudaSlice<i32>,
+        slot_particle: CudaSlice<u32>,
+        type_slot: CudaSlice<u32>,
+        cutoff2: f64,
+        self_pairs: u32,
+        n_types: usize,
+    }
+
+    impl DeviceTables {
+        /// Uploads `tables` and the type slots (each checked below `n_types`).
+        fn upload(
+            dev: &CudaDevice,
+            tables: &SearchTables,
+            type_slots: &[usize],
+            n_types: usize,
+            self_pairs: bool,
+        ) -> Result<Self> {
+            let _span = tracing::debug_span!("search_upload").entered();
+            let type_slot = {
+                use rayon::prelude::*;
+                type_slots
+                    .par_iter()
+                    .map(|&t| {
+                        (t < n_types)
+                            .then_some(t as u32)
+                            .ok_or_else(|| Error::Device("particle type slot out of range".into()))
+                    })
+                    .collect::<Result<Vec<u32>>>()?
+            };
+            if type_slot.len() != tables.slot.len() {
+                return Err(Error::Device("one type slot per particle expected".into()));
+            }
+            let uploaded = DeviceTables {
+                n_particles: tables.slot.len(),
+                frame_of: dev.clone_htod(&tables.frame_of)?,
+                frame_u: dev.clone_htod(&tables.frame_u)?,
+                frame_reach: dev.clone_htod(&tables.frame_reach)?,
+                frame_f: dev.clone_htod(&tables.frame_f)?,
+                bin_of: dev.clone_htod(&tables.bin_of)?,
+                image: dev.clone_htod(&tables.image)?,
+                slot: dev.clone_htod(&tables.slot)?,
+                positions: dev.clone_htod(&tables.positions)?,
+                bin_start: dev.clone_htod(&tables.bin_start)?,
+                wrapped: dev.clone_htod(&tables.wrapped)?,
+                slot_image: dev.clone_htod(&tables.slot_image)?,
+                slot_particle: dev.clone_htod(&tables.slot_particle)?,
+                type_slot: dev.clone_htod(&type_slot)?,
+                cutoff2: tables.cutoff2,
+                self_pairs: u32::from(self_pairs),
+                n_types,
+            };
+            // The uploads ran on this thread's stream (candle's per-thread default stream);
+            // the chunk loop's producer thread launches the search on its own, so the tables
+            // must have landed before they are handed on.
+            dev.cuda_stream().synchronize().w()?;
+            Ok(uploaded)
+        }
+
+        /// Pushes the table arguments shared by every search kernel, in the order of
+        /// `ANISOAP_TABLE_PARAMS` in kernels/neighbor_search.cu.
+        fn push_args<'a>(
+            &'a self,
+            builder: &mut candle_core::cuda_backend::cudarc::driver::LaunchArgs<'a>,
+        ) {
+            builder
+                .arg(&self.frame_of)
+                .arg(&self.frame_u)
+                .arg(&self.frame_reach)
+                .arg(&self.frame_f)
+                .arg(&self.bin_of)
+                .arg(&self.image)
+                .arg(&self.slot)
+                .arg(&self.positions)
+                .arg(&self.bin_start)
+                .arg(&self.wrapped)
+                .arg(&self.slot_image)
+                .arg(&self.slot_particle)
+                .arg(&self.cutoff2)
+                .arg(&self.self_pairs);
+        }
+    }
+
+    /// The counting pass on a CUDA device ([`PairCounter`]): one thread per centre walks the
+    /// host's candidates with the host's test, counts, records the neighbour types seen and
+    /// the smallest singular neighbour. The uploaded cell lists travel on with the system
+    /// ([`System::take_device_state`]) to the chunk loop's [`CudaNeighborSearch`].
+    pub struct CudaPairCounter {
+        kernel: CudaSearchKernel,
+    }
+
+    impl CudaPairCounter {
+        /// Compiles and loads the kernels for `options.device` (`None` unless CUDA).
+        pub fn new(options: &BatchedOptions) -> Result<Option<Self>> {
+            Ok(CudaSearchKernel::new(options)?.map(|kernel| CudaPairCounter { kernel }))
+        }
+    }
+
+    impl PairCounter for CudaPairCounter {
+        fn count(&self, input: &CountingInput) -> Result<PairCount> {
+            let dev = &self.kernel.device;
+            let n = input.particles.len();
+            let tables = SearchTables::from_parts(input.particles, input.searches)?;
+            let uploaded = DeviceTables::upload(
+                dev,
+                &tables,
+                input.type_slots,
+                input.n_types,
+                input.self_pairs,
+            )?;
+            drop(tables);
+            let n32 = u32::try_from(n)
+                .ok()
+                .filter(|&n| n <= u32::MAX - THREADS)
+                .ok_or_else(|| Error::TooLarge("too many particles for the CUDA search".into()))?;
+            let n_types = input.n_types;
+            let t32 =
+                u32::try_from(n_types).map_err(|_| Error::TooLarge("too many types".into()))?;
+            let seen_len = n_types
+                .checked_mul(n_types)
+                .ok_or_else(|| Error::TooLarge("too many types".into()))?;
+            if input.singular.len() != n {
+                return Err(Error::Device(
+                    "one singular flag per particle expected".into(),
+                ));
+            }
+            let singular: Vec<u32> = input.singular.iter().map(|&b| u32::from(b)).collect();
+            let singular = dev.clone_htod(&singular)?;
+            let mut counts = dev.alloc_zeros::<u32>(n.max(1))?;
+            let mut seen = dev.alloc_zeros::<u32>(seen_len.max(1))?;
+            let mut first_singular = dev.alloc_zeros::<u32>(n.max(1))?;
+            let mut error = dev.alloc_zeros::<u32>(1)?;
+            if n > 0 {
+                let stream = dev.cuda_stream();
+                let config = LaunchConfig {
+                    grid_dim: (n32.div_ceil(THREADS), 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut builder = stream.launch_builder(&self.kernel.count_fn);
+                uploaded.push_args(&mut builder);
+                builder
+                    .arg(&n32)
+                    .arg(&uploaded.type_slot)
+                    .arg(&singular)
+                    .arg(&t32)
+                    .arg(&mut counts)
+                    .arg(&mut seen)
+                    .arg(&mut first_singular)
+                    .arg(&mut error);
+                // SAFETY: the arguments match count_pairs_all in kernels/neighbor_search.cu in
+                // order and type. Thread i < n (guarded in the kernel) reads the table rows of
+                // particle i and of the slots and particles its walk visits (all inside the
+                // tables, see the SAFETY note of CudaNeighborSearch::stage_typed: the same
+                // walk), type_slot and singular at particles < n (n entries each), and writes
+                // counts[i], first_singular[i] (n entries each), seen[slot_i * n_types +
+                // slot_j] with both slots < n_types (checked in DeviceTables::upload; seen has
+                // n_types² entries) and error[0].
+                unsafe { builder.launch(config) }.w()?;
+            }
+            let flag = dev.clone_dtoh(&error)?.first().copied().unwrap_or(0);
+            if flag & 1 != 0 {
+                return Err(Error::TooLarge(
+                    "a cell shift of some pair does not fit in 32 bits".into(),
+                ));
+            }
+            let counts = dev.clone_dtoh(&counts)?;
+            let seen_flags = dev.clone_dtoh(&seen)?;
+            let first = dev.clone_dtoh(&first_singular)?;
+            let mut total = 0usize;
+            for &c in &counts[..n] {
+                total = total.saturating_add(c as usize);
+            }
+            if total > input.max_pairs {
+                return Err(too_many_pairs(input.max_pairs));
+            }
+            let first_singular = first[..n]
+                .iter()
+                .position(|&j| j != u32::MAX)
+                .map(|i| (i, first[i] as usize));
+            let mut seen = vec![vec![false; n_types]; n_types];
+            for (k, &v) in seen_flags.iter().take(seen_len).enumerate() {
+                seen[k / n_types][k % n_types] = v != 0;
+            }
+            Ok(PairCount {
+                counts: counts[..n].iter().map(|&c| c as usize).collect(),
+                seen,
+                first_singular,
+                device_state: Some(Box::new(Arc::new(uploaded))),
+            })
         }
     }
 
@@ -356,27 +589,12 @@ mod imp {
     pub struct CudaNeighborSearch {
         device: CudaDevice,
         function: CudaFunction,
-        frame_of: CudaSlice<u32>,
-        frame_u: CudaSlice<u32>,
-        frame_reach: CudaSlice<i32>,
-        frame_f: CudaSlice<f64>,
-        bin_of: CudaSlice<u32>,
-        image: CudaSlice<i32>,
-        slot: CudaSlice<u32>,
-        positions: CudaSlice<f64>,
-        bin_start: CudaSlice<u32>,
-        wrapped: CudaSlice<f64>,
-        slot_image: CudaSlice<i32>,
-        slot_particle: CudaSlice<u32>,
-        type_slot: CudaSlice<u32>,
+        tables: Arc<DeviceTables>,
         particles: ParticleData,
-        cutoff2: f64,
-        self_pairs: u32,
-        n_types: usize,
     }
 
     impl CudaNeighborSearch {
-        /// Compiles the kernel ([`CudaSearchKernel::new`]) and uploads the cell lists and
+        /// Compiles the kernels ([`CudaSearchKernel::new`]) and uploads the cell lists and
         /// per-particle data of `system` to `options.device` (`None` unless it is a CUDA
         /// device).
         pub fn new(system: &System, options: &BatchedOptions) -> Result<Option<Self>> {
@@ -386,8 +604,9 @@ mod imp {
             }
         }
 
-        /// Uploads the cell lists and per-particle data of `system` to `options.device` for
-        /// a loaded `kernel` (`None` unless the device is CUDA).
+        /// Uploads the per-particle data of `system` to `options.device` for a loaded
+        /// `kernel`, and its cell lists unless a [`CudaPairCounter`] left them there (`None`
+        /// unless the device is CUDA).
         pub fn with_kernel(
             system: &System,
             options: &BatchedOptions,
@@ -401,29 +620,41 @@ mod imp {
                     "the search kernel was built for another dtype".into(),
                 ));
             }
-            let tables = SearchTables::new(system)?;
             let n_types = system.layout.types.len();
-            let type_slot = system
-                .type_slots
-                .iter()
-                .map(|&t| {
-                    (t < n_types)
-                        .then_some(t as u32)
-                        .ok_or_else(|| Error::Device("particle type slot out of range".into()))
-                })
-                .collect::<Result<Vec<u32>>>()?;
+            let left = system
+                .take_device_state()
+                .and_then(|state| state.downcast::<Arc<DeviceTables>>().ok())
+                .map(|tables| *tables)
+                .filter(|t| {
+                    t.n_particles == system.particles.len()
+                        && t.n_types == n_types
+                        && t.self_pairs == u32::from(system.self_pairs())
+                        && t.frame_of.stream().context().cu_ctx()
+                            == dev.cuda_stream().context().cu_ctx()
+                });
+            let tables = match left {
+                Some(tables) => tables,
+                None => Arc::new(DeviceTables::upload(
+                    dev,
+                    &SearchTables::new(system)?,
+                    &system.type_slots,
+                    n_types,
+                    system.self_pairs(),
+                )?),
+            };
             let p = &system.particles;
-            let precision: Vec<f64> = p
-                .precision
-                .iter()
-                .flat_map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
-                .collect();
+            let precision: Vec<f64> = {
+                use rayon::prelude::*;
+                p.precision
+                    .par_iter()
+                    .flat_map_iter(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
+                    .collect()
+            };
             let inv: Vec<f64> = p
                 .semi_axes
                 .iter()
                 .map(|a| 1.0 / (a[0] * a[1] * a[2]))
                 .collect();
-            let _span = tracing::debug_span!("search_upload").entered();
             let particles = match options.dtype {
                 DType::F64 => ParticleData::F64 {
                     precision: dev.clone_htod(&precision)?,
@@ -437,33 +668,14 @@ mod imp {
                     }
                 }
             };
-            let function = kernel.function.clone();
-            let search = CudaNeighborSearch {
-                device: dev.clone(),
-                function,
-                frame_of: dev.clone_htod(&tables.frame_of)?,
-                frame_u: dev.clone_htod(&tables.frame_u)?,
-                frame_reach: dev.clone_htod(&tables.frame_reach)?,
-                frame_f: dev.clone_htod(&tables.frame_f)?,
-                bin_of: dev.clone_htod(&tables.bin_of)?,
-                image: dev.clone_htod(&tables.image)?,
-                slot: dev.clone_htod(&tables.slot)?,
-                positions: dev.clone_htod(&tables.positions)?,
-                bin_start: dev.clone_htod(&tables.bin_start)?,
-                wrapped: dev.clone_htod(&tables.wrapped)?,
-                slot_image: dev.clone_htod(&tables.slot_image)?,
-                slot_particle: dev.clone_htod(&tables.slot_particle)?,
-                type_slot: dev.clone_htod(&type_slot)?,
-                particles,
-                cutoff2: tables.cutoff2,
-                self_pairs: u32::from(system.self_pairs()),
-                n_types,
-            };
-            // The uploads ran on this thread's stream (candle's per-thread default stream);
-            // the chunk loop's producer thread launches the search on its own, so the tables
-            // must have landed before this returns.
+            // As in DeviceTables::upload: landed before the producer thread reads them.
             dev.cuda_stream().synchronize().w()?;
-            Ok(Some(search))
+            Ok(Some(CudaNeighborSearch {
+                device: dev.clone(),
+                function: kernel.stage_fn.clone(),
+                tables,
+                particles,
+            }))
         }
 
         /// Finds and stages the pairs of the centres `centers` (a chunk of
@@ -518,6 +730,7 @@ mod imp {
             inv_all: &CudaSlice<T>,
         ) -> Result<StagedPairs> {
             let dev = &self.device;
+            let tables = &*self.tables;
             let n_centers = centers.len();
             let n_pairs = *seg.last().unwrap_or(&0) as usize;
             let first_center = u32::try_from(centers.start)
@@ -526,10 +739,10 @@ mod imp {
                 .ok()
                 .filter(|&c| c <= u32::MAX - THREADS)
                 .ok_or_else(|| Error::TooLarge("too many centres in one chunk".into()))?;
-            if centers.end > self.slot.len() {
+            if centers.end > tables.n_particles || seg.len() != n_centers + 1 {
                 return Err(Error::Device(format!(
                     "centre range {centers:?} is outside the {} particles uploaded",
-                    self.slot.len()
+                    tables.n_particles
                 )));
             }
             let seg_dev = dev.clone_htod(seg)?;
@@ -547,27 +760,14 @@ mod imp {
                 shared_mem_bytes: 0,
             };
             let mut builder = stream.launch_builder(&self.function);
+            tables.push_args(&mut builder);
             builder
                 .arg(&first_center)
                 .arg(&c32)
                 .arg(&seg_dev)
-                .arg(&self.frame_of)
-                .arg(&self.frame_u)
-                .arg(&self.frame_reach)
-                .arg(&self.frame_f)
-                .arg(&self.bin_of)
-                .arg(&self.image)
-                .arg(&self.slot)
-                .arg(&self.positions)
-                .arg(&self.bin_start)
-                .arg(&self.wrapped)
-                .arg(&self.slot_image)
-                .arg(&self.slot_particle)
                 .arg(precision_all)
                 .arg(inv_all)
-                .arg(&self.type_slot)
-                .arg(&self.cutoff2)
-                .arg(&self.self_pairs)
+                .arg(&tables.type_slot)
                 .arg(&mut neighbor_out)
                 .arg(&mut shift_out)
                 .arg(&mut r_out)
@@ -576,14 +776,15 @@ mod imp {
                 .arg(&mut slot_out)
                 .arg(&mut error);
             // SAFETY: the arguments match stage_pairs_<T> in kernels/neighbor_search.cu in
-            // order and type. Reads: thread c < n_centers (guarded in the kernel) handles centre
-            // i = first_center + c < centers.end <= N (checked above); it reads seg[c], seg[c+1]
-            // (seg holds n_centers + 1 entries); frame_of[i] = f < F, the frame rows (8, 3 and 10
-            // entries per frame); bin_of / image / positions rows of i and slot[i]; all of these
-            // were built by SearchTables::new with one row per particle or frame. Bins: the
-            // kernel visits bin (ta, tb, tc) with 0 <= t_k < nbins_k of frame f (rem_euclid along
-            // periodic directions, clamped to [0, nbins_k - 1] otherwise), so the linear bin
-            // first_bin + (ta nb + tb) nc + tc and its successor index frame f's nbins + 1
+            // order and type (tables first, as DeviceTables::push_args pushes them). Reads:
+            // thread c < n_centers (guarded in the kernel) handles centre i = first_center + c
+            // < centers.end <= N (checked above); it reads seg[c], seg[c+1] (seg holds
+            // n_centers + 1 entries); frame_of[i] = f < F, the frame rows (8, 3 and 10 entries
+            // per frame); bin_of / image / positions rows of i and slot[i]; all of these were
+            // built by SearchTables::from_parts with one row per particle or frame. Bins: the
+            // kernel visits bin (ta, tb, tc) with 0 <= t_k < nbins_k of frame f (rem_euclid
+            // along periodic directions, clamped to [0, nbins_k - 1] otherwise), so the linear
+            // bin first_bin + (ta nb + tb) nc + tc and its successor index frame f's nbins + 1
             // entries of bin_start, whose values are slots of frame f (< N): wrapped,
             // slot_image, slot_particle are read at those slots only, and slot_particle gives a
             // particle j < N for positions, precision_all (6N), inv_all (N) and type_slot (N).
@@ -605,7 +806,7 @@ mod imp {
                 wrap(index(seg_dev), Shape::from(n_centers + 1)),
                 wrap(index(slot_out), Shape::from(n_pairs)),
                 n_centers,
-                self.n_types,
+                tables.n_types,
                 wrap(index(neighbor_out), Shape::from(n_pairs)),
                 wrap(index(error), Shape::from(1)),
                 ready,
@@ -617,13 +818,14 @@ mod imp {
     const _: fn() = || {
         fn check<T: Send + Sync>() {}
         check::<CudaNeighborSearch>();
+        check::<CudaPairCounter>();
     };
 
     impl std::fmt::Debug for CudaNeighborSearch {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("CudaNeighborSearch")
-                .field("particles", &self.slot.len())
-                .field("bins", &self.bin_start.len())
+                .field("particles", &self.tables.n_particles)
+                .field("bins", &self.tables.bin_start.len())
                 .finish()
         }
     }

@@ -145,6 +145,12 @@ impl Calculator {
         })
     }
 
+    /// The counting pass of the first worker's device, if it has one (else systems are
+    /// counted on the host): pass it to [`System::with_counter`].
+    pub fn pair_counter(&self) -> Option<&dyn crate::system::PairCounter> {
+        self.workers.first().and_then(|w| w.pair_counter())
+    }
+
     /// The basis constants.
     pub fn basis(&self) -> &Basis {
         &self.basis
@@ -177,7 +183,7 @@ impl Calculator {
     ) -> Result<Features> {
         let system = {
             let _span = tracing::info_span!("prepare", frames = frames.len()).entered();
-            System::new(frames, &self.basis)?
+            System::with_counter(frames, &self.basis, None, self.pair_counter())?
         };
         self.compute_system(&system, quantity, progress)
     }
@@ -370,7 +376,12 @@ fn run_overlapped(
         host_pairs_into(system, runner, centers, pairs)?;
         runner.stage(centers, pairs)
     };
-    if chunks.len() <= 1 {
+    // One thread when there is nothing to overlap, and for runners that find their pairs on
+    // their device: their staging is a kernel launch on the same stream as the chunk's work,
+    // and CUDA work issued from a second host thread (candle's per-thread default stream)
+    // hung the H200 runs at the end of multi-chunk computations (scripts/cuda_h200/
+    // s11_diag.sh, results/logs/cuda_h200_s11/).
+    if chunks.len() <= 1 || !runner.host_pairs() {
         let mut pairs = Pairs::default();
         for centers in chunks {
             let staged = search(centers, &mut pairs)?;

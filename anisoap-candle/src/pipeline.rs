@@ -242,10 +242,12 @@ pub fn run(
     while let Some(current) = batch.take() {
         let system = {
             let _span = tracing::info_span!("prepare", frames = current.frames.len()).entered();
-            match &columns {
-                Some(layout) => System::with_columns(&current.frames, basis, layout),
-                None => System::new(&current.frames, basis),
-            }
+            System::with_counter(
+                &current.frames,
+                basis,
+                columns.as_ref(),
+                calculator.pair_counter(),
+            )
             .map_err(|e| locate(e, &current.origins))?
         };
         if !started {

@@ -220,6 +220,127 @@ pub struct System<'a> {
     pub type_slots: Vec<usize>,
     searches: Vec<neighbors::NeighborSearch<'a>>,
     self_pairs: bool,
+    /// What a device counting pass left on the device for the chunk loop
+    /// ([`PairCount::device_state`]), taken once by the first runner that can use it.
+    device_state: std::sync::Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+/// What the counting pass over every centre finds.
+pub struct PairCount {
+    /// Pairs of each particle as a centre.
+    pub counts: Vec<usize>,
+    /// `seen[a][b]`: some pair has a centre of type slot `a` and a neighbour of slot `b`.
+    pub seen: Vec<Vec<bool>>,
+    /// The first centre (in particle order) with a singular neighbour, and its smallest
+    /// singular neighbour (global indices): the error the system reports.
+    pub first_singular: Option<(usize, usize)>,
+    /// Data a device counter uploaded and the chunk loop can reuse (the CUDA neighbour
+    /// search's cell lists), handed to it through [`System::take_device_state`].
+    pub device_state: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// What a counting pass reads: the frames' cell-list searches and what each particle is.
+pub struct CountingInput<'s> {
+    /// Per-particle data of all frames.
+    pub particles: &'s Particles,
+    /// The cell-list search of each frame.
+    pub searches: &'s [neighbors::NeighborSearch<'s>],
+    /// Index into the system's types of each particle's type.
+    pub type_slots: &'s [usize],
+    /// Number of types.
+    pub n_types: usize,
+    /// Whether each particle's dilation matrix is singular (refused as a neighbour).
+    pub singular: &'s [bool],
+    /// Whether each centre is its own neighbour.
+    pub self_pairs: bool,
+    /// Most pairs the whole system may have ([`Error::TooLarge`] beyond).
+    pub max_pairs: usize,
+}
+
+/// A counting pass run somewhere else than on the host's cores (a backend's device): the
+/// same counts, types seen, singular neighbour and errors as the host's.
+pub trait PairCounter: Send + Sync {
+    /// Counts the pairs of every centre of `input`.
+    fn count(&self, input: &CountingInput) -> Result<PairCount>;
+}
+
+/// The host's counting pass: every centre's pairs visited (in parallel over blocks of centres)
+/// without being stored.
+fn host_count(input: &CountingInput) -> Result<PairCount> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let CountingInput {
+        particles,
+        searches,
+        type_slots,
+        n_types,
+        singular,
+        self_pairs,
+        max_pairs: limit,
+    } = *input;
+    let n = particles.len();
+    // Running total over all blocks: the pass stops as soon as the limit is passed (an open
+    // system with a huge cutoff would otherwise enumerate N² pairs first).
+    let running = AtomicUsize::new(0);
+    let blocks: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(1024).map(|s| s..(s + 1024).min(n)).collect();
+    type BlockCount = (Vec<usize>, Vec<bool>, Option<(usize, usize)>);
+    let parts: Vec<BlockCount> = blocks
+        .into_par_iter()
+        .map(|block| {
+            let mut counts = Vec::with_capacity(block.len());
+            let mut seen = vec![false; n_types * n_types];
+            let mut first_singular = None;
+            for i in block {
+                let f = particles.frame[i];
+                let start = particles.frame_start[f];
+                let ti = type_slots[i];
+                // The first singular neighbour in (neighbour, shift) order, as the sorted
+                // list would meet it: the smallest such index.
+                let mut singular_j: Option<usize> = None;
+                let count = searches[f]
+                    .visit_center_pairs(i - start, self_pairs, |j| {
+                        seen[ti * n_types + type_slots[start + j]] = true;
+                        if singular[start + j] {
+                            singular_j = Some(singular_j.map_or(j, |k| k.min(j)));
+                        }
+                    })
+                    .map_err(reframe(f))?;
+                if first_singular.is_none() {
+                    first_singular = singular_j.map(|j| (i, start + j));
+                }
+                let so_far = running.fetch_add(count, Ordering::Relaxed) + count;
+                if so_far > limit {
+                    return Err(too_many_pairs(limit));
+                }
+                counts.push(count);
+            }
+            Ok((counts, seen, first_singular))
+        })
+        .collect::<Result<_>>()?;
+    let mut counts = Vec::with_capacity(n);
+    let mut seen = vec![vec![false; n_types]; n_types];
+    let mut first_singular = None;
+    for (c, s, bad) in parts {
+        counts.extend(c);
+        for (k, v) in s.into_iter().enumerate() {
+            seen[k / n_types][k % n_types] |= v;
+        }
+        first_singular = first_singular.or(bad);
+    }
+    Ok(PairCount {
+        counts,
+        seen,
+        first_singular,
+        device_state: None,
+    })
+}
+
+/// The error for a system with more than `limit` pairs.
+pub fn too_many_pairs(limit: usize) -> Error {
+    Error::TooLarge(format!(
+        "more than {limit} pairs in all frames (the limit); lower the cutoff or split the input"
+    ))
 }
 
 fn reframe(f: usize) -> impl Fn(Error) -> Error {
@@ -380,7 +501,7 @@ impl<'a> System<'a> {
     /// Validates the frames, reads per-particle data, and runs one pass of the neighbour
     /// search to find the types, pair-type keys and samples (pairs are not stored).
     pub fn new(frames: &'a [Frame], basis: &Basis) -> Result<Self> {
-        Self::build(frames, basis, None)
+        Self::build(frames, basis, None, None)
     }
 
     /// Like [`System::new`], with the feature columns fixed in advance (`columns`: its types,
@@ -389,10 +510,28 @@ impl<'a> System<'a> {
     /// particle type must be in `columns.types` and every pair's (centre type, neighbour type)
     /// must have a column, else the error names the frame and particle.
     pub fn with_columns(frames: &'a [Frame], basis: &Basis, columns: &Layout) -> Result<Self> {
-        Self::build(frames, basis, Some(columns))
+        Self::build(frames, basis, Some(columns), None)
     }
 
-    fn build(frames: &'a [Frame], basis: &Basis, columns: Option<&Layout>) -> Result<Self> {
+    /// [`System::new`] (`columns: None`) or [`System::with_columns`], with the counting pass
+    /// run by `counter` when given (e.g. the CUDA neighbour search,
+    /// [`crate::cuda_search::CudaPairCounter`]) instead of on the host: the same counts, types
+    /// seen and errors.
+    pub fn with_counter(
+        frames: &'a [Frame],
+        basis: &Basis,
+        columns: Option<&Layout>,
+        counter: Option<&dyn PairCounter>,
+    ) -> Result<Self> {
+        Self::build(frames, basis, columns, counter)
+    }
+
+    fn build(
+        frames: &'a [Frame],
+        basis: &Basis,
+        columns: Option<&Layout>,
+        counter: Option<&dyn PairCounter>,
+    ) -> Result<Self> {
         let hypers = &basis.hypers;
         let self_pairs = !hypers.subtract_center_contribution;
         let mut particles = Particles::default();
@@ -465,6 +604,11 @@ impl<'a> System<'a> {
         };
         let slot = |t: i32| types.binary_search(&t).expect("known type");
         let n_types = types.len();
+        // Index into `types` (= the layout's types) of each particle.
+        let type_slots: Vec<usize> = {
+            use rayon::prelude::*;
+            particles.types.par_iter().map(|&t| slot(t)).collect()
+        };
         // The original's singularity rule depends only on the neighbour particle (A' = A + I/σ²):
         // evaluated once per particle, enforced for every particle that is some pair's
         // neighbour, so that all backends refuse the same inputs with the same message.
@@ -479,80 +623,47 @@ impl<'a> System<'a> {
                 })
                 .collect()
         };
-        let (pair_counts, key_seen) = {
-            use rayon::prelude::*;
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            let _span = tracing::info_span!("neighbor_list_pass").entered();
-            let n = particles.len();
-            let limit = neighbors::DEFAULT_MAX_PAIRS;
-            // Running total over all blocks: the pass stops as soon as the limit is passed
-            // (an open system with a huge cutoff would otherwise enumerate N² pairs first).
-            let running = AtomicUsize::new(0);
-            let blocks: Vec<std::ops::Range<usize>> =
-                (0..n).step_by(1024).map(|s| s..(s + 1024).min(n)).collect();
-            type BlockCount = (Vec<usize>, Vec<bool>, Option<(usize, usize)>);
-            let parts: Vec<BlockCount> = blocks
-                .into_par_iter()
-                .map(|block| {
-                    let mut counts = Vec::with_capacity(block.len());
-                    let mut seen = vec![false; n_types * n_types];
-                    let mut first_singular = None;
-                    for i in block {
-                        let f = particles.frame[i];
-                        let start = particles.frame_start[f];
-                        let ti = slot(particles.types[i]);
-                        // The first singular neighbour in (neighbour, shift) order, as the
-                        // sorted list would meet it: the smallest such index.
-                        let mut singular_j: Option<usize> = None;
-                        let count = searches[f]
-                            .visit_center_pairs(i - start, self_pairs, |j| {
-                                seen[ti * n_types + slot(particles.types[start + j])] = true;
-                                if singular[start + j] {
-                                    singular_j = Some(singular_j.map_or(j, |k| k.min(j)));
-                                }
-                            })
-                            .map_err(reframe(f))?;
-                        if first_singular.is_none() {
-                            first_singular = singular_j.map(|j| (i, start + j));
-                        }
-                        let so_far = running.fetch_add(count, Ordering::Relaxed) + count;
-                        if so_far > limit {
-                            return Err(Error::TooLarge(format!(
-                                "more than {limit} pairs in all frames (the limit); lower the \
-                                 cutoff or split the input"
-                            )));
-                        }
-                        counts.push(count);
-                    }
-                    Ok((counts, seen, first_singular))
-                })
-                .collect::<Result<_>>()?;
-            let mut counts = Vec::with_capacity(n);
-            let mut seen = vec![vec![false; n_types]; n_types];
-            let mut first_singular = None;
-            for (c, s, bad) in parts {
-                counts.extend(c);
-                for (k, v) in s.into_iter().enumerate() {
-                    seen[k / n_types][k % n_types] |= v;
-                }
-                first_singular = first_singular.or(bad);
-            }
-            if let Some((i, j)) = first_singular {
-                let f = particles.frame[i];
-                let start = particles.frame_start[f];
-                let det = reference::dilation_matrix(&particles.precision[j], shift).2;
-                let message = reference::singular_dilation(det).unwrap_or_default();
-                return Err(frame_error(
-                    f,
-                    format!(
-                        "pair (centre {}, neighbour {}): {message}",
-                        i - start,
-                        j - start
-                    ),
-                ));
-            }
-            (counts, seen)
+        let input = CountingInput {
+            particles: &particles,
+            searches: &searches,
+            type_slots: &type_slots,
+            n_types,
+            singular: &singular,
+            self_pairs,
+            max_pairs: neighbors::DEFAULT_MAX_PAIRS,
         };
+        let count = {
+            let _span = tracing::info_span!("neighbor_list_pass").entered();
+            match counter {
+                Some(counter) => counter.count(&input)?,
+                None => host_count(&input)?,
+            }
+        };
+        let PairCount {
+            counts: pair_counts,
+            seen: key_seen,
+            first_singular,
+            device_state,
+        } = count;
+        if pair_counts.len() != particles.len() {
+            return Err(Error::Device(
+                "the counting pass returned a count per particle of another system".into(),
+            ));
+        }
+        if let Some((i, j)) = first_singular {
+            let f = particles.frame[i];
+            let start = particles.frame_start[f];
+            let det = reference::dilation_matrix(&particles.precision[j], shift).2;
+            let message = reference::singular_dilation(det).unwrap_or_default();
+            return Err(frame_error(
+                f,
+                format!(
+                    "pair (centre {}, neighbour {}): {message}",
+                    i - start,
+                    j - start
+                ),
+            ));
+        }
         let is_sample = pair_counts.iter().map(|&c| c > 0).collect();
         let layout = match columns {
             None => Layout::from_pair_keys(
@@ -584,14 +695,12 @@ impl<'a> System<'a> {
                 }
             }
         };
-        let type_slots = {
-            use rayon::prelude::*;
-            particles
-                .types
-                .par_iter()
-                .map(|&t| layout.type_slot(t))
-                .collect()
-        };
+        // `layout.types` is `types`: the slots found before the counting pass are the layout's.
+        if layout.types.len() != n_types {
+            return Err(Error::Device(
+                "the layout's types differ from the system's".into(),
+            ));
+        }
         Ok(System {
             particles,
             layout,
@@ -599,6 +708,7 @@ impl<'a> System<'a> {
             type_slots,
             searches,
             self_pairs,
+            device_state: std::sync::Mutex::new(device_state),
         })
     }
 
@@ -611,6 +721,14 @@ impl<'a> System<'a> {
     /// default, off when the centre contribution is subtracted.
     pub fn self_pairs(&self) -> bool {
         self.self_pairs
+    }
+
+    /// What a device counting pass left for the chunk loop (once; later calls get `None`).
+    pub fn take_device_state(&self) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        self.device_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Total number of pairs.

@@ -8,7 +8,7 @@
 #![cfg_attr(not(feature = "cuda"), allow(unreachable_code, unused_variables))]
 
 use anisoap_candle::basis::Basis;
-use anisoap_candle::cuda_search::CudaNeighborSearch;
+use anisoap_candle::cuda_search::{CudaNeighborSearch, CudaPairCounter};
 use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
 use anisoap_candle::system::System;
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Frame, Hypers, Quantity};
@@ -176,6 +176,49 @@ fn cuda_search_features_equal_the_host_search_path() {
                         .count();
                     assert_eq!(differ, 0, "{label} {q:?} {dtype:?} chunk {chunk}");
                 }
+            }
+        }
+    }
+}
+
+/// The counting pass on the device (`CudaPairCounter`) finds the host's counts, types seen and
+/// layout, and hands its cell lists on to the chunk loop: the features equal the host-counted
+/// system's bit for bit.
+#[test]
+fn cuda_counting_pass_equals_the_hosts() {
+    let Some(device) = cuda() else { return };
+    for (label, frames) in systems() {
+        for subtract_center in [false, true] {
+            let mut hypers = Hypers::gto(
+                2,
+                if label.starts_with("benzene") {
+                    7.0
+                } else {
+                    4.0
+                },
+                1.2,
+            );
+            hypers.subtract_center_contribution = subtract_center;
+            let basis = Basis::new(&hypers).unwrap();
+            let host = System::new(&frames, &basis).unwrap();
+            let opts = options(&device, DType::F64, 997, true);
+            let counter = CudaPairCounter::new(&opts).unwrap().expect("a CUDA device");
+            let counted = System::with_counter(&frames, &basis, None, Some(&counter)).unwrap();
+            assert_eq!(counted.pair_counts, host.pair_counts, "{label}: counts");
+            assert_eq!(counted.layout.types, host.layout.types, "{label}: types");
+            assert_eq!(
+                counted.layout.neighbor_slots, host.layout.neighbor_slots,
+                "{label}"
+            );
+            assert_eq!(counted.layout.is_sample, host.layout.is_sample, "{label}");
+            // The counter's tables are reused by the chunk loop's search.
+            let search = CudaNeighborSearch::new(&counted, &opts)
+                .unwrap()
+                .expect("CUDA");
+            for centers in counted.center_chunks(997) {
+                let got = search.pairs(&counted, centers.clone()).unwrap();
+                let expected = host.pairs(centers).unwrap();
+                assert_eq!(got.neighbors, expected.neighbors, "{label}");
             }
         }
     }

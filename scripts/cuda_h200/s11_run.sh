@@ -17,7 +17,7 @@ echo "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | 
 
 if [[ " $STEPS " == *" tests "* ]]; then
   for t in cuda_search cuda_fused; do
-    timeout 240 /tmp/s11b/$t --test-threads 1 > "$OUT/tests_$t.log" 2>&1
+    timeout 150 /tmp/s11b/$t --test-threads 1 > "$OUT/tests_$t.log" 2>&1
     echo "tests $t rc=$?: $(grep -E '^test result' "$OUT/tests_$t.log")"
     grep -E "panicked|FAILED|SKIPPED" "$OUT/tests_$t.log" | head -5
   done
@@ -27,10 +27,11 @@ if [[ " $STEPS " == *" bench "* ]]; then
   xyz=/tmp/benzene_1e6.xyz
   $BIN generate --kind benzene --particles 1000000 --seed 1 -o "$xyz" > /dev/null 2>&1
   echo "search,lmax,dtype,rep,wall_s,pairs,read_s,prepare_s,loop_s,host_search_s,chunk_s,stage_s,prepare_loop_pairs_per_s" > "$OUT/search_split.csv"
-  run() { # search(device|host) lmax dtype rep
-    local flag="" line t pairs rate
+  run() { # search(device|host|count: device search and counting pass) lmax dtype rep
+    local flag="" line t pairs rate counting=0
     [ "$1" = host ] && flag="--host-neighbor-search"
-    line="$(timeout 60 $BIN --trace /tmp/s11_run.json compute --device cuda:0 --dtype "$3" --max-angular "$2" --cutoff 7.0 --width 1.5 $flag "$xyz" -o "/tmp/s11_$1.npy" 2>&1 | tail -1)"
+    [ "$1" = count ] && counting=1
+    line="$(ANISOAP_CUDA_COUNTING=$counting timeout 60 $BIN --trace /tmp/s11_run.json compute --device cuda:0 --dtype "$3" --max-angular "$2" --cutoff 7.0 --width 1.5 $flag "$xyz" -o "/tmp/s11_$1.npy" 2>&1 | tail -1)"
     t="$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')"
     pairs="$(echo "$line" | sed -n 's/.* frames, \([0-9]*\) pairs.*/\1/p')"
     [ -z "$t" ] && { echo "ERROR $1 l$2 $3: $line"; return; }
@@ -46,7 +47,9 @@ if [[ " $STEPS " == *" bench "* ]]; then
       set -- $cfg
       run device "$1" "$2" "$rep"
       run host "$1" "$2" "$rep"
+      run count "$1" "$2" "$rep"
       cmp -s /tmp/s11_device.npy /tmp/s11_host.npy && echo "identical l$1 $2" || echo "DIFFERENT l$1 $2"
+      cmp -s /tmp/s11_count.npy /tmp/s11_host.npy && echo "identical (counting) l$1 $2" || echo "DIFFERENT (counting) l$1 $2"
     done
   done
 fi
@@ -55,11 +58,13 @@ if [[ " $STEPS " == *" real "* ]]; then
   # The original's dataset, its example 2 (whole command, best of 3 interleaved).
   R="--max-angular 9 --max-radial 6 --cutoff 7.0 --width 1.5 --subtract-center-contribution --semi-axes 4,4,0.5 --basis-rcond 1e-8 --basis-tol 1e-3"
   echo "search,device,rep,wall_s,status" > "$OUT/real_dataset_h200.csv"
-  for rep in 1 2 3; do for s in device host; do
+  for rep in 1 2 3; do for s in device host count; do
     flag=""; [ "$s" = host ] && flag="--host-neighbor-search"
-    b=$(date +%s.%N); timeout 60 $BIN compute --quiet --device cuda:0 $R $flag /tmp/s11b/ellipsoids.xyz -o /tmp/real_$s.npy > /tmp/real.log 2>&1; rc=$?; e=$(date +%s.%N)
+    c=0; [ "$s" = count ] && c=1
+    b=$(date +%s.%N); ANISOAP_CUDA_COUNTING=$c timeout 60 $BIN compute --quiet --device cuda:0 $R $flag /tmp/s11b/ellipsoids.xyz -o /tmp/real_$s.npy > /tmp/real.log 2>&1; rc=$?; e=$(date +%s.%N)
     echo "$s,cuda:0,$rep,$(awk "BEGIN{print $e-$b}"),$rc" >> "$OUT/real_dataset_h200.csv"
   done; done
   cmp -s /tmp/real_device.npy /tmp/real_host.npy && echo "real: device/host search identical" || echo "real: device/host search DIFFER"
+  cmp -s /tmp/real_count.npy /tmp/real_host.npy && echo "real: counting/host identical" || echo "real: counting/host DIFFER"
   cat "$OUT/real_dataset_h200.csv"
 fi

@@ -69,48 +69,54 @@ __device__ __forceinline__ bool key_less(unsigned int ja, const int* sa, unsigne
     return sa[2] < sb[2];
 }
 
-template <typename T>
-__device__ __forceinline__ void stage_pairs(
-    unsigned int first_center, unsigned int n_centers, const unsigned int* __restrict__ seg,
-    const unsigned int* __restrict__ frame_of, const unsigned int* __restrict__ frame_u,
-    const int* __restrict__ frame_reach, const double* __restrict__ frame_f,
-    const unsigned int* __restrict__ bin_of, const int* __restrict__ image,
-    const unsigned int* __restrict__ slot, const double* __restrict__ positions,
-    const unsigned int* __restrict__ bin_start, const double* __restrict__ wrapped,
-    const int* __restrict__ slot_image, const unsigned int* __restrict__ slot_particle,
-    const T* __restrict__ precision_all, const T* __restrict__ inv_all,
-    const unsigned int* __restrict__ type_slot_all, double cutoff2, unsigned int self_pairs,
-    unsigned int* __restrict__ neighbor_out, int* __restrict__ shift_out, T* __restrict__ r_out,
-    T* __restrict__ precision_out, T* __restrict__ inv_out, unsigned int* __restrict__ slot_out,
-    unsigned int* __restrict__ error) {
-    const unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= n_centers) return;
-    const unsigned int i = first_center + c;
-    const unsigned int f = frame_of[i];
-    const unsigned int* fu = frame_u + 8 * f;
+// The cell-list tables of all frames (see the header), passed to every kernel.
+struct Tables {
+    const unsigned int* frame_of;
+    const unsigned int* frame_u;
+    const int* frame_reach;
+    const double* frame_f;
+    const unsigned int* bin_of;
+    const int* image;
+    const unsigned int* slot;
+    const double* positions;
+    const unsigned int* bin_start;
+    const double* wrapped;
+    const int* slot_image;
+    const unsigned int* slot_particle;
+    double cutoff2;
+    unsigned int self_pairs;
+};
+
+// r_ij = (x_j - x_i) + S . cell, component by component in the host's order.
+__device__ __forceinline__ void pair_vector(const Tables& t, const double* cell, unsigned int i,
+                                            unsigned int j, double sa, double sb, double sc,
+                                            double* r) {
+    const double* xi = t.positions + 3 * (unsigned long long)i;
+    const double* xj = t.positions + 3 * (unsigned long long)j;
+    for (int k = 0; k < 3; ++k) {
+        r[k] = add_rn(sub_rn(xj[k], xi[k]), shift_component(cell, sa, sb, sc, k));
+    }
+}
+
+// Calls visit(j, s_a, s_b, s_c) for every pair of centre i (the self pair first when
+// self_pairs), in candidate order: NeighborSearch::for_each_pair on the device. Returns false
+// when some candidate's shift does not fit in 32 bits (that candidate is skipped).
+template <typename Visit>
+__device__ __forceinline__ bool walk_pairs(const Tables& t, unsigned int i, Visit& visit) {
+    const unsigned int f = t.frame_of[i];
+    const unsigned int* fu = t.frame_u + 8 * f;
     const long long nb[3] = {fu[0], fu[1], fu[2]};
     const bool pbc[3] = {fu[3] != 0, fu[4] != 0, fu[5] != 0};
     const unsigned int first_bin = fu[6];
-    const long long reach[3] = {frame_reach[3 * f], frame_reach[3 * f + 1], frame_reach[3 * f + 2]};
-    const double* cell = frame_f + 10 * f;
-    const double radius2 = frame_f[10 * f + 9];
-    const long long b[3] = {bin_of[3 * i], bin_of[3 * i + 1], bin_of[3 * i + 2]};
-    const long long img_i[3] = {image[3 * i], image[3 * i + 1], image[3 * i + 2]};
-    const double* wi = wrapped + 3 * (unsigned long long)slot[i];
-    const double* xi = positions + 3 * (unsigned long long)i;
-    const unsigned int begin = seg[c], end = seg[c + 1];
-    unsigned int q = begin;
-    bool overflow = false;
-
-    if (self_pairs) {
-        if (q < end) {
-            neighbor_out[q] = i;
-            shift_out[3 * q] = 0;
-            shift_out[3 * q + 1] = 0;
-            shift_out[3 * q + 2] = 0;
-        }
-        ++q;
-    }
+    const long long reach[3] = {t.frame_reach[3 * f], t.frame_reach[3 * f + 1],
+                                t.frame_reach[3 * f + 2]};
+    const double* cell = t.frame_f + 10 * f;
+    const double radius2 = t.frame_f[10 * f + 9];
+    const long long b[3] = {t.bin_of[3 * i], t.bin_of[3 * i + 1], t.bin_of[3 * i + 2]};
+    const long long img_i[3] = {t.image[3 * i], t.image[3 * i + 1], t.image[3 * i + 2]};
+    const double* wi = t.wrapped + 3 * (unsigned long long)t.slot[i];
+    bool fits_all = true;
+    if (t.self_pairs) visit(i, 0, 0, 0);
     // Bin ranges per direction: [lo, hi] in unwrapped bin coordinates.
     long long lo[3], hi[3];
     for (int k = 0; k < 3; ++k) {
@@ -138,46 +144,102 @@ __device__ __forceinline__ void stage_pairs(
                     off[k] = sub_rn(
                         shift_component(cell, (double)qa, (double)qb, (double)qc, k), wi[k]);
                 }
-                const unsigned int p_end = bin_start[l + 1];
-                for (unsigned int p = bin_start[l]; p < p_end; ++p) {
-                    const double* w = wrapped + 3 * (unsigned long long)p;
+                const unsigned int p_end = t.bin_start[l + 1];
+                for (unsigned int p = t.bin_start[l]; p < p_end; ++p) {
+                    const double* w = t.wrapped + 3 * (unsigned long long)p;
                     const double d[3] = {add_rn(w[0], off[0]), add_rn(w[1], off[1]),
                                          add_rn(w[2], off[2])};
                     if (dot3(d, d) >= radius2) continue;
-                    const unsigned int j = slot_particle[p];
-                    const long long s[3] = {qa + img_i[0] - slot_image[3 * p],
-                                            qb + img_i[1] - slot_image[3 * p + 1],
-                                            qc + img_i[2] - slot_image[3 * p + 2]};
+                    const unsigned int j = t.slot_particle[p];
+                    const long long s[3] = {qa + img_i[0] - t.slot_image[3 * p],
+                                            qb + img_i[1] - t.slot_image[3 * p + 1],
+                                            qc + img_i[2] - t.slot_image[3 * p + 2]};
                     if (j == i && s[0] == 0 && s[1] == 0 && s[2] == 0) continue;
                     bool fits = true;
                     for (int k = 0; k < 3; ++k) {
                         fits = fits && s[k] >= -2147483648LL && s[k] <= 2147483647LL;
                     }
                     if (!fits) {
-                        overflow = true;
+                        fits_all = false;
                         continue;
                     }
-                    const double* xj = positions + 3 * (unsigned long long)j;
                     double r[3];
-                    for (int k = 0; k < 3; ++k) {
-                        r[k] = add_rn(sub_rn(xj[k], xi[k]),
-                                      shift_component(cell, (double)s[0], (double)s[1],
-                                                      (double)s[2], k));
-                    }
-                    if (!(dot3(r, r) < cutoff2)) continue;
-                    if (q < end) {
-                        neighbor_out[q] = j;
-                        shift_out[3 * q] = (int)s[0];
-                        shift_out[3 * q + 1] = (int)s[1];
-                        shift_out[3 * q + 2] = (int)s[2];
-                    }
-                    ++q;
+                    pair_vector(t, cell, i, j, (double)s[0], (double)s[1], (double)s[2], r);
+                    if (!(dot3(r, r) < t.cutoff2)) continue;
+                    visit(j, (int)s[0], (int)s[1], (int)s[2]);
                 }
             }
         }
     }
-    if (overflow) atomicOr(error, 1u);
-    if (q != end) {
+    return fits_all;
+}
+
+// Counting pass visitor: the pair count, the neighbour types seen, the smallest singular
+// neighbour (System::build's counting pass).
+struct CountVisit {
+    unsigned int count;
+    unsigned int first_singular;
+    const unsigned int* singular;
+    const unsigned int* type_slot_all;
+    unsigned int* seen_row;
+    __device__ void operator()(unsigned int j, int, int, int) {
+        ++count;
+        unsigned int* flag = seen_row + type_slot_all[j];
+        if (*flag == 0) atomicOr(flag, 1u);
+        if (singular[j] != 0 && j < first_singular) first_singular = j;
+    }
+};
+
+// Staging visitor: (neighbour, shift) into the centre's rows, never past them.
+struct RowVisit {
+    unsigned int q;
+    unsigned int end;
+    unsigned int* neighbor_out;
+    int* shift_out;
+    __device__ void operator()(unsigned int j, int sa, int sb, int sc) {
+        if (q < end) {
+            neighbor_out[q] = j;
+            shift_out[3 * q] = sa;
+            shift_out[3 * q + 1] = sb;
+            shift_out[3 * q + 2] = sc;
+        }
+        ++q;
+    }
+};
+
+// count_pairs: one thread per particle i < n: counts[i], the types seen (seen[slot_i * n_types +
+// slot_j] = 1) and first_singular[i] (the smallest singular neighbour, 0xffffffff for none).
+__device__ __forceinline__ void count_pairs(const Tables& t, unsigned int n,
+                                            const unsigned int* __restrict__ type_slot_all,
+                                            const unsigned int* __restrict__ singular,
+                                            unsigned int n_types, unsigned int* __restrict__ counts,
+                                            unsigned int* __restrict__ seen,
+                                            unsigned int* __restrict__ first_singular,
+                                            unsigned int* __restrict__ error) {
+    const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    CountVisit visit{0u, 0xffffffffu, singular, type_slot_all,
+                     seen + (unsigned long long)type_slot_all[i] * n_types};
+    if (!walk_pairs(t, i, visit)) atomicOr(error, 1u);
+    counts[i] = visit.count;
+    first_singular[i] = visit.first_singular;
+}
+
+template <typename T>
+__device__ __forceinline__ void stage_pairs(
+    const Tables& t, unsigned int first_center, unsigned int n_centers,
+    const unsigned int* __restrict__ seg, const T* __restrict__ precision_all,
+    const T* __restrict__ inv_all, const unsigned int* __restrict__ type_slot_all,
+    unsigned int* __restrict__ neighbor_out, int* __restrict__ shift_out, T* __restrict__ r_out,
+    T* __restrict__ precision_out, T* __restrict__ inv_out, unsigned int* __restrict__ slot_out,
+    unsigned int* __restrict__ error) {
+    const unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= n_centers) return;
+    const unsigned int i = first_center + c;
+    const unsigned int begin = seg[c], end = seg[c + 1];
+    RowVisit visit{begin, end, neighbor_out, shift_out};
+    if (!walk_pairs(t, i, visit)) atomicOr(error, 1u);
+    if (visit.q != end) {
         atomicOr(error, 2u);
         return;
     }
@@ -199,16 +261,13 @@ __device__ __forceinline__ void stage_pairs(
         shift_out[3 * z + 2] = sa[2];
     }
     // What the pair kernel reads, row by row.
+    const double* cell = t.frame_f + 10 * t.frame_of[i];
     for (unsigned int row = begin; row < end; ++row) {
         const unsigned int j = neighbor_out[row];
-        const double* xj = positions + 3 * (unsigned long long)j;
-        const double s[3] = {(double)shift_out[3 * row], (double)shift_out[3 * row + 1],
-                             (double)shift_out[3 * row + 2]};
-        for (int k = 0; k < 3; ++k) {
-            const double rk =
-                add_rn(sub_rn(xj[k], xi[k]), shift_component(cell, s[0], s[1], s[2], k));
-            r_out[3 * (unsigned long long)row + k] = (T)rk;
-        }
+        double r[3];
+        pair_vector(t, cell, i, j, (double)shift_out[3 * row], (double)shift_out[3 * row + 1],
+                    (double)shift_out[3 * row + 2], r);
+        for (int k = 0; k < 3; ++k) r_out[3 * (unsigned long long)row + k] = (T)r[k];
         for (int k = 0; k < 6; ++k) {
             precision_out[6 * (unsigned long long)row + k] =
                 precision_all[6 * (unsigned long long)j + k];
@@ -218,20 +277,35 @@ __device__ __forceinline__ void stage_pairs(
     }
 }
 
+#define ANISOAP_TABLE_PARAMS                                                                    \
+    const unsigned int *frame_of, const unsigned int *frame_u, const int *frame_reach,          \
+        const double *frame_f, const unsigned int *bin_of, const int *image,                    \
+        const unsigned int *slot, const double *positions, const unsigned int *bin_start,       \
+        const double *wrapped, const int *slot_image, const unsigned int *slot_particle,        \
+        double cutoff2, unsigned int self_pairs
+#define ANISOAP_TABLES                                                                          \
+    Tables {                                                                                    \
+        frame_of, frame_u, frame_reach, frame_f, bin_of, image, slot, positions, bin_start,     \
+            wrapped, slot_image, slot_particle, cutoff2, self_pairs                             \
+    }
+
+extern "C" __global__ void count_pairs_all(ANISOAP_TABLE_PARAMS, unsigned int n,
+                                           const unsigned int* type_slot_all,
+                                           const unsigned int* singular, unsigned int n_types,
+                                           unsigned int* counts, unsigned int* seen,
+                                           unsigned int* first_singular, unsigned int* error) {
+    count_pairs(ANISOAP_TABLES, n, type_slot_all, singular, n_types, counts, seen, first_singular,
+                error);
+}
+
 #define ANISOAP_SEARCH_KERNEL(T, SUFFIX)                                                        \
     extern "C" __global__ void stage_pairs_##SUFFIX(                                            \
-        unsigned int first_center, unsigned int n_centers, const unsigned int* seg,             \
-        const unsigned int* frame_of, const unsigned int* frame_u, const int* frame_reach,      \
-        const double* frame_f, const unsigned int* bin_of, const int* image,                    \
-        const unsigned int* slot, const double* positions, const unsigned int* bin_start,       \
-        const double* wrapped, const int* slot_image, const unsigned int* slot_particle,        \
-        const T* precision_all, const T* inv_all, const unsigned int* type_slot_all,            \
-        double cutoff2, unsigned int self_pairs, unsigned int* neighbor_out, int* shift_out,    \
+        ANISOAP_TABLE_PARAMS, unsigned int first_center, unsigned int n_centers,               \
+        const unsigned int* seg, const T* precision_all, const T* inv_all,                      \
+        const unsigned int* type_slot_all, unsigned int* neighbor_out, int* shift_out,          \
         T* r_out, T* precision_out, T* inv_out, unsigned int* slot_out, unsigned int* error) {  \
-        stage_pairs<T>(first_center, n_centers, seg, frame_of, frame_u, frame_reach, frame_f,   \
-                       bin_of, image, slot, positions, bin_start, wrapped, slot_image,          \
-                       slot_particle, precision_all, inv_all, type_slot_all, cutoff2,           \
-                       self_pairs, neighbor_out, shift_out, r_out, precision_out, inv_out,      \
+        stage_pairs<T>(ANISOAP_TABLES, first_center, n_centers, seg, precision_all, inv_all,    \
+                       type_slot_all, neighbor_out, shift_out, r_out, precision_out, inv_out,   \
                        slot_out, error);                                                        \
     }
 

@@ -342,10 +342,13 @@ pub struct ParticleTensors {
 impl ParticleTensors {
     /// No per-particle data (for kernels that read it on the host).
     pub fn empty(options: &BatchedOptions) -> Result<Self> {
+        // Made in the target dtype directly: an f64 -> f32 cast of an empty tensor launches a
+        // zero-size grid on CUDA, which the driver refuses (CUDA_ERROR_INVALID_VALUE).
+        let (dtype, device) = (options.dtype, &options.device);
         Ok(ParticleTensors {
-            precision: float_tensor(Vec::new(), &[0, 6], options)?,
-            inv_axes_product: float_tensor(Vec::new(), &[0], options)?,
-            type_slots: Tensor::zeros(0, DType::U32, &options.device)?,
+            precision: Tensor::zeros((0, 6), dtype, device)?,
+            inv_axes_product: Tensor::zeros(0, dtype, device)?,
+            type_slots: Tensor::zeros(0, DType::U32, device)?,
         })
     }
 

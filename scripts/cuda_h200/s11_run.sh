@@ -26,6 +26,9 @@ fi
 if [[ " $STEPS " == *" bench "* ]]; then
   xyz=/tmp/benzene_1e6.xyz
   $BIN generate --kind benzene --particles 1000000 --seed 1 -o "$xyz" > /dev/null 2>&1
+  # Warm-up: the first run on a fresh machine JIT-compiles the NVRTC PTX (~10 s, then cached).
+  $BIN generate --kind benzene --particles 2000 --seed 2 -o /tmp/warm.xyz > /dev/null 2>&1
+  for c in 0 1; do ANISOAP_CUDA_COUNTING=$c $BIN compute --quiet --device cuda:0 --max-angular 4 --cutoff 7.0 --width 1.5 /tmp/warm.xyz -o /tmp/warm.npy > /dev/null 2>&1; done
   echo "search,lmax,dtype,rep,wall_s,pairs,read_s,prepare_s,loop_s,host_search_s,chunk_s,stage_s,prepare_loop_pairs_per_s" > "$OUT/search_split.csv"
   run() { # search(device|host|count: device search and counting pass) lmax dtype rep
     local flag="" line t pairs rate counting=0

@@ -307,8 +307,7 @@ impl ChunkRunner for ReferenceRunner<'_> {
 pub struct CandleBackend {
     basis: Basis,
     batched: BatchedBasis,
-    /// The counting pass on the device (CUDA neighbour search with
-    /// `ANISOAP_CUDA_COUNTING=1`; experimental, off by default).
+    /// The counting pass on the device (with the CUDA neighbour search).
     counter: Option<CudaPairCounter>,
 }
 
@@ -316,8 +315,7 @@ impl CandleBackend {
     /// Uploads the basis constants to `options.device`.
     pub fn new(basis: &Basis, options: &BatchedOptions) -> Result<Self> {
         let batched = BatchedBasis::new(basis, options)?;
-        let counting = std::env::var("ANISOAP_CUDA_COUNTING").is_ok_and(|v| v == "1");
-        let counter = if counting && batched.cuda_search_kernel().is_some() {
+        let counter = if batched.cuda_search_kernel().is_some() {
             CudaPairCounter::new(options)?
         } else {
             None

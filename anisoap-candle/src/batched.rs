@@ -32,10 +32,10 @@ pub struct BatchedOptions {
     /// CUDA (built with the `cuda` feature) the same flag selects the fused CUDA kernels
     /// ([`crate::fused_cuda`]); `false` keeps the tensor ops everywhere (the oracle).
     pub fused_cpu_moments: bool,
-    /// With the fused CUDA kernels, find each chunk's pairs on the device
-    /// ([`crate::cuda_search`]: the host's pairs exactly, without the host search and the copy
-    /// of the pairs); `false` searches on the host and copies the pairs over. No effect on
-    /// other devices or on the tensor-op path.
+    /// With the fused CUDA kernels, run the counting pass and find each chunk's pairs on the
+    /// device ([`crate::cuda_search`]: the host's counts and pairs exactly, without the host
+    /// search and the copy of the pairs); `false` counts and searches on the host and copies
+    /// the pairs over. No effect on other devices or on the tensor-op path.
     pub cuda_neighbor_search: bool,
 }
 

@@ -199,9 +199,9 @@ pub struct RunArgs {
     /// for checking and profiling.
     #[arg(long)]
     pub tensor_op_moments: bool,
-    /// On CUDA, find each chunk's pairs with the host's neighbour search and copy them to the
-    /// device, instead of finding them on the device (the same pairs bit for bit; slower; for
-    /// checking and benchmarks).
+    /// On CUDA, count and find each chunk's pairs with the host's neighbour search and copy
+    /// them to the device, instead of doing both on the device (the same pairs bit for bit;
+    /// slower; for checking and benchmarks).
     #[arg(long)]
     pub host_neighbor_search: bool,
 }

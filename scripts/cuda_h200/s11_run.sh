@@ -5,6 +5,9 @@
 # GPU test binaries (cuda_fused, cuda_search) and the original's notebooks/ellipsoids.xyz.
 # Writes into $OUT: tests.log, search_split.csv (+ traces), real_dataset_h200.csv.
 # Env: STEPS (default "tests bench real"), REPS (2), CONFIGS ("6 f64;6 f32;4 f64;8 f64").
+# The measured binary (544d034) took the device counting pass only with ANISOAP_CUDA_COUNTING=1
+# ("count" rows); from the next commit on it is the default with the device search, so later
+# binaries run "count" for both "device" and "count" (and --host-neighbor-search turns both off).
 set -uo pipefail
 OUT="${OUT:-/tmp/s11_out}"; mkdir -p "$OUT" /tmp/s11b
 STEPS="${STEPS:-tests bench real}"

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 fn random_baseline(rng: &mut ChaCha8Rng) -> PairBaseline {
     let mut radial = Radial::parse_list("g0.8:3.2:0.4").unwrap();
     radial.push(Radial::Power(6));
-    let mut b = PairBaseline::zero(Kind::Anisotropic4, &radial, 4.0, 1.0);
+    let mut b = PairBaseline::zero(Kind::Angular(4), &radial, 4.0, 1.0);
     b.shape = Some([0.5, 1.5]);
     for c in b.coefficients.iter_mut() {
         *c = rng.gen_range(-1.0..1.0);
@@ -35,6 +35,22 @@ fn clusters(rng: &mut ChaCha8Rng, count: usize) -> Vec<Vec<Particle>> {
     (0..count)
         .map(|_| data::insertion(&gb, 6, 3.4, rng))
         .collect()
+}
+
+#[test]
+fn invariants_of_degree_four_are_the_eight_head_tail_and_swap_symmetric_monomials() {
+    // 1, a² + b², c², abc, a⁴ + b⁴, a²b², (a² + b²) c², c⁴.
+    let expected = [
+        [0, 0, 0],
+        [0, 2, 0],
+        [0, 0, 2],
+        [1, 1, 1],
+        [0, 4, 0],
+        [2, 2, 0],
+        [0, 2, 2],
+        [0, 0, 4],
+    ];
+    assert_eq!(baseline::monomials(4), expected);
 }
 
 #[test]

@@ -6,9 +6,9 @@
 //! ```
 //!
 //! over the centre distance `r` with the invariants of a head-tail symmetric pair
-//! (`a = r̂·û_i`, `b = r̂·û_j`, `c = û_i·û_j`): `A = 1` for the isotropic baseline, and
-//! `A ∈ {1, a² + b², a²b², c², abc}` for the anisotropic one (`aniso4` adds the degree-4
-//! invariants `a⁴ + b⁴`, `(a² + b²) c²`, `c⁴`). The radial functions are inverse powers
+//! (`a = r̂·û_i`, `b = r̂·û_j`, `c = û_i·û_j`): `A = 1` for the isotropic baseline, and for
+//! `anisoD` every invariant monomial of degree up to `D` (degree 4: `1, a² + b², c², abc,
+//! a²b², a⁴ + b⁴, (a² + b²) c², c⁴`; see [`monomials`]). The radial functions are inverse powers
 //! `r^(−n)` of the centre distance or Gaussians on a grid of a distance: `r`, or (the
 //! default) the shape-shifted `s = r − R(a) − R(b) + 2 R_eq`, the centre distance less the
 //! two ellipsoids' radii along the centre line (from the AniSOAP semi-axes, not from the GB
@@ -31,76 +31,84 @@ pub type Field = (f64, Vec<[f64; 3]>, Vec<[f64; 3]>);
 pub enum Kind {
     /// No baseline (the MLP learns everything).
     None,
-    /// Radial terms only (no torques).
-    Isotropic,
-    /// Radial terms times `{1, a² + b², a²b², c², abc}`.
-    Anisotropic,
-    /// Radial terms times the invariants up to degree 4 ([`ANGULAR_NAMES`]).
-    Anisotropic4,
+    /// Radial terms times the invariant monomials of total degree up to `D` in `(a, b, c)`
+    /// ([`monomials`]); `D = 0` is isotropic (no torques).
+    Angular(u32),
 }
 
 impl Kind {
-    /// From the command-line word.
+    /// From the command-line word: `none`, `iso` (degree 0) or `anisoD`.
     pub fn parse(word: &str) -> Result<Kind, String> {
         match word {
             "none" => Ok(Kind::None),
-            "iso" => Ok(Kind::Isotropic),
-            "aniso" => Ok(Kind::Anisotropic),
-            "aniso4" => Ok(Kind::Anisotropic4),
-            _ => Err(format!("baseline {word}: none, iso, aniso or aniso4")),
+            "iso" => Ok(Kind::Angular(0)),
+            _ => word
+                .strip_prefix("aniso")
+                .and_then(|d| d.parse::<u32>().ok())
+                .map(Kind::Angular)
+                .ok_or(format!("baseline {word}: none, iso or anisoD (D a degree)")),
         }
     }
 
     /// Name in reports.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Kind::None => "none",
-            Kind::Isotropic => "iso",
-            Kind::Anisotropic => "aniso",
-            Kind::Anisotropic4 => "aniso4",
+            Kind::None => "none".into(),
+            Kind::Angular(0) => "iso".into(),
+            Kind::Angular(d) => format!("aniso{d}"),
         }
     }
 
-    fn n_angular(self) -> usize {
+    /// The exponents `(i, j, k)` of the invariants.
+    fn monomials(self) -> Vec<[u32; 3]> {
         match self {
-            Kind::None => 0,
-            Kind::Isotropic => 1,
-            Kind::Anisotropic => 5,
-            Kind::Anisotropic4 => ANGULAR_NAMES.len(),
+            Kind::None => Vec::new(),
+            Kind::Angular(d) => monomials(d),
         }
     }
 }
 
-/// Names of the angular invariants, in order.
-const ANGULAR_NAMES: [&str; 8] = [
-    "1",
-    "a^2+b^2",
-    "a^2 b^2",
-    "c^2",
-    "abc",
-    "a^4+b^4",
-    "(a^2+b^2) c^2",
-    "c^4",
-];
-
-/// Angular invariant `m` and its derivatives `(A, ∂A/∂a, ∂A/∂b, ∂A/∂c)`.
-fn angular(m: usize, a: f64, b: f64, c: f64) -> [f64; 4] {
-    let (a2, b2, c2) = (a * a, b * b, c * c);
-    match m {
-        0 => [1.0, 0.0, 0.0, 0.0],
-        1 => [a2 + b2, 2.0 * a, 2.0 * b, 0.0],
-        2 => [a2 * b2, 2.0 * a * b2, 2.0 * a2 * b, 0.0],
-        3 => [c2, 0.0, 0.0, 2.0 * c],
-        4 => [a * b * c, b * c, a * c, a * b],
-        5 => [a2 * a2 + b2 * b2, 4.0 * a2 * a, 4.0 * b2 * b, 0.0],
-        6 => [
-            (a2 + b2) * c2,
-            2.0 * a * c2,
-            2.0 * b * c2,
-            2.0 * c * (a2 + b2),
-        ],
-        _ => [c2 * c2, 0.0, 0.0, 4.0 * c2 * c],
+/// Exponents `(i, j, k)`, `i ≤ j`, of the invariants `A = (a^i b^j + a^j b^i) c^k` (halved
+/// for `i = j`) of total degree `i + j + k ≤ d`: flipping either long axis (`a, c → −a, −c`
+/// or `b, c → −b, −c`) needs `i + k` and `j + k` even, and swapping the particles
+/// (`a, b → −b, −a`) is then the `i ↔ j` symmetrisation.
+pub fn monomials(d: u32) -> Vec<[u32; 3]> {
+    let mut out = Vec::new();
+    for total in 0..=d {
+        for k in 0..=total {
+            for i in 0..=(total - k) {
+                let j = total - k - i;
+                if i <= j && (i + k) % 2 == 0 && (j + k) % 2 == 0 {
+                    out.push([i, j, k]);
+                }
+            }
+        }
     }
+    out
+}
+
+/// `x^n` and `n x^(n−1)`.
+fn power(x: f64, n: u32) -> (f64, f64) {
+    match n {
+        0 => (1.0, 0.0),
+        _ => (x.powi(n as i32), n as f64 * x.powi(n as i32 - 1)),
+    }
+}
+
+/// Invariant `(a^i b^j + a^j b^i) c^k` (halved for `i = j`) and its derivatives
+/// `(A, ∂A/∂a, ∂A/∂b, ∂A/∂c)`.
+fn angular([i, j, k]: [u32; 3], a: f64, b: f64, c: f64) -> [f64; 4] {
+    let ((ai, dai), (aj, daj)) = (power(a, i), power(a, j));
+    let ((bi, dbi), (bj, dbj)) = (power(b, i), power(b, j));
+    let (ck, dck) = power(c, k);
+    let half = if i == j { 0.5 } else { 1.0 };
+    let s = half * (ai * bj + aj * bi);
+    [
+        s * ck,
+        half * (dai * bj + daj * bi) * ck,
+        half * (ai * dbj + aj * dbi) * ck,
+        s * dck,
+    ]
 }
 
 /// A radial function of the centre distance (times the cosine taper).
@@ -110,6 +118,8 @@ pub enum Radial {
     Power(i32),
     /// `exp(−(r − r0)² / (2 w²))`.
     Gauss(f64, f64),
+    /// `exp(−(r − 1) / λ)` (a Born-Mayer wall, finite at any overlap).
+    Exp(f64),
 }
 
 impl Radial {
@@ -125,6 +135,10 @@ impl Radial {
                 let g = (-0.5 * x * x).exp();
                 (g, -x / w * g)
             }
+            Radial::Exp(l) => {
+                let g = (-(r - 1.0) / l).exp();
+                (g, -g / l)
+            }
         }
     }
 
@@ -132,14 +146,28 @@ impl Radial {
         match self {
             Radial::Power(n) => json!({"inverse_power": n}),
             Radial::Gauss(r0, w) => json!({"gaussian_centre": r0, "width": w}),
+            Radial::Exp(l) => json!({"exponential_decay_length": l}),
         }
     }
 
-    /// From `"6,9,12"` (inverse powers) or `"g0.8:4.4:0.3"` (Gaussians at 0.8, 1.1, …,
-    /// 4.4 of width 0.3).
+    /// From parts joined by `+`: `"6,9,12"` (inverse powers), `"g0.8:4.4:0.3"` (Gaussians
+    /// at 0.8, 1.1, …, 4.4 of width 0.3), `"e0.1,0.2"` (exponentials of decay length 0.1 and
+    /// 0.2).
     pub fn parse_list(text: &str) -> Result<Vec<Radial>, String> {
+        let mut out = Vec::new();
+        for part in text.split('+') {
+            out.extend(Self::parse_part(part)?);
+        }
+        Ok(out)
+    }
+
+    fn parse_part(text: &str) -> Result<Vec<Radial>, String> {
         let bad = |e: std::num::ParseFloatError| format!("radial basis {text}: {e}");
-        if let Some(g) = text.strip_prefix('g') {
+        if let Some(e) = text.strip_prefix('e') {
+            e.split(',')
+                .map(|x| x.parse::<f64>().map(Radial::Exp).map_err(bad))
+                .collect()
+        } else if let Some(g) = text.strip_prefix('g') {
             let v: Vec<f64> = g
                 .split(':')
                 .map(|x| x.parse::<f64>().map_err(bad))
@@ -177,6 +205,8 @@ pub struct PairBaseline {
     /// Equatorial and polar semi-axes when the Gaussian radial functions take the
     /// shape-shifted distance `s` (see [`PairBaseline::distance`]) instead of `r`.
     pub shape: Option<[f64; 2]>,
+    /// Ridge added to the unit-diagonal normal equations of the fit.
+    pub ridge: f64,
     /// Coefficients `c_{nm}`, power-major.
     pub coefficients: Vec<f64>,
     /// Energy offset per particle `e0`.
@@ -192,13 +222,14 @@ impl PairBaseline {
             cutoff,
             width,
             shape: None,
-            coefficients: vec![0.0; radial.len() * kind.n_angular()],
+            ridge: 1e-10,
+            coefficients: vec![0.0; radial.len() * kind.monomials().len()],
             offset: 0.0,
         }
     }
 
     fn n_basis(&self) -> usize {
-        self.radial.len() * self.kind.n_angular()
+        self.radial.len() * self.kind.monomials().len()
     }
 
     /// The taper `f_c(r)` and its derivative.
@@ -239,7 +270,8 @@ impl PairBaseline {
     /// Pair energy and derivatives `(U, ∂U/∂r, ∂U/∂a, ∂U/∂b, ∂U/∂c)` of the basis sum with
     /// weights `w`.
     fn pair(&self, w: &[f64], r: f64, a: f64, b: f64, c: f64) -> [f64; 5] {
-        let na = self.kind.n_angular();
+        let mono = self.kind.monomials();
+        let na = mono.len();
         let mut out = [0.0; 5];
         let (dist, ds_da, ds_db) = self.distance(r, a, b);
         let taper = self.taper(r);
@@ -254,7 +286,7 @@ impl PairBaseline {
                     let (p, dp) = phi.eval(r);
                     (p * taper.0, dp * taper.0 + p * taper.1, 0.0)
                 }
-                Radial::Gauss(..) => {
+                Radial::Gauss(..) | Radial::Exp(_) => {
                     let (p, dp) = phi.eval(dist);
                     (p * taper.0, dp * taper.0 + p * taper.1, dp * taper.0)
                 }
@@ -267,7 +299,7 @@ impl PairBaseline {
                 if wk == 0.0 {
                     continue;
                 }
-                let [am, da, db, dc] = angular(m, a, b, c);
+                let [am, da, db, dc] = angular(mono[m], a, b, c);
                 out[0] += wk * g * am;
                 out[1] += wk * dg * am;
                 out[2] += wk * (g * da + dgs * ds_da * am);
@@ -293,7 +325,8 @@ impl PairBaseline {
     /// Fits the coefficients and offset by weighted least squares: energy residuals per
     /// particle weighted by `w_energy / var(E/N)`, force and torque components by
     /// `w_force / ⟨F²⟩` and `w_torque / ⟨τ²⟩`, each term averaged over its entries as in the
-    /// MLP loss; a relative ridge of `1e-10` keeps the normal equations regular.
+    /// MLP loss; a ridge (`self.ridge`, on the normal equations scaled to unit diagonal)
+    /// keeps them regular and the high-degree terms tame where the data are sparse.
     pub fn fit(&mut self, set: &[&Sample], weights: [f64; 3], scales: [f64; 3]) -> Value {
         let nb = self.n_basis();
         if nb == 0 {
@@ -344,7 +377,7 @@ impl PairBaseline {
                 }
             }
         }
-        let x = solve_scaled(ata, aty, 1e-10);
+        let x = solve_scaled(ata, aty, self.ridge);
         self.coefficients = x[..nb].to_vec();
         self.offset = x[nb];
         self.to_json()
@@ -354,13 +387,14 @@ impl PairBaseline {
     pub fn to_json(&self) -> Value {
         json!({"kind": self.kind.name(),
             "radial": self.radial.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-            "cutoff": self.cutoff, "taper_width": self.width,
+            "cutoff": self.cutoff, "taper_width": self.width, "ridge": self.ridge,
             "radial_argument": match self.shape {
                 None => json!("centre distance r"),
                 Some([eq, pol]) => json!({"shape_shifted_distance": "s = r - R(a) - R(b) + 2 R_eq",
                     "equatorial": eq, "polar": pol}),
             },
-            "angular_invariants": ANGULAR_NAMES[..self.kind.n_angular()],
+            "angular_invariants": "(a^i b^j + a^j b^i) c^k / (1 + [i = j]), exponents [i, j, k]",
+            "angular_exponents": self.kind.monomials(),
             "coefficients": self.coefficients, "offset_per_particle": self.offset,
             "fit": "weighted linear least squares on the fit structures (MLP loss weights)"})
     }
@@ -396,15 +430,17 @@ fn solve_scaled(mut a: Vec<Vec<f64>>, mut b: Vec<f64>, ridge: f64) -> Vec<f64> {
         if diag.abs() < 1e-300 {
             continue;
         }
-        for row in col + 1..n {
-            let f = a[row][col] / diag;
+        let (top, rest) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (k, row) in rest.iter_mut().enumerate() {
+            let f = row[col] / diag;
             if f == 0.0 {
                 continue;
             }
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
             }
-            b[row] -= f * b[col];
+            b[col + 1 + k] -= f * b[col];
         }
     }
     let mut x = vec![0.0; n];

@@ -311,6 +311,9 @@ pub fn train_model(
 ) -> Res<(MlpPotential, Value)> {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
     let model = MlpPotential::new(&tr.features, &cfg.hidden, cfg.activation, &mut rng)?;
+    // The MLP starts as zero: the model starts as the baseline, and early stopping keeps it
+    // there if training never improves the validation loss.
+    model.mlp.zero_output()?;
     let scales = Scales::of(train);
     let mut opt = AdamW::new(
         model.mlp.vars().to_vec(),
@@ -341,7 +344,8 @@ pub fn train_model(
             .map(|v| v.as_tensor().copy())
             .collect::<candle_core::Result<_>>()?)
     };
-    let mut best = (f64::INFINITY, 0usize, snapshot(&model)?);
+    let l_start = loss(&model, &val, &scales, cfg)?.to_scalar::<f64>()?;
+    let mut best: (f64, Option<usize>, Vec<Tensor>) = (l_start, None, snapshot(&model)?);
     for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
         for chunk in order.chunks(cfg.batch) {
@@ -360,7 +364,7 @@ pub fn train_model(
             let l_val = loss(&model, &val, &scales, cfg)?.to_scalar::<f64>()?;
             curve.push(json!({"epoch": epoch, "fit_loss": l_fit, "validation_loss": l_val}));
             if l_val < best.0 {
-                best = (l_val, epoch, snapshot(&model)?);
+                best = (l_val, Some(epoch), snapshot(&model)?);
             }
             if epoch % 100 == 0 || epoch + 1 == cfg.epochs {
                 println!("[{name}] epoch {epoch}: loss fit {l_fit:.4} validation {l_val:.4}");
@@ -371,8 +375,9 @@ pub fn train_model(
         v.set(t)?;
     }
     println!(
-        "[{name}] kept the parameters of epoch {} (validation loss {:.4})",
-        best.1, best.0
+        "[{name}] kept the parameters of epoch {} (validation loss {:.4}; {l_start:.4} at the start)",
+        best.1.map_or("none (the zero start)".to_string(), |e| e.to_string()),
+        best.0
     );
     let train_seconds = clock.elapsed().as_secs_f64();
     println!("[{name}] {step} optimizer steps in {train_seconds:.1} s");
@@ -397,6 +402,7 @@ pub fn train_model(
             "optimizer_steps": step, "loss_curve": curve,
             "structures": {"fit": n_fit, "validation": n_val, "test": te.energies.dim(0)?},
             "kept_epoch": best.1, "kept_validation_loss": best.0,
+            "validation_loss_at_start": l_start, "mlp_start": "output layer zero (the baseline alone)",
             "errors": {"train": e_train, "validation": e_val, "test": e_test}}),
     ))
 }

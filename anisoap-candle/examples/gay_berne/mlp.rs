@@ -103,6 +103,16 @@ impl Mlp {
         &self.vars
     }
 
+    /// Sets the output layer's weights and bias to zero, so the network starts as the zero
+    /// function (a correction that starts at nothing on top of a baseline).
+    pub fn zero_output(&self) -> Result<()> {
+        let n = self.vars.len();
+        for v in &self.vars[n - 2..] {
+            v.set(&v.as_tensor().zeros_like()?)?;
+        }
+        Ok(())
+    }
+
     /// Number of trainable parameters.
     pub fn n_parameters(&self) -> usize {
         self.vars.iter().map(|v| v.elem_count()).sum()

@@ -355,16 +355,8 @@ impl ParticleTensors {
     /// Uploads per-particle data.
     pub fn new(system: &System, options: &BatchedOptions) -> Result<Self> {
         let p = &system.particles;
-        let precision: Vec<f64> = p
-            .precision
-            .iter()
-            .flat_map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
-            .collect();
-        let inv: Vec<f64> = p
-            .semi_axes
-            .iter()
-            .map(|a| 1.0 / (a[0] * a[1] * a[2]))
-            .collect();
+        let precision: Vec<f64> = p.precision_rows().into_flattened();
+        let inv: Vec<f64> = p.inverse_axes_products();
         let n_types = system.layout.types.len();
         let type_slots = system
             .type_slots

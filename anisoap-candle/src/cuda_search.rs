@@ -293,38 +293,10 @@ mod imp {
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::op::BackpropOp;
     use candle_core::{DType, Shape, Storage, Tensor};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     /// Threads (centres) per block of the search kernels.
     const THREADS: u32 = 128;
-
-    /// PTX of [`super::SOURCE`] per compute capability.
-    static PTX: Mutex<Vec<((i32, i32), String)>> = Mutex::new(Vec::new());
-
-    fn ptx_for(major: i32, minor: i32) -> Result<String> {
-        let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, ptx)) = cache.iter().find(|(cc, _)| *cc == (major, minor)) {
-            return Ok(ptx.clone());
-        }
-        let _span = tracing::debug_span!("nvrtc_compile_search").entered();
-        let options = nvrtc::CompileOptions {
-            // The pair test must round as the host does: no contraction into FMAs.
-            fmad: Some(false),
-            options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
-            name: Some("neighbor_search.cu".into()),
-            ..Default::default()
-        };
-        let ptx = nvrtc::compile_ptx_with_opts(super::SOURCE, options)
-            .map_err(|e| {
-                Error::Device(format!(
-                    "NVRTC could not compile the CUDA neighbour search ({e}); \
-                     --host-neighbor-search runs without it"
-                ))
-            })?
-            .to_src();
-        cache.push(((major, minor), ptx.clone()));
-        Ok(ptx)
-    }
 
     /// The search kernels compiled (once per process) and loaded for one CUDA device and
     /// dtype; built with the basis constants, so that preparing a system costs no compilation.
@@ -350,9 +322,15 @@ mod imp {
             let stream = dev.cuda_stream();
             let ctx = stream.context();
             let (major, minor) = ctx.compute_capability().w()?;
-            let module = ctx
-                .load_module(nvrtc::Ptx::from_src(ptx_for(major, minor)?))
-                .w()?;
+            // The pair test must round as the host does: no contraction into FMAs.
+            let ptx = crate::fused_cuda::compiled_ptx(
+                "neighbor_search.cu",
+                super::SOURCE,
+                Some(false),
+                (major, minor),
+                "--host-neighbor-search",
+            )?;
+            let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
             Ok(Some(CudaSearchKernel {
                 device: dev.clone(),
                 stage_fn: module.load_function(name).w()?,
@@ -637,18 +615,9 @@ mod imp {
                     system.self_pairs(),
                 )?),
             };
-            let p = &system.particles;
             use rayon::prelude::*;
-            let precision: Vec<[f64; 6]> = p
-                .precision
-                .par_iter()
-                .map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
-                .collect();
-            let inv: Vec<f64> = p
-                .semi_axes
-                .par_iter()
-                .map(|a| 1.0 / (a[0] * a[1] * a[2]))
-                .collect();
+            let precision = system.particles.precision_rows();
+            let inv = system.particles.inverse_axes_products();
             let particles = match options.dtype {
                 DType::F64 => ParticleData::F64 {
                     precision: dev.clone_htod(precision.as_flattened())?,

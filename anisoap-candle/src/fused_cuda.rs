@@ -19,6 +19,8 @@
 //! Without the `cuda` feature [`CudaKernels`] is an empty type that is never built.
 
 #[cfg(feature = "cuda")]
+pub(crate) use imp::compiled_ptx;
+#[cfg(feature = "cuda")]
 pub use imp::{CudaKernels, StagedPairs};
 #[cfg(not(feature = "cuda"))]
 pub use stub::{CudaKernels, StagedPairs};
@@ -126,25 +128,44 @@ mod imp {
     /// Threads per block of the neighbour-sum kernel.
     const SUM_THREADS: u32 = 256;
 
-    /// PTX of [`super::SOURCE`] per compute capability (NVRTC runs once per process and
-    /// architecture).
-    static PTX: Mutex<Vec<((i32, i32), String)>> = Mutex::new(Vec::new());
+    /// PTX per (kernel file, compute capability): NVRTC runs once per process, file and
+    /// architecture.
+    static PTX: Mutex<Vec<(PtxKey, String)>> = Mutex::new(Vec::new());
 
-    fn ptx_for(major: i32, minor: i32) -> Result<String> {
+    /// Kernel file name and compute capability (major, minor).
+    type PtxKey = (&'static str, i32, i32);
+
+    /// The PTX of the CUDA C++ `source` (file `name`) for compute capability `major.minor`,
+    /// compiled with NVRTC on first use and cached; `fmad: Some(false)` forbids contracting
+    /// multiply-adds into FMAs. The error names `fallback`, the flag that runs without these
+    /// kernels.
+    pub(crate) fn compiled_ptx(
+        name: &'static str,
+        source: &str,
+        fmad: Option<bool>,
+        (major, minor): (i32, i32),
+        fallback: &str,
+    ) -> Result<String> {
         let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, ptx)) = cache.iter().find(|(cc, _)| *cc == (major, minor)) {
+        let key = (name, major, minor);
+        if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(ptx.clone());
         }
-        let _span = tracing::debug_span!("nvrtc_compile").entered();
+        let _span = tracing::debug_span!("nvrtc_compile", file = name).entered();
         let options = nvrtc::CompileOptions {
+            fmad,
             options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
-            name: Some("pair_coefficients.cu".into()),
+            name: Some(name.into()),
             ..Default::default()
         };
-        let ptx = nvrtc::compile_ptx_with_opts(super::SOURCE, options)
-            .map_err(|e| Error::Device(format!("NVRTC could not compile the fused CUDA kernels ({e}); --tensor-op-moments runs without them")))?
+        let ptx = nvrtc::compile_ptx_with_opts(source, options)
+            .map_err(|e| {
+                Error::Device(format!(
+                    "NVRTC could not compile {name} ({e}); {fallback} runs without it"
+                ))
+            })?
             .to_src();
-        cache.push(((major, minor), ptx.clone()));
+        cache.push((key, ptx.clone()));
         Ok(ptx)
     }
 
@@ -344,7 +365,13 @@ mod imp {
                 return Ok(None);
             };
             let shared_bytes = threads * per_thread;
-            let ptx = ptx_for(major, minor)?;
+            let ptx = compiled_ptx(
+                "pair_coefficients.cu",
+                super::SOURCE,
+                None,
+                (major, minor),
+                "--tensor-op-moments",
+            )?;
             let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
             let (pair_name, sum_name) = match options.dtype {
                 DType::F64 => ("pair_coefficients_f64", "neighbor_sum_f64"),

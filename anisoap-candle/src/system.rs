@@ -39,6 +39,25 @@ impl Particles {
     pub fn n_frames(&self) -> usize {
         self.frame_start.len().saturating_sub(1)
     }
+
+    /// The upper triangle `a00 a01 a02 a11 a12 a22` of each precision matrix: the rows the
+    /// batched and CUDA kernels read.
+    pub fn precision_rows(&self) -> Vec<[f64; 6]> {
+        use rayon::prelude::*;
+        self.precision
+            .par_iter()
+            .map(|a| [a[0][0], a[0][1], a[0][2], a[1][1], a[1][2], a[2][2]])
+            .collect()
+    }
+
+    /// `1/(a1 a2 a3)` of each particle.
+    pub fn inverse_axes_products(&self) -> Vec<f64> {
+        use rayon::prelude::*;
+        self.semi_axes
+            .par_iter()
+            .map(|a| 1.0 / (a[0] * a[1] * a[2]))
+            .collect()
+    }
 }
 
 /// Pairs of all frames, with global particle indices.

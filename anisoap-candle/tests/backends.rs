@@ -5,17 +5,9 @@
 mod common;
 
 use anisoap_candle::hypers::MaxRadial;
-use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
+use anisoap_candle::synthetic::SystemKind;
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
 use candle_core::DType;
-
-fn frames(kind: SystemKind, n: usize, species: usize, periodic: bool, seed: u64) -> Vec<Frame> {
-    let mut spec = SyntheticSpec::new(kind, n);
-    spec.n_species = species;
-    spec.periodic = periodic;
-    spec.seed = seed;
-    generate(&spec, 2)
-}
 
 /// A `[shape]` f64 tensor of uniform values in `[lo, hi)` from a fixed-seed ChaCha stream, so
 /// every run tests the same numbers.
@@ -96,7 +88,7 @@ fn padded_neighbor_sum_equals_index_add() {
     use anisoap_candle::basis::Basis;
     use anisoap_candle::batched::{index_add_neighbor_sum, padded_neighbor_sum};
     use anisoap_candle::system::System;
-    let frames = frames(SystemKind::EllipsoidLiquid, 20, 3, true, 8);
+    let frames = common::synthetic_frames(SystemKind::EllipsoidLiquid, 20, 3, true, 8);
     let basis = Basis::new(&Hypers::gto(2, 4.0, 1.2)).unwrap();
     let system = System::new(&frames, &basis).unwrap();
     let n_types = system.layout.types.len();
@@ -133,7 +125,7 @@ fn gto_periodic_two_species() {
     check_all(
         "gto l4",
         &hypers,
-        &frames(SystemKind::EllipsoidLiquid, 12, 2, true, 3),
+        &common::synthetic_frames(SystemKind::EllipsoidLiquid, 12, 2, true, 3),
     );
 }
 
@@ -144,7 +136,7 @@ fn monomial_open_three_species() {
     check_all(
         "monomial l3",
         &hypers,
-        &frames(SystemKind::EllipsoidLiquid, 10, 3, false, 5),
+        &common::synthetic_frames(SystemKind::EllipsoidLiquid, 10, 3, false, 5),
     );
 }
 
@@ -156,6 +148,6 @@ fn gto_list_radial_subtract_center_benzene() {
     check_all(
         "gto list",
         &hypers,
-        &frames(SystemKind::BenzeneLike, 8, 4, true, 11),
+        &common::synthetic_frames(SystemKind::BenzeneLike, 8, 4, true, 11),
     );
 }

@@ -2,23 +2,14 @@
 //! reference backend, on a GPU. Without the `cuda` feature or without a usable device every test
 //! prints `SKIPPED: <reason>` and passes (CI has no GPU; scripts/gpu-suite.sh runs these on one).
 
+mod common;
+
 use anisoap_candle::basis::Basis;
 use anisoap_candle::batched::BatchedBasis;
 use anisoap_candle::hypers::MaxRadial;
-use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
+use anisoap_candle::synthetic::SystemKind;
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
 use candle_core::{DType, Device, Tensor};
-
-/// The first CUDA device, or `None` (after printing why) when there is none.
-fn cuda() -> Option<Device> {
-    match anisoap_candle::device::open_device("cuda:0") {
-        Ok(device) => Some(device),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
 
 fn options(device: &Device, dtype: DType, chunk_pairs: usize, fused: bool) -> BatchedOptions {
     BatchedOptions {
@@ -83,7 +74,9 @@ fn hypers_cases() -> Vec<(&'static str, Hypers)> {
 /// 1e-12 of each column's scale) and, in f32, the f64 tensor ops to 1e-4.
 #[test]
 fn cuda_pair_coefficients_equal_tensor_ops() {
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     let p = 5000;
     // Diagonally dominant (positive-definite) precision rows a00, a01, a02, a11, a12, a22.
     let precision = uniform(1, 0.2, 1.0, &[p, 6])
@@ -130,14 +123,6 @@ fn cuda_pair_coefficients_equal_tensor_ops() {
     }
 }
 
-fn frames(kind: SystemKind, n: usize, species: usize, periodic: bool, seed: u64) -> Vec<Frame> {
-    let mut spec = SyntheticSpec::new(kind, n);
-    spec.n_species = species;
-    spec.periodic = periodic;
-    spec.seed = seed;
-    generate(&spec, 2)
-}
-
 fn compute(hypers: &Hypers, backend: Backend, frames: &[Frame], q: Quantity) -> Features {
     Calculator::new(hypers, backend)
         .unwrap()
@@ -167,15 +152,17 @@ fn features_error(got: &Features, expected: &Features) -> f64 {
 /// species, open and periodic systems.
 #[test]
 fn cuda_fused_calculator_matches_reference() {
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     let systems = [
         (
             "liquid 3 species periodic",
-            frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8),
+            common::synthetic_frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8),
         ),
         (
             "liquid 1 species open",
-            frames(SystemKind::EllipsoidLiquid, 25, 1, false, 3),
+            common::synthetic_frames(SystemKind::EllipsoidLiquid, 25, 1, false, 3),
         ),
     ];
     let mut monomial = Hypers::monomial(3, 4.0);
@@ -214,7 +201,9 @@ fn cuda_fused_calculator_matches_reference() {
 #[test]
 fn cuda_smooth_cutoff_matches_tensor_ops_and_reference() {
     use anisoap_candle::cutoff::CutoffFunction;
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     let p = 5000;
     let precision = uniform(11, 0.2, 1.0, &[p, 6])
         .broadcast_mul(&Tensor::new(&[1.0f64, 0.1, 0.1, 1.0, 0.1, 1.0], &Device::Cpu).unwrap())
@@ -271,7 +260,7 @@ fn cuda_smooth_cutoff_matches_tensor_ops_and_reference() {
             );
         }
     }
-    let frames = frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8);
+    let frames = common::synthetic_frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8);
     let mut monomial = smooth(Hypers::monomial(3, 4.0), 1.0);
     monomial.subtract_center_contribution = true;
     for hypers in [smooth(Hypers::gto(4, 4.0, 1.2), 1.5), monomial] {

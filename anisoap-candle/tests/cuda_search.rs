@@ -7,23 +7,14 @@
 // unreachable there (the tests print SKIPPED before it).
 #![cfg_attr(not(feature = "cuda"), allow(unreachable_code, unused_variables))]
 
+mod common;
+
 use anisoap_candle::basis::Basis;
 use anisoap_candle::cuda_search::{CudaNeighborSearch, CudaPairCounter};
-use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
+use anisoap_candle::synthetic::SystemKind;
 use anisoap_candle::system::System;
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Frame, Hypers, Quantity};
 use candle_core::{DType, Device};
-
-/// The first CUDA device, or `None` (after printing why) when there is none.
-fn cuda() -> Option<Device> {
-    match anisoap_candle::device::open_device("cuda:0") {
-        Ok(device) => Some(device),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
 
 fn options(
     device: &Device,
@@ -40,19 +31,11 @@ fn options(
     }
 }
 
-fn frames(kind: SystemKind, n: usize, species: usize, periodic: bool, seed: u64) -> Vec<Frame> {
-    let mut spec = SyntheticSpec::new(kind, n);
-    spec.n_species = species;
-    spec.periodic = periodic;
-    spec.seed = seed;
-    generate(&spec, 2)
-}
-
 /// Systems that exercise every branch of the search: several periodic images per direction
 /// (cutoff beyond half the box), open systems, a triclinic cell with positions outside it,
 /// mixed periodicity, several species and frames, and a larger lattice-like system.
 fn systems() -> Vec<(&'static str, Vec<Frame>)> {
-    let mut triclinic = frames(SystemKind::EllipsoidLiquid, 40, 2, true, 5);
+    let mut triclinic = common::synthetic_frames(SystemKind::EllipsoidLiquid, 40, 2, true, 5);
     for frame in &mut triclinic {
         let [a, b, c] = frame.cell;
         frame.cell = [
@@ -65,24 +48,24 @@ fn systems() -> Vec<(&'static str, Vec<Frame>)> {
             x[k % 3] += if k % 2 == 0 { 2.5 } else { -3.5 } * a[0];
         }
     }
-    let mut mixed = frames(SystemKind::EllipsoidLiquid, 35, 1, true, 9);
+    let mut mixed = common::synthetic_frames(SystemKind::EllipsoidLiquid, 35, 1, true, 9);
     for frame in &mut mixed {
         frame.pbc = [true, false, true];
     }
     vec![
         (
             "liquid, 3 species, periodic, cutoff beyond half the box",
-            frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8),
+            common::synthetic_frames(SystemKind::EllipsoidLiquid, 30, 3, true, 8),
         ),
         (
             "liquid, open",
-            frames(SystemKind::EllipsoidLiquid, 25, 1, false, 3),
+            common::synthetic_frames(SystemKind::EllipsoidLiquid, 25, 1, false, 3),
         ),
         ("triclinic, unwrapped positions", triclinic),
         ("mixed periodicity", mixed),
         (
             "benzene-like, 3000 particles",
-            frames(SystemKind::BenzeneLike, 3000, 1, true, 4),
+            common::synthetic_frames(SystemKind::BenzeneLike, 3000, 1, true, 4),
         ),
     ]
 }
@@ -91,7 +74,9 @@ fn systems() -> Vec<(&'static str, Vec<Frame>)> {
 /// bit (f64; in f32 the host's vectors rounded to f32), with and without self pairs.
 #[test]
 fn cuda_search_finds_the_host_pairs_bit_for_bit() {
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     for (label, frames) in systems() {
         for subtract_center in [false, true] {
             let mut hypers = if label.starts_with("benzene") {
@@ -140,7 +125,9 @@ fn cuda_search_finds_the_host_pairs_bit_for_bit() {
 /// chunks.
 #[test]
 fn cuda_search_features_equal_the_host_search_path() {
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     for (label, frames) in systems() {
         let hypers = if label.starts_with("benzene") {
             Hypers::gto(4, 7.0, 1.5)
@@ -186,7 +173,9 @@ fn cuda_search_features_equal_the_host_search_path() {
 /// system's bit for bit.
 #[test]
 fn cuda_counting_pass_equals_the_hosts() {
-    let Some(device) = cuda() else { return };
+    let Some(device) = common::cuda_device() else {
+        return;
+    };
     for (label, frames) in systems() {
         for subtract_center in [false, true] {
             let mut hypers = Hypers::gto(

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: NPY reading and comparison.
+//! Helpers shared by the integration tests: NPY reading and comparison, synthetic frames, the
+//! CUDA device of the GPU tests.
 
 #![allow(dead_code)]
 
@@ -44,4 +45,31 @@ pub fn assert_close(label: &str, got: &[f64], expected: &[f64], rtol: f64, atol:
         expected[worst.1],
         worst.0
     );
+}
+
+/// Two frames of a synthetic system (`generate(spec, 2)`) with `n` particles each.
+pub fn synthetic_frames(
+    kind: anisoap_candle::synthetic::SystemKind,
+    n: usize,
+    species: usize,
+    periodic: bool,
+    seed: u64,
+) -> Vec<anisoap_candle::Frame> {
+    let mut spec = anisoap_candle::synthetic::SyntheticSpec::new(kind, n);
+    spec.n_species = species;
+    spec.periodic = periodic;
+    spec.seed = seed;
+    anisoap_candle::synthetic::generate(&spec, 2)
+}
+
+/// The first CUDA device, or `None` after printing `SKIPPED: <reason>` (no `cuda` feature, no
+/// GPU): the GPU tests return early then.
+pub fn cuda_device() -> Option<candle_core::Device> {
+    match anisoap_candle::device::open_device("cuda:0") {
+        Ok(device) => Some(device),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
 }

@@ -9,12 +9,13 @@
 
 use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions, ParticleTensors};
+use crate::counting::PairCounter;
 use crate::cuda_search::{CudaNeighborSearch, CudaPairCounter};
 use crate::descriptor::Quantity;
 use crate::error::{Error, Result};
 use crate::fused_cuda::StagedPairs;
 use crate::reference;
-use crate::system::{Layout, PairCounter, Pairs, System};
+use crate::system::{Layout, Pairs, System};
 use candle_core::{DType, Tensor};
 use std::ops::Range;
 

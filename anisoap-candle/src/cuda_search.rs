@@ -215,9 +215,10 @@ pub fn chunk_segments(system: &System, centers: &std::ops::Range<usize>) -> Resu
 #[cfg(not(feature = "cuda"))]
 mod stub {
     use crate::batched::BatchedOptions;
+    use crate::counting::{CountingInput, PairCount, PairCounter};
     use crate::error::Result;
     use crate::fused_cuda::StagedPairs;
-    use crate::system::{CountingInput, PairCount, PairCounter, Pairs, System};
+    use crate::system::{Pairs, System};
 
     /// Built without CUDA: no value of this type exists.
     pub enum CudaNeighborSearch {}
@@ -283,9 +284,10 @@ mod stub {
 mod imp {
     use super::{chunk_segments, SearchTables};
     use crate::batched::BatchedOptions;
+    use crate::counting::{too_many_pairs, CountingInput, PairCount, PairCounter};
     use crate::error::{Error, Result};
     use crate::fused_cuda::StagedPairs;
-    use crate::system::{too_many_pairs, CountingInput, PairCount, PairCounter, Pairs, System};
+    use crate::system::{Pairs, System};
     use candle_core::cuda_backend::cudarc::driver::{
         CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
     };

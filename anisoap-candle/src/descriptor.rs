@@ -147,7 +147,7 @@ impl Calculator {
 
     /// The counting pass of the first worker's device, if it has one (else systems are
     /// counted on the host): pass it to [`System::with_counter`].
-    pub fn pair_counter(&self) -> Option<&dyn crate::system::PairCounter> {
+    pub fn pair_counter(&self) -> Option<&dyn crate::counting::PairCounter> {
         self.workers.first().and_then(|w| w.pair_counter())
     }
 

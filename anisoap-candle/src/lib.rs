@@ -22,6 +22,7 @@
 pub mod backend;
 pub mod basis;
 pub mod batched;
+pub mod counting;
 pub mod cuda_search;
 pub mod cutoff;
 pub mod descriptor;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine from the repo root: the fused CUDA kernels (fused_cuda.rs) against the
+# Runs ON the GPU machine from the repo root: the fused CUDA kernels (fused_cuda/) against the
 # tensor-op path, with one binary (dist/anisoap-candle-cuda, built by scripts/build-cuda.sh):
 #   1. fixtures parity, fused and tensor-op, f64 (rtol 1e-10 of the column scale) and f32 (1e-4);
 #   2. throughput on benzene-like systems (cutoff 7, width 1.5), lmax 4/6/8, f64/f32,

@@ -1,5 +1,5 @@
 // AniSOAP pair coefficients and neighbour sums on NVIDIA GPUs (compiled with NVRTC at run time
-// by anisoap-candle/src/fused_cuda.rs; no headers needed).
+// by anisoap-candle/src/fused_cuda/; no headers needed).
 //
 // pair_coefficients_<T>: one thread per pair. From the neighbour's precision row
 // (a00 a01 a02 a11 a12 a22), 1/(a1 a2 a3) and r_ij it forms the Gaussian parameters exactly as

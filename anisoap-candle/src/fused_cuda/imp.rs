@@ -1,0 +1,654 @@
+//! The fused CUDA kernels (built with the `cuda` feature): NVRTC compilation, the uploaded
+//! tables, staging and launches. `ops` holds the `CustomOp3` implementations.
+
+mod ops;
+
+use crate::basis::monomials::RecurrenceStep;
+use crate::batched::{BatchedOptions, ParticleTensors};
+use crate::error::{Error, Result};
+use crate::system::{Pairs, System};
+use candle_core::cuda_backend::cudarc::driver::{
+    sys, CudaEvent, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::cudarc::nvrtc;
+use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
+use candle_core::{DType, Tensor, WithDType};
+use ops::NeighborSum;
+use std::sync::Mutex;
+
+/// Default budget of dynamic shared memory per block: two blocks fit on an H100/H200
+/// multiprocessor (228 KiB).
+const SHARED_BUDGET: usize = 110 * 1024;
+/// Most threads per block of the pair kernel.
+const MAX_THREADS: usize = 256;
+/// Threads per block of the neighbour-sum kernel.
+const SUM_THREADS: u32 = 256;
+
+/// PTX per (kernel file, compute capability): NVRTC runs once per process, file and
+/// architecture.
+static PTX: Mutex<Vec<(PtxKey, String)>> = Mutex::new(Vec::new());
+
+/// Kernel file name and compute capability (major, minor).
+type PtxKey = (&'static str, i32, i32);
+
+/// The PTX of the CUDA C++ `source` (file `name`) for compute capability `major.minor`,
+/// compiled with NVRTC on first use and cached; `fmad: Some(false)` forbids contracting
+/// multiply-adds into FMAs. The error names `fallback`, the flag that runs without these
+/// kernels.
+pub(crate) fn compiled_ptx(
+    name: &'static str,
+    source: &str,
+    fmad: Option<bool>,
+    (major, minor): (i32, i32),
+    fallback: &str,
+) -> Result<String> {
+    let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (name, major, minor);
+    if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(ptx.clone());
+    }
+    let _span = tracing::debug_span!("nvrtc_compile", file = name).entered();
+    let options = nvrtc::CompileOptions {
+        fmad,
+        options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let ptx = nvrtc::compile_ptx_with_opts(source, options)
+        .map_err(|e| {
+            Error::Device(format!(
+                "NVRTC could not compile {name} ({e}); {fallback} runs without it"
+            ))
+        })?
+        .to_src();
+    cache.push((key, ptx.clone()));
+    Ok(ptx)
+}
+
+/// One chunk's pair data on the device, ready for the pair kernel
+/// ([`CudaKernels::stage`]).
+pub struct StagedPairs {
+    /// Precision rows of each pair's neighbour, `[P, 6]`.
+    precision: Tensor,
+    /// `1/(a1 a2 a3)` of each pair's neighbour, `[P]`.
+    inv: Tensor,
+    /// `r_ij`, `[P, 3]`.
+    r: Tensor,
+    /// Pair segments per centre, `[C + 1]`.
+    seg: Tensor,
+    /// Neighbour type slot of each pair, `[P]`.
+    slot: Tensor,
+    n_centers: usize,
+    n_types: usize,
+    /// Neighbour of each pair, `[P]` u32, when the pairs were found on the device.
+    neighbors: Option<Tensor>,
+    /// The device search's error flag, `[1]` u32 (0: the pairs are the counting pass's).
+    search_error: Option<Tensor>,
+    /// Recorded on the staging thread's stream after its last copy or kernel. Candle's CUDA
+    /// device issues work on the per-thread default stream, so work staged by the chunk
+    /// loop's producer thread is not ordered with the consumer thread's kernels: the
+    /// consumer's stream waits on this event before anything reads the staged data.
+    ready: CudaEvent,
+}
+
+impl StagedPairs {
+    /// Pairs found and staged on the device by [`crate::cuda_search`]: the pair kernel's
+    /// inputs, the neighbours, and the search's error flag (checked before any kernel
+    /// reads the rows).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_device_search(
+        precision: Tensor,
+        inv: Tensor,
+        r: Tensor,
+        seg: Tensor,
+        slot: Tensor,
+        n_centers: usize,
+        n_types: usize,
+        neighbors: Tensor,
+        search_error: Tensor,
+        ready: CudaEvent,
+    ) -> Self {
+        StagedPairs {
+            precision,
+            inv,
+            r,
+            seg,
+            slot,
+            n_centers,
+            n_types,
+            neighbors: Some(neighbors),
+            search_error: Some(search_error),
+            ready,
+        }
+    }
+
+    /// Makes the calling thread's stream wait until the staging work is done.
+    fn wait_until_staged(&self) -> Result<()> {
+        if let candle_core::Device::Cuda(dev) = self.r.device() {
+            dev.cuda_stream().wait(&self.ready).w()?;
+        }
+        Ok(())
+    }
+
+    /// Fails when the device search flagged its pairs as not the counting pass's.
+    fn check_search(&self) -> Result<()> {
+        self.wait_until_staged()?;
+        let Some(flag) = &self.search_error else {
+            return Ok(());
+        };
+        let flag = flag.to_vec1::<u32>()?.first().copied().unwrap_or(0);
+        if flag == 0 {
+            return Ok(());
+        }
+        Err(Error::Device(format!(
+            "the CUDA neighbour search disagrees with the counting pass (flag {flag}: {}); \
+             --host-neighbor-search avoids it",
+            if flag & 1 != 0 {
+                "a cell shift outside 32 bits"
+            } else {
+                "different pair counts"
+            }
+        )))
+    }
+
+    /// The neighbours and `r_ij` (widened to f64) of the staged pairs, on the host (after
+    /// the search's check): for tests of the device search.
+    pub fn neighbors_and_vectors(&self) -> Result<(Vec<u32>, Vec<f64>)> {
+        self.check_search()?;
+        let neighbors = match &self.neighbors {
+            Some(n) => n.to_vec1::<u32>()?,
+            None => {
+                return Err(Error::Device(
+                    "these pairs were staged from the host".into(),
+                ))
+            }
+        };
+        let r = self
+            .r
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        Ok((neighbors, r))
+    }
+}
+
+/// Host buffers a chunk's indices are staged in before the copy to the device, one set
+/// per host thread (each device worker is its own thread), kept between chunks.
+#[derive(Default)]
+struct Staging {
+    neighbors: Vec<u32>,
+    seg: Vec<u32>,
+    r32: Vec<f32>,
+}
+
+thread_local! {
+    static STAGING: std::cell::RefCell<Staging> = std::cell::RefCell::new(Staging::default());
+}
+
+/// Per-dtype tables: the recurrence weights and the values of `B`'s non-zeros.
+struct Tables<T> {
+    weights: CudaSlice<T>,
+    values: CudaSlice<T>,
+    inv_width2: T,
+    /// Cutoff radius `r_c` and smooth-cutoff width `w` (0: the original's step).
+    cutoff: T,
+    smooth_width: T,
+    pair_fn: CudaFunction,
+    sum_fn: CudaFunction,
+}
+
+enum FloatTables {
+    F64(Tables<f64>),
+    F32(Tables<f32>),
+}
+
+/// Uploaded constants of one basis on one CUDA device, and the loaded kernels.
+pub struct CudaKernels {
+    device: candle_core::Device,
+    n_steps: u32,
+    n_moments: usize,
+    n_cols: u32,
+    /// `[n_steps, 5]`: dir, parent, grandparents.
+    plan: CudaSlice<u32>,
+    /// `[K + 1]` column starts of `B`'s non-zeros.
+    col_start: CudaSlice<u32>,
+    /// `[nnz]` rows (packed monomials) of the non-zeros.
+    rows: CudaSlice<u32>,
+    tables: FloatTables,
+    threads: u32,
+    shared_bytes: u32,
+}
+
+impl CudaKernels {
+    /// Compiles (once per process) and loads the kernels and uploads the tables of one
+    /// basis, for `options.device` and `options.dtype`. `None` when the device is not CUDA
+    /// or the moments of one pair do not fit in shared memory (the tensor-op path is used
+    /// then). `dense_b` is `B` row-major with `n_cols` columns; `smooth_cutoff` is
+    /// `[r_c, w]` of the smooth cutoff ([`crate::cutoff`]; `w = 0`: the original's step).
+    pub fn new(
+        plan: &[RecurrenceStep],
+        dense_b: &[f64],
+        n_cols: usize,
+        inv_width2: f64,
+        smooth_cutoff: [f64; 2],
+        options: &BatchedOptions,
+    ) -> Result<Option<Self>> {
+        let candle_core::Device::Cuda(dev) = &options.device else {
+            return Ok(None);
+        };
+        let n_moments = plan.len() + 1;
+        let elem = match options.dtype {
+            DType::F64 => 8,
+            DType::F32 => 4,
+            other => return Err(Error::Device(format!("dtype {other:?} is not supported"))),
+        };
+        let stream = dev.cuda_stream();
+        let ctx = stream.context();
+        let (major, minor) = ctx.compute_capability().w()?;
+        let optin = ctx
+            .attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .w()?
+            .max(48 * 1024) as usize;
+        let per_thread = n_moments * elem;
+        let Some(threads) = threads_per_block(per_thread, optin) else {
+            tracing::warn!(
+                moments = n_moments,
+                "the moments of one pair do not fit in shared memory: CUDA uses the \
+                 tensor-op moments"
+            );
+            return Ok(None);
+        };
+        let shared_bytes = threads * per_thread;
+        let ptx = compiled_ptx(
+            "pair_coefficients.cu",
+            super::SOURCE,
+            None,
+            (major, minor),
+            "--tensor-op-moments",
+        )?;
+        let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
+        let (pair_name, sum_name) = match options.dtype {
+            DType::F64 => ("pair_coefficients_f64", "neighbor_sum_f64"),
+            _ => ("pair_coefficients_f32", "neighbor_sum_f32"),
+        };
+        let pair_fn = module.load_function(pair_name).w()?;
+        let sum_fn = module.load_function(sum_name).w()?;
+        pair_fn
+            .set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shared_bytes as i32,
+            )
+            .w()?;
+
+        // Tables: the plan, B by columns.
+        let mut plan_words = Vec::with_capacity(plan.len() * 5);
+        let mut weights = Vec::with_capacity(plan.len() * 3);
+        // Moment indices times the block size: the kernel's shared-memory offsets.
+        for s in plan {
+            let g = s.grandparent.map(|g| g * threads);
+            plan_words.extend([s.dir, s.parent * threads, g[0], g[1], g[2]]);
+            weights.extend(s.weight.map(|w| w as f64));
+        }
+        let n_rows = dense_b.len() / n_cols.max(1);
+        let mut col_start = vec![0u32];
+        let mut rows = Vec::new();
+        let mut values = Vec::new();
+        for c in 0..n_cols {
+            for r in 0..n_rows {
+                let v = dense_b[r * n_cols + c];
+                if v != 0.0 {
+                    rows.push(r * threads);
+                    values.push(v);
+                }
+            }
+            col_start.push(rows.len() as u32);
+        }
+        // The kernel's indices stay inside the tables and shared memory only if these hold
+        // (they are what recurrence_plan and Basis build; checked, not assumed): every
+        // moment index read by step k is at most k, so (index * threads + tid) stays below
+        // n_moments * threads, the shared memory of one block.
+        let plan_ok = plan
+            .iter()
+            .enumerate()
+            .all(|(k, s)| s.dir < 3 && s.parent <= k && s.grandparent.iter().all(|&g| g <= k));
+        if !plan_ok || n_rows != n_moments || dense_b.len() != n_rows * n_cols {
+            return Err(Error::Device(
+                "inconsistent recurrence plan or contraction matrix".into(),
+            ));
+        }
+        let to_u32 = |v: Vec<usize>| -> Result<Vec<u32>> {
+            v.into_iter()
+                .map(|x| u32::try_from(x).map_err(|_| Error::Device("table too large".into())))
+                .collect()
+        };
+        let plan_words = to_u32(plan_words)?;
+        let rows = to_u32(rows)?;
+        let tables = match options.dtype {
+            DType::F64 => FloatTables::F64(Tables {
+                weights: dev.clone_htod(&weights)?,
+                values: dev.clone_htod(&values)?,
+                inv_width2,
+                cutoff: smooth_cutoff[0],
+                smooth_width: smooth_cutoff[1],
+                pair_fn,
+                sum_fn,
+            }),
+            _ => {
+                let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                FloatTables::F32(Tables {
+                    weights: dev.clone_htod(&f(&weights))?,
+                    values: dev.clone_htod(&f(&values))?,
+                    inv_width2: inv_width2 as f32,
+                    cutoff: smooth_cutoff[0] as f32,
+                    smooth_width: smooth_cutoff[1] as f32,
+                    pair_fn,
+                    sum_fn,
+                })
+            }
+        };
+        let kernels = CudaKernels {
+            device: options.device.clone(),
+            n_steps: plan.len() as u32,
+            n_moments,
+            n_cols: n_cols as u32,
+            plan: dev.clone_htod(&plan_words)?,
+            col_start: dev.clone_htod(&col_start)?,
+            rows: dev.clone_htod(&rows)?,
+            tables,
+            threads: threads as u32,
+            shared_bytes: shared_bytes as u32,
+        };
+        // The uploads ran on this thread's stream; workers launch from their own threads'
+        // streams, so the tables must have landed before this returns.
+        stream.synchronize().w()?;
+        Ok(Some(kernels))
+    }
+
+    /// Threads per block of the pair kernel.
+    pub fn threads_per_block(&self) -> u32 {
+        self.threads
+    }
+
+    /// Pair coefficients `[P, K]` from precision rows `[P, 6]`, `1/(a1 a2 a3)` `[P]` and
+    /// `r_ij` `[P, 3]` (contiguous, the basis dtype): the fused kernel.
+    pub fn pair_coefficients(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<Tensor> {
+        let _span = tracing::trace_span!("cuda_pair_coefficients").entered();
+        Ok(precision.apply_op3_no_bwd(inv_axes_product, r, self)?)
+    }
+
+    /// Normalised density `[C, n_types, K]` of the centres `centers` from their `pairs`:
+    /// neighbour data gathered on the device, the pair kernel, then the neighbour sum
+    /// ([`CudaKernels::stage`] then [`CudaKernels::density_of_staged`]).
+    pub fn chunk_density(
+        &self,
+        system: &System,
+        particles: &ParticleTensors,
+        centers: std::ops::Range<usize>,
+        pairs: &Pairs,
+    ) -> Result<Tensor> {
+        let staged = self.stage(system, particles, centers, pairs)?;
+        self.density_of_staged(staged)
+    }
+
+    /// The part of a chunk that needs none of the device's earlier results: the pair data
+    /// staged on the host, copied to the device, and the neighbours' precision rows
+    /// gathered there. The chunk loop runs it on its search thread, one chunk ahead.
+    pub fn stage(
+        &self,
+        system: &System,
+        particles: &ParticleTensors,
+        centers: std::ops::Range<usize>,
+        pairs: &Pairs,
+    ) -> Result<StagedPairs> {
+        let device = &self.device;
+        let n_types = system.layout.types.len();
+        let n_centers = centers.len();
+        let p = pairs.len();
+        if u32::try_from(p).is_err() || u32::try_from(n_centers).is_err() {
+            return Err(Error::Device(
+                "too many pairs in one chunk for the CUDA kernels".into(),
+            ));
+        }
+        let kernel_f64 = matches!(self.tables, FloatTables::F64(_));
+        let (precision, inv, r, seg, slot) = STAGING.with(|staging| -> Result<_> {
+            let mut staging = staging.borrow_mut();
+            let staging = &mut *staging;
+            let _span = tracing::trace_span!("cuda_upload", pairs = p).entered();
+            // Host staging buffers are reused chunk after chunk (fresh ones would fault in
+            // ~30 bytes per pair of new pages every chunk), then copied to the device. The
+            // loops are serial on purpose: this thread runs while the producer thread's
+            // neighbour search keeps rayon's pool busy, and a parallel loop here would
+            // queue behind it (a few ms per 1e6 pairs serially).
+            // The neighbours' type slots are gathered on the device from
+            // `particles.type_slots` (checked below n_types when uploaded).
+            staging.neighbors.clear();
+            for &j in &pairs.neighbors {
+                let j = u32::try_from(j).map_err(|_| {
+                    Error::Device("particle index too large for the CUDA kernels".into())
+                })?;
+                staging.neighbors.push(j);
+            }
+            let neighbors = Tensor::from_slice(&staging.neighbors, p, device)?;
+            // r_ij in the kernel's dtype (f32 halves the upload).
+            let r = if kernel_f64 {
+                let flat: &[f64] = pairs.vectors.as_flattened();
+                Tensor::from_slice(flat, (p, 3), device)?
+            } else {
+                staging.r32.clear();
+                staging
+                    .r32
+                    .extend(pairs.vectors.as_flattened().iter().map(|&x| x as f32));
+                Tensor::from_slice(&staging.r32, (p, 3), device)?
+            };
+            // Segments of pairs per centre (pairs come grouped by centre, in centre order).
+            staging.seg.clear();
+            staging.seg.resize(n_centers + 1, 0);
+            let seg = &mut staging.seg;
+            let mut previous = centers.start;
+            for &i in &pairs.centers {
+                if i < previous || i >= centers.end {
+                    return Err(Error::Device(
+                        "pairs are not grouped by centre in centre order".into(),
+                    ));
+                }
+                previous = i;
+                seg[i - centers.start + 1] += 1;
+            }
+            for c in 0..n_centers {
+                seg[c + 1] += seg[c];
+            }
+            Ok((
+                particles.precision.index_select(&neighbors, 0)?,
+                particles.inv_axes_product.index_select(&neighbors, 0)?,
+                r,
+                Tensor::from_slice(&staging.seg, n_centers + 1, device)?,
+                particles.type_slots.index_select(&neighbors, 0)?,
+            ))
+        })?;
+        let candle_core::Device::Cuda(dev) = device else {
+            return Err(Error::Device("the CUDA kernels need a CUDA device".into()));
+        };
+        let ready = dev.cuda_stream().record_event(None).w()?;
+        Ok(StagedPairs {
+            precision,
+            inv,
+            r,
+            seg,
+            slot,
+            n_centers,
+            n_types,
+            neighbors: None,
+            search_error: None,
+            ready,
+        })
+    }
+
+    /// The density of a staged chunk: the pair kernel, then the neighbour sum.
+    pub fn density_of_staged(&self, staged: StagedPairs) -> Result<Tensor> {
+        staged.check_search()?;
+        let StagedPairs {
+            precision,
+            inv,
+            r,
+            seg,
+            slot,
+            n_centers,
+            n_types,
+            ..
+        } = staged;
+        let coefficients = self.pair_coefficients(&precision, &inv, &r)?;
+        let _span = tracing::trace_span!("cuda_neighbor_sum").entered();
+        let op = NeighborSum {
+            kernels: self,
+            n_centers,
+            n_types,
+        };
+        let density = coefficients.apply_op3_no_bwd(&seg, &slot, &op)?;
+        Ok(density.reshape((n_centers, n_types, self.n_cols as usize))?)
+    }
+
+    fn launch_pairs<T: DeviceRepr + CudaDType + WithDType>(
+        &self,
+        dev: &CudaDevice,
+        inputs: [CudaView<'_, T>; 3],
+        tables: &Tables<T>,
+        n_pairs: usize,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let n_cols = self.n_cols as usize;
+        // SAFETY: the kernel writes every element of `out`: thread q < n_pairs writes
+        // out[q * K + c] for all c < K, and the grid covers every q < n_pairs.
+        let mut out = unsafe { dev.alloc::<T>(n_pairs * n_cols) }?;
+        if n_pairs == 0 {
+            return Ok(out);
+        }
+        let stream = dev.cuda_stream();
+        let n_pairs_u32 = n_pairs as u32;
+        let [precision, inv, r] = inputs;
+        let config = LaunchConfig {
+            grid_dim: (n_pairs_u32.div_ceil(self.threads), 1, 1),
+            block_dim: (self.threads, 1, 1),
+            shared_mem_bytes: self.shared_bytes,
+        };
+        let mut builder = stream.launch_builder(&tables.pair_fn);
+        builder
+            .arg(&precision)
+            .arg(&inv)
+            .arg(&r)
+            .arg(&self.plan)
+            .arg(&tables.weights)
+            .arg(&self.n_steps)
+            .arg(&self.col_start)
+            .arg(&self.rows)
+            .arg(&tables.values)
+            .arg(&self.n_cols)
+            .arg(&tables.inv_width2)
+            .arg(&tables.cutoff)
+            .arg(&tables.smooth_width)
+            .arg(&n_pairs_u32)
+            .arg(&mut out);
+        // SAFETY: the arguments match the kernel's signature in kernels/pair_coefficients.cu
+        // (pointers to T / u32 in this order, u32 and T scalars: s, cutoff, width; the
+        // scalars are never used as indices). Bounds: thread q reads precision[6q..6q+6],
+        // inv[q], r[3q..3q+3] only for q < n_pairs, and cuda_fwd checked that these views
+        // hold 6P, P and 3P elements; the tables were built in `new` with
+        // plan = 5 n_steps words, weights = 3 n_steps, col_start = K + 1 (non-decreasing, last
+        // = nnz), rows/values = nnz entries, every row < n_moments, dir < 3 and every
+        // parent/grandparent of step k at most k (checked there), all moment indices stored
+        // times `threads`, the block size launched here; so every shared-memory index
+        // i * threads + tid has i < n_moments and tid < threads, inside the shared_bytes =
+        // threads * n_moments * size_of::<T>() requested here (and allowed by the function
+        // attribute set in `new`).
+        // out holds n_pairs * K elements and thread q writes row q only.
+        unsafe { builder.launch(config) }.w()?;
+        drop(builder);
+        Ok(out)
+    }
+
+    fn launch_sum<T: DeviceRepr + CudaDType + WithDType>(
+        &self,
+        dev: &CudaDevice,
+        inputs: (CudaView<'_, T>, CudaView<'_, u32>, CudaView<'_, u32>),
+        func: &CudaFunction,
+        n_centers: usize,
+        n_types: usize,
+    ) -> candle_core::Result<CudaSlice<T>> {
+        let n_cols = self.n_cols as usize;
+        let total = n_centers * n_cols;
+        // SAFETY: thread (c, k) sets out[c, t, k] for every t < n_types before adding to it,
+        // and the grid covers every (c, k), so every element is written.
+        let mut out = unsafe { dev.alloc::<T>(n_centers * n_types * n_cols) }?;
+        if total == 0 || n_types == 0 {
+            return Ok(out);
+        }
+        let blocks = u32::try_from(total.div_ceil(SUM_THREADS as usize))
+            .map_err(|_| candle_core::Error::Msg("neighbour sum grid too large".into()))?;
+        let stream = dev.cuda_stream();
+        let (coef, seg, slot) = inputs;
+        let (c32, t32) = (n_centers as u32, n_types as u32);
+        let config = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (SUM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut builder = stream.launch_builder(func);
+        builder
+            .arg(&coef)
+            .arg(&seg)
+            .arg(&slot)
+            .arg(&c32)
+            .arg(&t32)
+            .arg(&self.n_cols)
+            .arg(&mut out);
+        // SAFETY: arguments match neighbor_sum_<T>'s signature. Thread idx < C K (guarded in
+        // the kernel) reads seg[c], seg[c + 1] with c < C (seg holds C + 1 entries, checked
+        // in cuda_fwd), and for q in seg[c]..seg[c + 1] (seg is a prefix sum of the pair
+        // counts, so q < P) reads slot[q] (P entries, each < n_types: gathered from
+        // ParticleTensors::type_slots, whose every value was checked below the system's
+        // number of types when uploaded) and coef[q K + k] (P K entries, checked in cuda_fwd); it writes
+        // out[(c n_types + t) K + k] with t < n_types, inside the C n_types K allocated.
+        unsafe { builder.launch(config) }.w()?;
+        drop(builder);
+        Ok(out)
+    }
+}
+
+/// Threads per block (a multiple of 32, at most [`MAX_THREADS`]) whose moments fit in
+/// [`SHARED_BUDGET`] (or, when not even 32 do, in the device's opt-in maximum);
+/// `ANISOAP_CUDA_THREADS` overrides it (for tuning), within the same limit.
+fn threads_per_block(per_thread: usize, optin: usize) -> Option<usize> {
+    let fit = |budget: usize| (budget / per_thread.max(1) / 32 * 32).min(MAX_THREADS);
+    let limit = fit(optin);
+    if limit < 32 {
+        return None;
+    }
+    let default = fit(SHARED_BUDGET).max(32);
+    let wanted = std::env::var("ANISOAP_CUDA_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|t| (t / 32 * 32).clamp(32, limit));
+    Some(wanted.unwrap_or(default).min(limit))
+}
+
+// Backends are shared between worker threads.
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<CudaKernels>();
+};
+
+impl std::fmt::Debug for CudaKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaKernels")
+            .field("moments", &self.n_moments)
+            .field("columns", &self.n_cols)
+            .field("threads", &self.threads)
+            .field("shared_bytes", &self.shared_bytes)
+            .finish()
+    }
+}

@@ -1,0 +1,110 @@
+//! Fused CUDA kernels for the batched path: Gaussian parameters, moments and the sparse
+//! contraction in one kernel, and a deterministic neighbour sum, behind Candle's `CustomOp3`
+//! `cuda_fwd`.
+//!
+//! On CUDA the tensor-op path runs ~80 degree-by-degree passes over `[M, P]` per chunk and a
+//! dense matmul with `B`. Here one thread per pair goes from the neighbour's precision row,
+//! `1/(a1 a2 a3)` and `r_ij` to its `K` coefficients: the Gaussian parameters as
+//! [`crate::batched::BatchedBasis::gaussian_parameters`] computes them, the moment recurrence of
+//! [`crate::basis::monomials::recurrence_plan`] in that thread's column of shared memory, then
+//! the contraction with the non-zero entries of `B` only (`kernels/pair_coefficients.cu`).
+//! A second kernel sums the coefficients of each centre's pairs by neighbour type, one thread
+//! per (centre, coefficient), in pair order (so the result is deterministic, unlike atomics).
+//!
+//! The kernels are compiled with NVRTC when the first CUDA basis is built (for the device's
+//! compute capability) and loaded once per device. The tensor-op path stays the fallback
+//! (`--tensor-op-moments`, a kernel that cannot be compiled or whose moments do not fit in
+//! shared memory) and the oracle (tests/cuda_fused.rs compares both on a GPU).
+//!
+//! Without the `cuda` feature [`CudaKernels`] is an empty type that is never built.
+
+#[cfg(feature = "cuda")]
+pub(crate) use imp::compiled_ptx;
+#[cfg(feature = "cuda")]
+pub use imp::{CudaKernels, StagedPairs};
+#[cfg(not(feature = "cuda"))]
+pub use stub::{CudaKernels, StagedPairs};
+
+/// The kernel source (CUDA C++, compiled at run time).
+pub const SOURCE: &str = include_str!("../kernels/pair_coefficients.cu");
+
+#[cfg(not(feature = "cuda"))]
+mod stub {
+    use crate::basis::monomials::RecurrenceStep;
+    use crate::batched::{BatchedOptions, ParticleTensors};
+    use crate::error::Result;
+    use crate::system::{Pairs, System};
+    use candle_core::Tensor;
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum CudaKernels {}
+
+    /// Built without CUDA: no value of this type exists.
+    pub enum StagedPairs {}
+
+    impl CudaKernels {
+        /// Always `None` without the `cuda` feature.
+        pub fn new(
+            _plan: &[RecurrenceStep],
+            _dense_b: &[f64],
+            _n_cols: usize,
+            _inv_width2: f64,
+            _smooth_cutoff: [f64; 2],
+            _options: &BatchedOptions,
+        ) -> Result<Option<Self>> {
+            Ok(None)
+        }
+
+        /// Never called (no value exists).
+        pub fn pair_coefficients(
+            &self,
+            _precision: &Tensor,
+            _inv_axes_product: &Tensor,
+            _r: &Tensor,
+        ) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn chunk_density(
+            &self,
+            _system: &System,
+            _particles: &ParticleTensors,
+            _centers: std::ops::Range<usize>,
+            _pairs: &Pairs,
+        ) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn threads_per_block(&self) -> u32 {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn stage(
+            &self,
+            _system: &System,
+            _particles: &ParticleTensors,
+            _centers: std::ops::Range<usize>,
+            _pairs: &Pairs,
+        ) -> Result<StagedPairs> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn density_of_staged(&self, staged: StagedPairs) -> Result<Tensor> {
+            match staged {}
+        }
+    }
+
+    impl StagedPairs {
+        /// Never called (no value exists).
+        pub fn neighbors_and_vectors(&self) -> Result<(Vec<u32>, Vec<f64>)> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp;

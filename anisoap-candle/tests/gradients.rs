@@ -20,11 +20,13 @@
 // Index loops over particles, components and columns read most clearly here.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::hypers::MaxRadial;
 use anisoap_candle::neighbors::neighbor_list;
 use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
-use anisoap_candle::{Backend, Calculator, Features, Frame, Hypers, PerParticle, Quantity};
+use anisoap_candle::{Backend, Calculator, Features, Frame, Hypers, Quantity};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -587,28 +589,7 @@ fn crossing_frame(d: f64, with_neighbor: bool) -> Frame {
         q.extend_from_slice(&[0.3, -0.7, 0.2, 0.6]);
         axes.push([0.45, 0.55, 1.5]);
     }
-    let mut frame = Frame {
-        positions,
-        numbers,
-        ..Frame::default()
-    };
-    frame.arrays.insert(
-        "c_q".into(),
-        PerParticle {
-            ncols: 4,
-            values: q,
-        },
-    );
-    for k in 0..3 {
-        frame.arrays.insert(
-            format!("c_diameter[{}]", k + 1),
-            PerParticle {
-                ncols: 1,
-                values: axes.iter().map(|a| 2.0 * a[k]).collect(),
-            },
-        );
-    }
-    frame
+    common::ellipsoid_frame(positions, numbers, q, &axes)
 }
 
 #[test]

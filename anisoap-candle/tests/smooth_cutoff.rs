@@ -14,14 +14,14 @@
 
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use anisoap_candle::cutoff::CutoffFunction;
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::hypers::MaxRadial;
 use anisoap_candle::neighbors::neighbor_list;
 use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
-use anisoap_candle::{
-    Backend, BatchedOptions, Calculator, Features, Frame, Hypers, PerParticle, Quantity,
-};
+use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -105,44 +105,14 @@ fn cluster(n: usize, side: f64, seed: u64) -> Frame {
     let axes: Vec<[f64; 3]> = (0..n)
         .map(|_| [0, 1, 2].map(|_| rng.gen_range(0.4..1.2)))
         .collect();
-    with_arrays(positions, vec![1; n], q, &axes)
-}
-
-fn with_arrays(
-    positions: Vec<[f64; 3]>,
-    numbers: Vec<i32>,
-    q: Vec<f64>,
-    axes: &[[f64; 3]],
-) -> Frame {
-    let mut frame = Frame {
-        positions,
-        numbers,
-        ..Frame::default()
-    };
-    frame.arrays.insert(
-        "c_q".into(),
-        PerParticle {
-            ncols: 4,
-            values: q,
-        },
-    );
-    for k in 0..3 {
-        frame.arrays.insert(
-            format!("c_diameter[{}]", k + 1),
-            PerParticle {
-                ncols: 1,
-                values: axes.iter().map(|a| 2.0 * a[k]).collect(),
-            },
-        );
-    }
-    frame
+    common::ellipsoid_frame(positions, vec![1; n], q, &axes)
 }
 
 /// The sub-frame of `frame` holding the particles `keep`, in that order.
 fn subframe(frame: &Frame, keep: &[usize]) -> Frame {
     let q = &frame.arrays["c_q"].values;
     let axis = |i: usize, k: usize| frame.arrays[&format!("c_diameter[{}]", k + 1)].values[i] / 2.0;
-    with_arrays(
+    common::ellipsoid_frame(
         keep.iter().map(|&i| frame.positions[i]).collect(),
         keep.iter().map(|&i| frame.numbers[i]).collect(),
         keep.iter()
@@ -299,7 +269,7 @@ fn reference_equals_isolated_pairs_weighted_by_hand() {
 /// Centre at the origin, one neighbour at distance `d` along a fixed direction.
 fn dimer(d: f64) -> Frame {
     let u = [0.48, 0.6, 0.64];
-    with_arrays(
+    common::ellipsoid_frame(
         vec![[0.0; 3], [u[0] * d, u[1] * d, u[2] * d]],
         vec![1, 1],
         vec![0.9, 0.1, -0.3, 0.2, 0.3, -0.7, 0.2, 0.6],

@@ -73,3 +73,36 @@ pub fn cuda_device() -> Option<candle_core::Device> {
         }
     }
 }
+
+/// A frame of ellipsoids: `positions`, `numbers`, unit quaternions `c_q` (4 per particle,
+/// flattened) and semi-axes (written as the full diameters `c_diameter[1..3]`).
+pub fn ellipsoid_frame(
+    positions: Vec<[f64; 3]>,
+    numbers: Vec<i32>,
+    quaternions: Vec<f64>,
+    semi_axes: &[[f64; 3]],
+) -> anisoap_candle::Frame {
+    use anisoap_candle::{Frame, PerParticle};
+    let mut frame = Frame {
+        positions,
+        numbers,
+        ..Frame::default()
+    };
+    frame.arrays.insert(
+        "c_q".into(),
+        PerParticle {
+            ncols: 4,
+            values: quaternions,
+        },
+    );
+    for k in 0..3 {
+        frame.arrays.insert(
+            format!("c_diameter[{}]", k + 1),
+            PerParticle {
+                ncols: 1,
+                values: semi_axes.iter().map(|a| 2.0 * a[k]).collect(),
+            },
+        );
+    }
+    frame
+}

@@ -1,4 +1,4 @@
-// The neighbour search of anisoap-candle/src/neighbors.rs on NVIDIA GPUs (compiled with NVRTC at
+// The neighbour search of anisoap-candle/src/neighbors/ on NVIDIA GPUs (compiled with NVRTC at
 // run time by anisoap-candle/src/cuda_search.rs, with --fmad=false; no headers needed).
 //
 // stage_pairs_<T>: one thread per centre of a chunk. It walks the same cell-list candidates as
@@ -37,12 +37,12 @@ __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
 __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
 
-// a[0] b[0] + a[1] b[1] + a[2] b[2], left to right (neighbors.rs dot).
+// a[0] b[0] + a[1] b[1] + a[2] b[2], left to right (neighbors/mod.rs dot).
 __device__ __forceinline__ double dot3(const double* a, const double* b) {
     return add_rn(add_rn(mul_rn(a[0], b[0]), mul_rn(a[1], b[1])), mul_rn(a[2], b[2]));
 }
 
-// S_a cell[0][c] + S_b cell[1][c] + S_c cell[2][c], left to right (neighbors.rs pair_vector and
+// S_a cell[0][c] + S_b cell[1][c] + S_c cell[2][c], left to right (neighbors/mod.rs pair_vector and
 // the candidate offset of Grid::for_each_candidate).
 __device__ __forceinline__ double shift_component(const double* cell, double sa, double sb,
                                                   double sc, int c) {

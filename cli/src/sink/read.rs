@@ -59,7 +59,7 @@ fn usize_column(data: &[f64]) -> Vec<usize> {
     data.iter().map(|&v| v as usize).collect()
 }
 
-/// Reads an output written by [`StreamingOutput`] (any format).
+/// Reads an output written by [`StreamingOutput`](super::StreamingOutput) (any format).
 pub fn read_output(path: &Path) -> Result<ReadOutput> {
     let format = OutputFormat::from_path(path)?;
     let (metadata, values, shape, as_f32, frame, center) = match format {

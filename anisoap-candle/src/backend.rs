@@ -316,11 +316,9 @@ impl CandleBackend {
     /// Uploads the basis constants to `options.device`.
     pub fn new(basis: &Basis, options: &BatchedOptions) -> Result<Self> {
         let batched = BatchedBasis::new(basis, options)?;
-        let counter = if batched.cuda_search_kernel().is_some() {
-            CudaPairCounter::new(options)?
-        } else {
-            None
-        };
+        let counter = batched
+            .cuda_search_kernel()
+            .map(CudaPairCounter::with_kernel);
         Ok(CandleBackend {
             basis: basis.clone(),
             batched,

@@ -328,6 +328,20 @@ impl BatchedBasis {
     }
 }
 
+/// Type slots as the `u32` the device kernels index with, each checked below `n_types` (so
+/// that a kernel indexing a `[.., n_types, ..]` output with them stays inside it).
+pub(crate) fn checked_type_slots(slots: &[usize], n_types: usize) -> Result<Vec<u32>> {
+    use rayon::prelude::*;
+    slots
+        .par_iter()
+        .map(|&t| {
+            (t < n_types)
+                .then_some(t as u32)
+                .ok_or_else(|| Error::Device("particle type slot out of range".into()))
+        })
+        .collect()
+}
+
 /// Device-side per-particle data of a system.
 pub struct ParticleTensors {
     /// `[N, 6]` upper triangle of each precision matrix.
@@ -358,15 +372,7 @@ impl ParticleTensors {
         let precision: Vec<f64> = p.precision_rows().into_flattened();
         let inv: Vec<f64> = p.inverse_axes_products();
         let n_types = system.layout.types.len();
-        let type_slots = system
-            .type_slots
-            .iter()
-            .map(|&t| {
-                (t < n_types)
-                    .then_some(t as u32)
-                    .ok_or_else(|| Error::Device("particle type slot out of range".into()))
-            })
-            .collect::<Result<Vec<u32>>>()?;
+        let type_slots = checked_type_slots(&system.type_slots, n_types)?;
         Ok(ParticleTensors {
             precision: float_tensor(precision, &[p.len(), 6], options)?,
             inv_axes_product: float_tensor(inv, &[p.len()], options)?,

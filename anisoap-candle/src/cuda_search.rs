@@ -241,6 +241,11 @@ mod stub {
         pub fn new(_options: &BatchedOptions) -> Result<Option<Self>> {
             Ok(None)
         }
+
+        /// Never called (no kernel exists).
+        pub fn with_kernel(kernel: &CudaSearchKernel) -> Self {
+            match *kernel {}
+        }
     }
 
     impl PairCounter for CudaPairCounter {
@@ -302,6 +307,7 @@ mod imp {
 
     /// The search kernels compiled (once per process) and loaded for one CUDA device and
     /// dtype; built with the basis constants, so that preparing a system costs no compilation.
+    #[derive(Clone)]
     pub struct CudaSearchKernel {
         device: CudaDevice,
         stage_fn: CudaFunction,
@@ -373,17 +379,7 @@ mod imp {
             self_pairs: bool,
         ) -> Result<Self> {
             let _span = tracing::debug_span!("search_upload").entered();
-            let type_slot = {
-                use rayon::prelude::*;
-                type_slots
-                    .par_iter()
-                    .map(|&t| {
-                        (t < n_types)
-                            .then_some(t as u32)
-                            .ok_or_else(|| Error::Device("particle type slot out of range".into()))
-                    })
-                    .collect::<Result<Vec<u32>>>()?
-            };
+            let type_slot = crate::batched::checked_type_slots(type_slots, n_types)?;
             if type_slot.len() != tables.slot.len() {
                 return Err(Error::Device("one type slot per particle expected".into()));
             }
@@ -449,6 +445,14 @@ mod imp {
         /// Compiles and loads the kernels for `options.device` (`None` unless CUDA).
         pub fn new(options: &BatchedOptions) -> Result<Option<Self>> {
             Ok(CudaSearchKernel::new(options)?.map(|kernel| CudaPairCounter { kernel }))
+        }
+
+        /// The counting pass on kernels already loaded (the basis's), without loading the
+        /// module again.
+        pub fn with_kernel(kernel: &CudaSearchKernel) -> Self {
+            CudaPairCounter {
+                kernel: kernel.clone(),
+            }
         }
     }
 

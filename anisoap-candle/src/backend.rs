@@ -440,6 +440,21 @@ impl ChunkRunner for CandleRunner<'_> {
             host_power_spectra(basis, system, &host, &centers, plan, &mut target)?;
             return Ok(target.finish(plan));
         }
+        if let (Some(kernels), false) = (
+            self.backend.batched.cuda_kernels(),
+            plan.quantity == Quantity::Density,
+        ) {
+            device_power_spectra(
+                kernels,
+                basis,
+                system,
+                &density,
+                &centers,
+                plan,
+                &mut target,
+            )?;
+            return Ok(target.finish(plan));
+        }
         let (first_frame, first_row) = (target.first_frame, target.first_row);
         for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
             let members: Vec<usize> = centers
@@ -567,6 +582,102 @@ fn host_power_spectra(
             }
         }
         target.add(system, plan, i, b, &row)?;
+    }
+    Ok(())
+}
+
+/// Power spectra of every sample centre of a chunk with the fused CUDA kernels
+/// ([`crate::fused_cuda::CudaKernels::block_power_spectrum`]) from the chunk's density on the
+/// device: per-centre rows, or per-frame sums added segment by segment (at most
+/// [`crate::fused_cuda::SEGMENT_ROWS`] centres of one frame each) in centre order.
+fn device_power_spectra(
+    kernels: &crate::fused_cuda::CudaKernels,
+    basis: &Basis,
+    system: &System,
+    density: &Tensor,
+    centers: &Range<usize>,
+    plan: &OutputPlan,
+    target: &mut ChunkTarget,
+) -> Result<()> {
+    use crate::fused_cuda::{BlockSpectrum, SEGMENT_ROWS};
+    let layout = &system.layout;
+    for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
+        let members: Vec<usize> = centers
+            .clone()
+            .filter(|&i| plan.row_of[i] != usize::MAX && system.particles.types[i] == t)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let local: Vec<u32> = members
+            .iter()
+            .map(|&i| u32::try_from(i - centers.start))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::TooLarge("too many centres in one chunk".into()))?;
+        let slots = &layout.neighbor_slots[b];
+        let width = layout.power_spectrum_width(b);
+        let first_bad = |rows: &[f64], base: usize| {
+            rows.chunks(width)
+                .position(|row| row.iter().any(|v| !v.is_finite()))
+                .map(|k| non_finite_features(system, members[base + k]))
+        };
+        if plan.per_center() {
+            let BlockSpectrum::PerCenter(rows) =
+                kernels.block_power_spectrum(basis, density, &local, slots, None)?
+            else {
+                return Err(Error::Device("per-centre power spectrum expected".into()));
+            };
+            if let Some(e) = first_bad(&rows, 0) {
+                return Err(e);
+            }
+            let first = target.first_row.expect("a sample in the chunk");
+            for (k, row) in rows.chunks(width).enumerate() {
+                let start = (plan.row_of[members[k]] - first) * plan.width + offset;
+                target.out[start..start + width].copy_from_slice(row);
+            }
+            continue;
+        }
+        // Segments: runs of at most SEGMENT_ROWS members of one frame.
+        let mut segments = vec![0u32];
+        let mut segment_frame = Vec::new();
+        for (k, &i) in members.iter().enumerate() {
+            let frame = system.particles.frame[i];
+            let start = *segments.last().unwrap_or(&0) as usize;
+            if k > start && (k - start == SEGMENT_ROWS || segment_frame.last() != Some(&frame)) {
+                segments.push(k as u32);
+            }
+            if segments.len() > segment_frame.len() {
+                segment_frame.push(frame);
+            }
+        }
+        segments.push(members.len() as u32);
+        let BlockSpectrum::Segments(sums) =
+            kernels.block_power_spectrum(basis, density, &local, slots, Some(&segments))?
+        else {
+            return Err(Error::Device("power-spectrum segment sums expected".into()));
+        };
+        for (s, row) in sums.chunks(width).enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                // Name the first centre of the segment whose own row is not finite.
+                let range = segments[s] as usize..segments[s + 1] as usize;
+                let BlockSpectrum::PerCenter(rows) = kernels.block_power_spectrum(
+                    basis,
+                    density,
+                    &local[range.clone()],
+                    slots,
+                    None,
+                )?
+                else {
+                    return Err(Error::Device("per-centre power spectrum expected".into()));
+                };
+                return Err(first_bad(&rows, range.start)
+                    .unwrap_or_else(|| non_finite_features(system, members[range.start])));
+            }
+            let start = (segment_frame[s] - target.first_frame) * plan.width + offset;
+            for (o, v) in target.out[start..start + width].iter_mut().zip(row) {
+                *o += v;
+            }
+        }
     }
     Ok(())
 }

@@ -259,6 +259,11 @@ impl BatchedBasis {
         self.cuda.is_some()
     }
 
+    /// The fused CUDA kernels, when in use.
+    pub fn cuda_kernels(&self) -> Option<&crate::fused_cuda::CudaKernels> {
+        self.cuda.as_ref()
+    }
+
     /// `μ` `[3, P]`, `Σ` `[9, P]` (row-major 3×3 entries) and the scalar factor `[1, P]` of
     /// every pair, from precision rows `[P, 6]`, `1/(a1 a2 a3)` `[P]` and `r_ij` `[P, 3]`.
     /// Everything is computed component-major, so each entry is a contiguous row.

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds dist/s11.tar.xz for scripts/cuda_h200/s11_run.sh: the CUDA CLI, the GPU test binaries
-# (tests/cuda_fused.rs, tests/cuda_search.rs), stripped, and the original's
-# notebooks/ellipsoids.xyz (from the mirror of cersonsky-lab/AniSOAP, or $ELLIPSOIDS).
+# Builds a GPU bundle (usage: s11_bundle.sh [OUTPUT], default dist/s11.tar.xz; session 12's
+# runs carry dist/s12.tar.xz) for scripts/cuda_h200/s11_run.sh and s12_run.sh: the CUDA CLI,
+# the GPU test binaries (tests/cuda_fused.rs, tests/cuda_search.rs), stripped, and the
+# original's notebooks/ellipsoids.xyz (from the mirror of cersonsky-lab/AniSOAP, or
+# $ELLIPSOIDS).
 set -euo pipefail
+out="$(realpath -m "${1:-dist/s11.tar.xz}")"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target-cuda}"
 scripts/build-cuda.sh build
@@ -16,6 +19,6 @@ cp dist/anisoap-candle-cuda "$tmp/"
 if [ -n "${ELLIPSOIDS:-}" ]; then cp "$ELLIPSOIDS" "$tmp/ellipsoids.xyz"
 else git -C /work/.mirror/cersonsky-lab+AniSOAP/repo show HEAD:notebooks/ellipsoids.xyz > "$tmp/ellipsoids.xyz"; fi
 strip "$tmp"/anisoap-candle-cuda "$tmp"/cuda_fused "$tmp"/cuda_search
-(cd "$tmp" && tar cf - .) | xz -T2 -6 > dist/s11.tar.xz
+(cd "$tmp" && tar cf - .) | xz -T2 -6 > "$out"
 rm -rf "$tmp"
-ls -la dist/s11.tar.xz
+ls -la "$out"

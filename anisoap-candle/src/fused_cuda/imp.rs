@@ -2,6 +2,7 @@
 //! tables, staging and launches. `ops` holds the `CustomOp3` implementations.
 
 mod ops;
+mod spectrum;
 
 use crate::basis::monomials::RecurrenceStep;
 use crate::batched::{BatchedOptions, ParticleTensors};
@@ -195,6 +196,8 @@ struct Tables<T> {
     smooth_width: T,
     pair_fn: CudaFunction,
     sum_fn: CudaFunction,
+    /// The power-spectrum kernels (`kernels/power_spectrum.cu`).
+    spectrum: spectrum::SpectrumKernels,
 }
 
 enum FloatTables {
@@ -334,6 +337,7 @@ impl CudaKernels {
                 smooth_width: smooth_cutoff[1],
                 pair_fn,
                 sum_fn,
+                spectrum: spectrum::SpectrumKernels::load(ctx, "f64")?,
             }),
             _ => {
                 let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
@@ -345,6 +349,7 @@ impl CudaKernels {
                     smooth_width: smooth_cutoff[1] as f32,
                     pair_fn,
                     sum_fn,
+                    spectrum: spectrum::SpectrumKernels::load(ctx, "f32")?,
                 })
             }
         };

@@ -28,6 +28,21 @@ pub use stub::{CudaKernels, StagedPairs};
 /// The kernel source (CUDA C++, compiled at run time).
 pub const SOURCE: &str = include_str!("../kernels/pair_coefficients.cu");
 
+/// Rows summed by one thread of the power spectrum's partial-sum kernel
+/// ([`CudaKernels::block_power_spectrum`]): segments are at most this long and never cross
+/// frames.
+pub const SEGMENT_ROWS: usize = 256;
+
+/// The power spectrum of one centre block of a chunk, on the host
+/// ([`CudaKernels::block_power_spectrum`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlockSpectrum {
+    /// One row of features per block member, in member order.
+    PerCenter(Vec<f64>),
+    /// One row of features per segment: the sum of the segment's member rows, in order.
+    Segments(Vec<f64>),
+}
+
 #[cfg(not(feature = "cuda"))]
 mod stub {
     use crate::basis::monomials::RecurrenceStep;
@@ -89,6 +104,18 @@ mod stub {
             _centers: std::ops::Range<usize>,
             _pairs: &Pairs,
         ) -> Result<StagedPairs> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn block_power_spectrum(
+            &self,
+            _basis: &crate::basis::Basis,
+            _density: &Tensor,
+            _members: &[u32],
+            _slots: &[usize],
+            _segments: Option<&[u32]>,
+        ) -> Result<super::BlockSpectrum> {
             match *self {}
         }
 

@@ -331,3 +331,32 @@ mod streaming_tests {
         }
     }
 }
+
+/// The parallel bin sort (large frames) gives the serial counting sort's order, bin starts
+/// and slots, with empty bins at the start, between and at the end.
+#[test]
+fn parallel_bin_sort_equals_counting_sort() {
+    let mut rng = Rng(11);
+    let nbins = [7usize, 5, 9];
+    let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
+    let bin_of: Vec<[usize; 3]> = (0..20_000)
+        .map(|_| {
+            // Bins 1..6 along the first direction only: bins 0 and 6 stay empty.
+            [
+                1 + (rng.next_u64() % 5) as usize,
+                (rng.next_u64() % 5) as usize,
+                (rng.next_u64() % 9) as usize,
+            ]
+        })
+        .collect();
+    let total = nbins.iter().product();
+    let serial = bin_sort_serial(&bin_of, total, linear);
+    let parallel = bin_sort_parallel(&bin_of, total, linear);
+    assert_eq!(serial.1[0], 0);
+    assert_eq!(serial.1[total], bin_of.len());
+    assert!(
+        serial.1[linear([6, 0, 0])] == bin_of.len(),
+        "last bins empty"
+    );
+    assert_eq!(serial, parallel);
+}

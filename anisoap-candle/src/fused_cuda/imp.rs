@@ -29,8 +29,9 @@ const SUM_THREADS: u32 = 256;
 /// architecture.
 static PTX: Mutex<Vec<(PtxKey, String)>> = Mutex::new(Vec::new());
 
-/// Kernel file name and compute capability (major, minor).
-type PtxKey = (&'static str, i32, i32);
+/// Kernel file name, a hash of its source (baked kernels differ per basis) and compute
+/// capability (major, minor).
+type PtxKey = (&'static str, u64, i32, i32);
 
 /// The PTX of the CUDA C++ `source` (file `name`) for compute capability `major.minor`,
 /// compiled with NVRTC on first use and cached; `fmad: Some(false)` forbids contracting
@@ -44,7 +45,13 @@ pub(crate) fn compiled_ptx(
     fallback: &str,
 ) -> Result<String> {
     let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
-    let key = (name, major, minor);
+    let hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        source.hash(&mut h);
+        h.finish()
+    };
+    let key = (name, hash, major, minor);
     if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
         return Ok(ptx.clone());
     }
@@ -264,20 +271,46 @@ impl CudaKernels {
             return Ok(None);
         };
         let shared_bytes = threads * per_thread;
-        let ptx = compiled_ptx(
-            "pair_coefficients.cu",
-            super::SOURCE,
-            None,
-            (major, minor),
-            "--tensor-op-moments",
-        )?;
-        let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
-        let (pair_name, sum_name) = match options.dtype {
-            DType::F64 => ("pair_coefficients_f64", "neighbor_sum_f64"),
-            _ => ("pair_coefficients_f32", "neighbor_sum_f32"),
+        let suffix = if options.dtype == DType::F64 {
+            "f64"
+        } else {
+            "f32"
         };
-        let pair_fn = module.load_function(pair_name).w()?;
-        let sum_fn = module.load_function(sum_name).w()?;
+        // The basis baked into the pair kernel's source (super::baked) unless it is too large
+        // or ANISOAP_CUDA_KERNEL=tables asks for the table-driven kernel.
+        let tables_only = std::env::var("ANISOAP_CUDA_KERNEL").is_ok_and(|v| v == "tables");
+        let baked = (!tables_only)
+            .then(|| super::baked::source(plan, dense_b, n_cols, threads, suffix))
+            .flatten();
+        let (module, pair_name) = match baked {
+            Some(extra) => {
+                let source = format!("{}\n{extra}", super::SOURCE);
+                let ptx = compiled_ptx(
+                    "pair_coefficients_baked.cu",
+                    &source,
+                    None,
+                    (major, minor),
+                    "--tensor-op-moments",
+                )?;
+                let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
+                (module, super::baked::kernel_name(suffix))
+            }
+            None => {
+                let ptx = compiled_ptx(
+                    "pair_coefficients.cu",
+                    super::SOURCE,
+                    None,
+                    (major, minor),
+                    "--tensor-op-moments",
+                )?;
+                let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
+                (module, format!("pair_coefficients_{suffix}"))
+            }
+        };
+        let sum_name = format!("neighbor_sum_{suffix}");
+        tracing::debug!(kernel = %pair_name, threads, "fused CUDA pair kernel");
+        let pair_fn = module.load_function(&pair_name).w()?;
+        let sum_fn = module.load_function(&sum_name).w()?;
         pair_fn
             .set_attribute(
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -570,6 +603,10 @@ impl CudaKernels {
         // i * threads + tid has i < n_moments and tid < threads, inside the shared_bytes =
         // threads * n_moments * size_of::<T>() requested here (and allowed by the function
         // attribute set in `new`).
+        // The baked kernel (super::baked, chosen in `new`) has the same signature and reads
+        // the same inputs; its shared-memory indices are i * threads + tid with the block size
+        // `threads` written into its source in `new` (the one launched here, self.threads) and
+        // i < n_moments (baked::source checked the plan as above).
         // out holds n_pairs * K elements and thread q writes row q only.
         unsafe { builder.launch(config) }.w()?;
         drop(builder);

@@ -133,5 +133,6 @@ mod stub {
     }
 }
 
+pub mod baked;
 #[cfg(feature = "cuda")]
 mod imp;

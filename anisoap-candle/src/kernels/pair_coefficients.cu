@@ -33,24 +33,17 @@ __device__ __forceinline__ T pick3(unsigned int i, T a, T b, T c) {
     return i == 0 ? a : (i == 1 ? b : c);
 }
 
+// The Gaussian parameters of pair q: mean (mx, my, mz), covariance (s00 .. s22) and the scalar
+// factor, times the smooth cutoff (operation order of BatchedBasis::gaussian_parameters).
 template <typename T>
-__device__ __forceinline__ void pair_coefficients(
-    const T* __restrict__ precision, const T* __restrict__ inv_prod, const T* __restrict__ r,
-    const unsigned int* __restrict__ plan, const T* __restrict__ weights, unsigned int n_steps,
-    const unsigned int* __restrict__ col_start, const unsigned int* __restrict__ rows,
-    const T* __restrict__ values, unsigned int n_cols, T s, T cutoff, T width,
-    unsigned int n_pairs, T* __restrict__ out) {
-    extern __shared__ unsigned char shared_bytes[];
-    T* m = reinterpret_cast<T*>(shared_bytes);
-    const unsigned int tid = threadIdx.x;
-    const unsigned int stride = blockDim.x;
-    T* mine = m + tid;
-    const unsigned long long q = (unsigned long long)blockIdx.x * blockDim.x + tid;
-    // Threads never share data (each owns one column of shared memory), so there is no
-    // __syncthreads and threads past the end can leave at once.
-    if (q >= n_pairs) return;
+struct PairGaussian {
+    T mx, my, mz, s00, s01, s02, s11, s12, s22, scale;
+};
 
-    // Gaussian parameters (operation order of BatchedBasis::gaussian_parameters).
+template <typename T>
+__device__ __forceinline__ PairGaussian<T> pair_gaussian(
+    const T* __restrict__ precision, const T* __restrict__ inv_prod, const T* __restrict__ r,
+    unsigned long long q, T s, T cutoff, T width) {
     const T* a = precision + q * 6;
     const T a00 = a[0], a01 = a[1], a02 = a[2], a11 = a[3], a12 = a[4], a22 = a[5];
     const T rx = r[q * 3 + 0], ry = r[q * 3 + 1], rz = r[q * 3 + 2];
@@ -90,6 +83,30 @@ __device__ __forceinline__ void pair_coefficients(
         }
         scale = scale * f;
     }
+
+    return PairGaussian<T>{mx, my, mz, s00, s01, s02, s11, s12, s22, scale};
+}
+
+template <typename T>
+__device__ __forceinline__ void pair_coefficients(
+    const T* __restrict__ precision, const T* __restrict__ inv_prod, const T* __restrict__ r,
+    const unsigned int* __restrict__ plan, const T* __restrict__ weights, unsigned int n_steps,
+    const unsigned int* __restrict__ col_start, const unsigned int* __restrict__ rows,
+    const T* __restrict__ values, unsigned int n_cols, T s, T cutoff, T width,
+    unsigned int n_pairs, T* __restrict__ out) {
+    extern __shared__ unsigned char shared_bytes[];
+    T* m = reinterpret_cast<T*>(shared_bytes);
+    const unsigned int tid = threadIdx.x;
+    const unsigned int stride = blockDim.x;
+    T* mine = m + tid;
+    const unsigned long long q = (unsigned long long)blockIdx.x * blockDim.x + tid;
+    // Threads never share data (each owns one column of shared memory), so there is no
+    // __syncthreads and threads past the end can leave at once.
+    if (q >= n_pairs) return;
+
+    const PairGaussian<T> g = pair_gaussian<T>(precision, inv_prod, r, q, s, cutoff, width);
+    const T mx = g.mx, my = g.my, mz = g.mz, scale = g.scale;
+    const T s00 = g.s00, s01 = g.s01, s02 = g.s02, s11 = g.s11, s12 = g.s12, s22 = g.s22;
 
     // Moments: m[k + 1] = mu[dir] m[parent] + sum_j Sigma[dir][j] w_j m[grandparent_j].
     mine[0] = T(1);

@@ -1,6 +1,11 @@
 //! Cost of forces: the differentiable descriptor's forward pass against forward + backward
 //! (positions and quaternions), for about 1000 ellipsoids, on the CPU or a GPU.
 //!
+//! On the CPU both paths run in the same process, one after the other per `lmax`: `fused` (the fused pair kernel with its
+//! analytic backward, the default) and `tensor_ops` (Candle tensor ops and their autograd, the
+//! oracle; the only path before). On other devices only the tensor ops exist.
+//! `FORCES_COST_PATH=fused` (or `tensor_ops`) runs one of them only.
+//!
 //! ```text
 //! cargo run --release -p anisoap-candle --example forces_cost [cpu|cuda]
 //! ```
@@ -13,6 +18,9 @@ use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
 use anisoap_candle::Hypers;
 use candle_core::{DType, Device, Tensor, Var};
 use std::time::Instant;
+
+/// Timed repetitions of each measurement.
+const REPEATS: usize = 5;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -35,60 +43,71 @@ fn main() -> Res<()> {
     let frame = generate_frame(&spec, 0);
     let inputs = FrameTensors::from_frame(&frame, "c_q", &device, DType::F64)?;
     let mut rows = Vec::new();
+    let only = std::env::var("FORCES_COST_PATH").ok();
+    let paths: Vec<(&str, bool)> = [("tensor_ops", false), ("fused", true)]
+        .into_iter()
+        .filter(|&(_, fused)| device.is_cpu() || !fused)
+        .filter(|&(name, _)| only.as_deref().is_none_or(|o| o == name))
+        .collect();
     for max_angular in [4, 6] {
-        let hypers = Hypers::gto(max_angular, 4.0, 1.0);
-        let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64)?;
-        let positions = Var::from_tensor(&inputs.positions)?;
-        let quaternions = Var::from_tensor(&inputs.quaternions)?;
-        let species = SpeciesLayout::Fixed(vec![1]);
-        let t = Instant::now();
-        let neighbors = descriptor.neighbors(
-            &positions,
-            &inputs.types,
-            &inputs.cell,
-            inputs.pbc,
-            &species,
-        )?;
-        let neighbor_seconds = t.elapsed().as_secs_f64();
-        let forward = || -> Res<Tensor> {
-            Ok(descriptor.power_spectrum(
+        for &(path, fused) in &paths {
+            let hypers = Hypers::gto(max_angular, 4.0, 1.0);
+            let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64)?
+                .with_fused_kernel(fused);
+            let positions = Var::from_tensor(&inputs.positions)?;
+            let quaternions = Var::from_tensor(&inputs.quaternions)?;
+            let species = SpeciesLayout::Fixed(vec![1]);
+            let t = Instant::now();
+            let neighbors = descriptor.neighbors(
                 &positions,
-                &quaternions,
-                &inputs.semi_axes,
-                &neighbors,
-            )?)
-        };
-        let n_features = forward()?.dim(1)?;
-        let weights = Tensor::ones((n_features, 1), DType::F64, &device)?;
-        let (mut fwd, mut both) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            let t = Instant::now();
-            let x = forward()?;
-            x.sum_all()?.to_scalar::<f64>()?;
-            fwd.push(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            let energy = forward()?.matmul(&weights)?.sum_all()?;
-            let grads = energy.backward()?;
-            let forces = grads.get(&positions).ok_or("no gradient")?.neg()?;
-            forces.sum_all()?.to_scalar::<f64>()?;
-            both.push(t.elapsed().as_secs_f64());
-        }
-        let (fwd, both) = (median(fwd), median(both));
-        println!(
-            "lmax {max_angular}: {} pairs, {n_features} features; neighbour list {neighbor_seconds:.3} s, \
+                &inputs.types,
+                &inputs.cell,
+                inputs.pbc,
+                &species,
+            )?;
+            let neighbor_seconds = t.elapsed().as_secs_f64();
+            let forward = || -> Res<Tensor> {
+                Ok(descriptor.power_spectrum(
+                    &positions,
+                    &quaternions,
+                    &inputs.semi_axes,
+                    &neighbors,
+                )?)
+            };
+            let n_features = forward()?.dim(1)?;
+            let weights = Tensor::ones((n_features, 1), DType::F64, &device)?;
+            let (mut fwd, mut both) = (Vec::new(), Vec::new());
+            forward()?.sum_all()?.to_scalar::<f64>()?; // warm-up
+            for _ in 0..REPEATS {
+                let t = Instant::now();
+                let x = forward()?;
+                x.sum_all()?.to_scalar::<f64>()?;
+                fwd.push(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                let energy = forward()?.matmul(&weights)?.sum_all()?;
+                let grads = energy.backward()?;
+                let forces = grads.get(&positions).ok_or("no gradient")?.neg()?;
+                forces.sum_all()?.to_scalar::<f64>()?;
+                both.push(t.elapsed().as_secs_f64());
+            }
+            let (fwd, both) = (median(fwd), median(both));
+            println!(
+            "{path} lmax {max_angular}: {} pairs, {n_features} features; neighbour list {neighbor_seconds:.3} s, \
              forward {fwd:.3} s, forward + backward {both:.3} s (ratio {:.2})",
             neighbors.len(),
             both / fwd
         );
-        rows.push(serde_json::json!({
-            "max_angular": max_angular,
-            "pairs": neighbors.len(),
-            "features": n_features,
-            "neighbor_list_seconds": neighbor_seconds,
-            "forward_seconds": fwd,
-            "forward_backward_seconds": both,
-            "ratio": both / fwd,
-        }));
+            rows.push(serde_json::json!({
+                "path": path,
+                "max_angular": max_angular,
+                "pairs": neighbors.len(),
+                "features": n_features,
+                "neighbor_list_seconds": neighbor_seconds,
+                "forward_seconds": fwd,
+                "forward_backward_seconds": both,
+                "ratio": both / fwd,
+            }));
+        }
     }
     let report = serde_json::json!({
         "device": device_name,
@@ -99,7 +118,9 @@ fn main() -> Res<()> {
             "max_radial": "default"},
         "dtype": "f64",
         "gradients": "positions and quaternions (Var), energy = sum of all per-centre features",
-        "timing": "median of 3 after a warm-up forward",
+        "timing": format!("median of {REPEATS} after a warm-up forward"),
+        "paths": "fused: fused CPU pair kernel with its analytic backward (default on the CPU); \
+            tensor_ops: Candle tensor ops and their autograd (the oracle)",
         "results": rows,
     });
     let dir = std::env::var("FORCES_COST_DIR")

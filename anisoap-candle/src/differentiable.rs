@@ -101,11 +101,13 @@
 //! assert!(total.iter().all(|f| f.abs() < 1e-10));
 //! ```
 
+use crate::basis::monomials::recurrence_plan;
 use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::hypers::Hypers;
+use crate::fused_density::FusedPairDensity;
+use crate::hypers::{Hypers, RadialBasis};
 use crate::neighbors;
 use crate::reference;
 use crate::system::Layout;
@@ -337,6 +339,9 @@ pub struct DifferentiableDescriptor {
     basis: Basis,
     batched: BatchedBasis,
     options: BatchedOptions,
+    /// On the CPU: the fused pair kernel with its analytic backward
+    /// ([`crate::fused_density`]); `None` runs the tensor ops (the oracle).
+    fused: Option<FusedPairDensity>,
 }
 
 impl DifferentiableDescriptor {
@@ -352,11 +357,44 @@ impl DifferentiableDescriptor {
             cuda_neighbor_search: true,
         };
         let batched = BatchedBasis::new(&basis, &options)?;
+        let fused = device.is_cpu().then(|| {
+            let shift = match hypers.radial_basis {
+                RadialBasis::Gto => {
+                    let w = hypers.radial_gaussian_width.unwrap_or(1.0);
+                    1.0 / (w * w)
+                }
+                RadialBasis::Monomial => 0.0,
+            };
+            FusedPairDensity::new(&basis, &recurrence_plan(&basis.monomials), shift)
+        });
         Ok(DifferentiableDescriptor {
             basis,
             batched,
             options,
+            fused,
         })
+    }
+
+    /// With `on = false`, the pair coefficients and the neighbour sum run as Candle tensor ops
+    /// (the autograd oracle, and the only path on GPUs) instead of the fused CPU kernel with
+    /// its analytic backward, which [`DifferentiableDescriptor::new`] selects on the CPU. The
+    /// two give the same values and gradients to rounding (`tests/fused_backward.rs`); only
+    /// the tensor ops support second derivatives. `on = true` has no effect off the CPU.
+    pub fn with_fused_kernel(mut self, on: bool) -> Self {
+        if !on {
+            self.fused = None;
+        } else if self.fused.is_none() && self.options.device.is_cpu() {
+            let rebuilt = Self::new(&self.basis.hypers, &self.options.device, self.options.dtype);
+            if let Ok(rebuilt) = rebuilt {
+                self.fused = rebuilt.fused;
+            }
+        }
+        self
+    }
+
+    /// True when pairs run through the fused CPU kernel with its analytic backward.
+    pub fn uses_fused_kernel(&self) -> bool {
+        self.fused.is_some()
     }
 
     /// The basis constants.
@@ -603,6 +641,24 @@ impl DifferentiableDescriptor {
             // Row vectors: ((I + ε) r)ᵀ = rᵀ + rᵀ εᵀ.
             let strain = strain.to_dtype(r.dtype())?;
             r = (&r + r.matmul(&strain.t()?)?)?;
+        }
+        if let Some(kernel) = &self.fused {
+            // Geometry rows [P, 10] (the neighbour's precision row, 1/(a1 a2 a3), r_ij), then
+            // the fused kernel, whose backward gives their gradient analytically.
+            let geometry = Tensor::cat(
+                &[
+                    &precision.index_select(&neighbors.neighbors, 0)?,
+                    &inv_product
+                        .index_select(&neighbors.neighbors, 0)?
+                        .unsqueeze(1)?,
+                    &r,
+                ],
+                1,
+            )?;
+            let op = kernel.for_chunk(n, n_types);
+            return Ok(geometry
+                .apply_op2(&neighbors.destination, op)?
+                .reshape((n, n_types, k))?);
         }
         let coefficients = self.batched.pair_coefficients(
             &precision.index_select(&neighbors.neighbors, 0)?,

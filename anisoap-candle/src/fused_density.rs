@@ -13,9 +13,16 @@
 //!
 //! The tensor-op path ([`crate::batched::BatchedBasis::moments`] and friends) stays the oracle:
 //! tests compare both to rounding.
+//!
+//! The op has an analytic backward (`backward`, the gradient with respect to the geometry
+//! rows, from the Gaussian-moment identities and the chain rule through `A'⁻¹`, `κ` and the
+//! smooth cutoff), so [`crate::differentiable`] runs its pairs through this kernel on the CPU
+//! with `apply_op2`; the calculator keeps `apply_op2_no_bwd`.
+
+mod backward;
 
 use crate::basis::monomials::RecurrenceStep;
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::ops::{Add, Div, Mul, Sub};
 
@@ -45,6 +52,8 @@ pub trait Real:
     fn exp(self) -> Self;
     /// Cosine.
     fn cos(self) -> Self;
+    /// Sine.
+    fn sin(self) -> Self;
 }
 
 impl Real for f64 {
@@ -59,6 +68,9 @@ impl Real for f64 {
     }
     fn cos(self) -> Self {
         f64::cos(self)
+    }
+    fn sin(self) -> Self {
+        f64::sin(self)
     }
 }
 
@@ -75,15 +87,18 @@ impl Real for f32 {
     fn cos(self) -> Self {
         f32::cos(self)
     }
+    fn sin(self) -> Self {
+        f32::sin(self)
+    }
 }
 
 /// One recurrence step with only its non-zero coupling terms.
 #[derive(Debug, Clone)]
-struct Step {
-    dir: usize,
-    parent: usize,
+pub(crate) struct Step {
+    pub(crate) dir: usize,
+    pub(crate) parent: usize,
     /// `(index into Σ's 9 entries, weight, grandparent)`.
-    terms: Vec<(usize, f64, usize)>,
+    pub(crate) terms: Vec<(usize, f64, usize)>,
 }
 
 /// The kernel: constants of one basis and the output size of one chunk.
@@ -94,16 +109,16 @@ struct Step {
 /// folded matrix `B`, whose columns repeat every `T'` entry `N_l` times.
 #[derive(Debug, Clone)]
 pub struct FusedPairDensity {
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     /// Raw coefficient `c` (layout of [`crate::basis::Basis::column`]) uses the entries
     /// `col_start[c]..col_start[c + 1]` of `rows` (monomials) and `values` (`ν T'`).
-    col_start: Vec<usize>,
-    rows: Vec<usize>,
-    values: Vec<f64>,
+    pub(crate) col_start: Vec<usize>,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) values: Vec<f64>,
     /// Per channel `l`: first column, `N_l`, `2l + 1`, and `W_l` row-major (`N_l × N_l`).
-    channels: Vec<(usize, usize, usize, Vec<f64>)>,
-    n_cols: usize,
-    n_monomials: usize,
+    pub(crate) channels: Vec<(usize, usize, usize, Vec<f64>)>,
+    pub(crate) n_cols: usize,
+    pub(crate) n_monomials: usize,
     /// `1/σ²` for GTO, 0 for monomials.
     pub shift: f64,
     /// Cutoff radius `r_c` (used only by the smooth cutoff).
@@ -185,7 +200,7 @@ impl FusedPairDensity {
 
     /// Gaussian parameters of one pair: `(μ, Σ as 9 entries, scale)`.
     #[inline(always)]
-    fn gaussian<T: Real>(&self, g: &[T]) -> ([T; 3], [T; 9], T) {
+    pub(crate) fn gaussian<T: Real>(&self, g: &[T]) -> ([T; 3], [T; 9], T) {
         let (a00, a01, a02, a11, a12, a22) = (g[0], g[1], g[2], g[3], g[4], g[5]);
         let (inv_prod, r) = (g[6], [g[7], g[8], g[9]]);
         let s = T::of(self.shift);
@@ -235,7 +250,7 @@ impl FusedPairDensity {
     /// The smooth cutoff `f(|r|)` of one pair ([`crate::cutoff::CutoffFunction::value`] in
     /// the kernel's dtype); only called when `smooth_width > 0`.
     #[inline(always)]
-    fn smooth_factor<T: Real>(&self, r: [T; 3]) -> T {
+    pub(crate) fn smooth_factor<T: Real>(&self, r: [T; 3]) -> T {
         let distance = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
         let (cutoff, width) = (T::of(self.cutoff), T::of(self.smooth_width));
         if distance <= cutoff - width {
@@ -245,6 +260,76 @@ impl FusedPairDensity {
         } else {
             let phase = T::of(std::f64::consts::PI) * (distance - cutoff + width) / width;
             T::of(0.5) * (T::of(1.0) + phase.cos())
+        }
+    }
+
+    /// Gaussian parameters `μ` `[3]`, `Σ` `[9]` and the scalar factor (smooth cutoff included)
+    /// of the first `n` geometry rows of `group`, lane by lane; the other lanes are zero.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn lane_parameters<T: Real>(
+        &self,
+        group: &[T],
+        n: usize,
+    ) -> ([[T; LANES]; 3], [[T; LANES]; 9], [T; LANES]) {
+        let zero = T::of(0.0);
+        let mut mu = [[zero; LANES]; 3];
+        let mut sigma = [[zero; LANES]; 9];
+        let mut scale = [zero; LANES];
+        for lane in 0..n {
+            let g = &group[lane * GEOMETRY_COLUMNS..(lane + 1) * GEOMETRY_COLUMNS];
+            let (mu_l, sigma_l, scale_l) = self.gaussian(g);
+            for d in 0..3 {
+                mu[d][lane] = mu_l[d];
+            }
+            for e in 0..9 {
+                sigma[e][lane] = sigma_l[e];
+            }
+            // The smooth cutoff weights the pair's whole row through its scalar factor
+            // (the step applies none, so the default keeps its bits).
+            scale[lane] = if self.smooth_width > 0.0 {
+                scale_l * self.smooth_factor([g[7], g[8], g[9]])
+            } else {
+                scale_l
+            };
+        }
+        (mu, sigma, scale)
+    }
+
+    /// The moment recurrence of one group of lanes: `m[k]` = E[x^k] under N(μ, Σ) for every
+    /// packed monomial `k` (`m[0] = 1`), from `μ` `[3]` and `Σ` `[9]` per lane.
+    #[inline(always)]
+    pub(crate) fn moments<T: Real>(
+        &self,
+        mu: &[[T; LANES]; 3],
+        sigma: &[[T; LANES]; 9],
+        m: &mut [[T; LANES]],
+    ) {
+        let zero = T::of(0.0);
+        m[0] = [T::of(1.0); LANES];
+        for (k, step) in self.steps.iter().enumerate() {
+            let mut v = [zero; LANES];
+            let parent = m[step.parent];
+            let mu_dir = mu[step.dir];
+            for l in 0..LANES {
+                v[l] = mu_dir[l] * parent[l];
+            }
+            let mut coupling = [zero; LANES];
+            for (t, &(e, w, gp)) in step.terms.iter().enumerate() {
+                let w = T::of(w);
+                let g = m[gp];
+                let sig = sigma[e];
+                for l in 0..LANES {
+                    let term = sig[l] * w * g[l];
+                    coupling[l] = if t == 0 { term } else { coupling[l] + term };
+                }
+            }
+            if !step.terms.is_empty() {
+                for l in 0..LANES {
+                    v[l] = v[l] + coupling[l];
+                }
+            }
+            m[k + 1] = v;
         }
     }
 
@@ -264,51 +349,8 @@ impl FusedPairDensity {
             .zip(dest.chunks(LANES))
         {
             let n = rows.len();
-            let mut mu = [[zero; LANES]; 3];
-            let mut sigma = [[zero; LANES]; 9];
-            let mut scale = [zero; LANES];
-            for lane in 0..n {
-                let g = &group[lane * GEOMETRY_COLUMNS..(lane + 1) * GEOMETRY_COLUMNS];
-                let (mu_l, sigma_l, scale_l) = self.gaussian(g);
-                for d in 0..3 {
-                    mu[d][lane] = mu_l[d];
-                }
-                for e in 0..9 {
-                    sigma[e][lane] = sigma_l[e];
-                }
-                // The smooth cutoff weights the pair's whole row through its scalar factor
-                // (the step applies none, so the default keeps its bits).
-                scale[lane] = if self.smooth_width > 0.0 {
-                    scale_l * self.smooth_factor([g[7], g[8], g[9]])
-                } else {
-                    scale_l
-                };
-            }
-            m[0] = [T::of(1.0); LANES];
-            for (k, step) in self.steps.iter().enumerate() {
-                let mut v = [zero; LANES];
-                let parent = m[step.parent];
-                let mu_dir = mu[step.dir];
-                for l in 0..LANES {
-                    v[l] = mu_dir[l] * parent[l];
-                }
-                let mut coupling = [zero; LANES];
-                for (t, &(e, w, gp)) in step.terms.iter().enumerate() {
-                    let w = T::of(w);
-                    let g = m[gp];
-                    let sig = sigma[e];
-                    for l in 0..LANES {
-                        let term = sig[l] * w * g[l];
-                        coupling[l] = if t == 0 { term } else { coupling[l] + term };
-                    }
-                }
-                if !step.terms.is_empty() {
-                    for l in 0..LANES {
-                        v[l] = v[l] + coupling[l];
-                    }
-                }
-                m[k + 1] = v;
-            }
+            let (mu, sigma, scale) = self.lane_parameters(group, n);
+            self.moments(&mu, &sigma, &mut m);
             for (c, u) in raw.iter_mut().enumerate() {
                 let mut sum = [zero; LANES];
                 for e in self.col_start[c]..self.col_start[c + 1] {
@@ -463,6 +505,25 @@ impl CustomOp2 for FusedPairDensity {
             _ => candle_core::bail!("anisoap-pair-density: geometry must be f64 or f32"),
         };
         Ok((storage, shape))
+    }
+
+    /// The gradient with respect to the geometry rows `[P, 10]` (none for the destinations),
+    /// computed by the analytic backward kernel (`backward.rs`). Not differentiable itself
+    /// (no second derivatives through the fused path).
+    fn bwd(
+        &self,
+        geometry: &Tensor,
+        dest: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = backward::FusedPairDensityBackward::new(self);
+        let grad = geometry.contiguous()?.apply_op3_no_bwd(
+            &dest.contiguous()?,
+            &grad_res.contiguous()?,
+            &op,
+        )?;
+        Ok((Some(grad), None))
     }
 }
 

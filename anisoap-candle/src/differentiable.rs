@@ -106,7 +106,7 @@ use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::fused_density::FusedPairDensity;
+use crate::fused_density::{FramePairs, FusedFrameDensity, FusedPairDensity};
 use crate::hypers::{Hypers, RadialBasis};
 use crate::neighbors;
 use crate::reference;
@@ -281,6 +281,8 @@ pub struct TensorNeighbors {
     pub layout: Layout,
     /// `u32 [P]` row of each pair in the `[N · n_types, K]` density: `i · n_types + slot(t_j)`.
     destination: Tensor,
+    /// The pair list as the fused CPU frame op reads it (empty on other devices).
+    frame_pairs: std::sync::Arc<FramePairs>,
     /// For each centre block: `u32` indices of the particles of that type.
     block_members: Vec<Option<Tensor>>,
     /// Samples per centre block.
@@ -458,7 +460,7 @@ impl DifferentiableDescriptor {
             let len = v.len();
             Ok(Tensor::from_vec(v, len, device)?)
         };
-        let destination = list
+        let destination: Vec<u32> = list
             .centers
             .iter()
             .zip(&list.neighbors)
@@ -494,6 +496,19 @@ impl DifferentiableDescriptor {
             });
         }
         let n_pairs = list.len();
+        let frame_pairs = std::sync::Arc::new(if device.is_cpu() {
+            FramePairs {
+                centers: list.centers.iter().map(|&i| i as u32).collect(),
+                neighbors: list.neighbors.iter().map(|&j| j as u32).collect(),
+                shifts: shift_vectors
+                    .chunks(3)
+                    .map(|s| [s[0], s[1], s[2]])
+                    .collect(),
+                dest: destination.clone(),
+            }
+        } else {
+            FramePairs::default()
+        });
         Ok(TensorNeighbors {
             centers: u32s(list.centers.iter().map(|&i| i as u32).collect())?,
             neighbors: u32s(list.neighbors.iter().map(|&j| j as u32).collect())?,
@@ -503,6 +518,7 @@ impl DifferentiableDescriptor {
             host_centers: list.centers,
             host_neighbors: list.neighbors,
             destination: u32s(destination)?,
+            frame_pairs,
             block_members,
             block_counts,
             layout,
@@ -636,29 +652,29 @@ impl DifferentiableDescriptor {
         }
         let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
         self.check_dilations(&precision, neighbors)?;
+        if let Some(kernel) = &self.fused {
+            // The fused frame op: per-particle rows in, density out; its backward gives the
+            // gradients of positions, particle rows and strain analytically.
+            let particles = Tensor::cat(&[&precision, &inv_product.unsqueeze(1)?], 1)?;
+            let strain_input = match strain {
+                Some(e) => e.to_dtype(self.options.dtype)?.contiguous()?,
+                None => Tensor::zeros((3, 3), self.options.dtype, &self.options.device)?,
+            };
+            let op = FusedFrameDensity::new(
+                kernel.for_chunk(n, n_types),
+                neighbors.frame_pairs.clone(),
+                strain.is_some(),
+            );
+            return Ok(positions
+                .contiguous()?
+                .apply_op3(&particles, &strain_input, op)?
+                .reshape((n, n_types, k))?);
+        }
         let mut r = self.pair_vectors(positions, neighbors)?;
         if let Some(strain) = strain {
             // Row vectors: ((I + ε) r)ᵀ = rᵀ + rᵀ εᵀ.
             let strain = strain.to_dtype(r.dtype())?;
             r = (&r + r.matmul(&strain.t()?)?)?;
-        }
-        if let Some(kernel) = &self.fused {
-            // Geometry rows [P, 10] (the neighbour's precision row, 1/(a1 a2 a3), r_ij), then
-            // the fused kernel, whose backward gives their gradient analytically.
-            let geometry = Tensor::cat(
-                &[
-                    &precision.index_select(&neighbors.neighbors, 0)?,
-                    &inv_product
-                        .index_select(&neighbors.neighbors, 0)?
-                        .unsqueeze(1)?,
-                    &r,
-                ],
-                1,
-            )?;
-            let op = kernel.for_chunk(n, n_types);
-            return Ok(geometry
-                .apply_op2(&neighbors.destination, op)?
-                .reshape((n, n_types, k))?);
         }
         let coefficients = self.batched.pair_coefficients(
             &precision.index_select(&neighbors.neighbors, 0)?,

@@ -14,12 +14,16 @@
 //! The tensor-op path ([`crate::batched::BatchedBasis::moments`] and friends) stays the oracle:
 //! tests compare both to rounding.
 //!
-//! The op has an analytic backward (`backward`, the gradient with respect to the geometry
+//! The op has an analytic backward (`backward.rs`: the gradient with respect to the geometry
 //! rows, from the Gaussian-moment identities and the chain rule through `A'⁻¹`, `κ` and the
-//! smooth cutoff), so [`crate::differentiable`] runs its pairs through this kernel on the CPU
-//! with `apply_op2`; the calculator keeps `apply_op2_no_bwd`.
+//! smooth cutoff; `apply_op2` uses it, the calculator keeps `apply_op2_no_bwd`).
+//! [`FusedFrameDensity`] (`frame.rs`) runs the same kernel and backward over a whole frame's
+//! pair list from per-particle tensors — what [`crate::differentiable`] uses on the CPU.
 
 mod backward;
+mod frame;
+
+pub use frame::{FramePairs, FusedFrameDensity, PARTICLE_COLUMNS};
 
 use crate::basis::monomials::RecurrenceStep;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
@@ -399,7 +403,7 @@ impl FusedPairDensity {
     /// The same code compiled for AVX2.
     ///
     /// # Safety
-    /// The CPU must support AVX2 ([`FusedPairDensity::run`] checks at run time).
+    /// The CPU must support AVX2 ([`FusedPairDensity::accumulate_dispatch`] checks).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn accumulate_avx2<T: Real>(&self, g: &[T], d: &[u32], row0: usize, out: &mut [T]) {
@@ -413,6 +417,45 @@ impl FusedPairDensity {
         if geometry.len() != p * GEOMETRY_COLUMNS {
             candle_core::bail!("anisoap-pair-density: geometry must be [P, {GEOMETRY_COLUMNS}]");
         }
+        self.run_tasks(dest, |range, row0, slice, avx2| {
+            let g = &geometry[range.start * GEOMETRY_COLUMNS..range.end * GEOMETRY_COLUMNS];
+            self.accumulate_dispatch(avx2, g, &dest[range], row0, slice);
+        })
+    }
+
+    /// [`FusedPairDensity::accumulate`] through its AVX2 build when `avx2` (detected at run
+    /// time by the caller), else the baseline.
+    #[inline]
+    pub(crate) fn accumulate_dispatch<T: Real>(
+        &self,
+        avx2: bool,
+        g: &[T],
+        d: &[u32],
+        row0: usize,
+        out: &mut [T],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            assert!(std::is_x86_feature_detected!("avx2"));
+            // SAFETY: AVX2 support is checked just above; the function is otherwise the same
+            // safe code as the baseline entry point.
+            unsafe { self.accumulate_avx2(g, d, row0, out) };
+            return;
+        }
+        let _ = avx2;
+        self.accumulate_baseline(g, d, row0, out);
+    }
+
+    /// The density rows `[n_rows, K]` of pairs with output rows `dest` (sorted by centre, each
+    /// checked below `n_rows`), split into rayon tasks of ~512 pairs cut where the centre
+    /// changes: `task(pairs, row0, rows, avx2)` adds the pairs `pairs` into `rows`, the output
+    /// rows from `row0` on that the task owns (whole centres).
+    pub(crate) fn run_tasks<T: Real>(
+        &self,
+        dest: &[u32],
+        task: impl Fn(std::ops::Range<usize>, usize, &mut [T], bool) + Sync,
+    ) -> candle_core::Result<Vec<T>> {
+        let p = dest.len();
         let nt = self.n_types as u32;
         if dest.windows(2).any(|w| w[0] / nt > w[1] / nt) {
             candle_core::bail!("anisoap-pair-density: pairs must be sorted by centre");
@@ -457,21 +500,23 @@ impl FusedPairDensity {
             rest = tail;
             rest_row0 = end_row;
         }
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        tasks.into_par_iter().for_each(|(range, row0, slice)| {
-            let g = &geometry[range.start * GEOMETRY_COLUMNS..range.end * GEOMETRY_COLUMNS];
-            let d = &dest[range];
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: AVX2 support was detected at run time just above; the function is
-                // otherwise the same safe code as the baseline entry point.
-                unsafe { self.accumulate_avx2(g, d, row0, slice) };
-                return;
-            }
-            self.accumulate_baseline(g, d, row0, slice);
-        });
+        let avx2 = has_avx2();
+        tasks
+            .into_par_iter()
+            .for_each(|(range, row0, slice)| task(range, row0, slice, avx2));
         Ok(out)
+    }
+}
+
+/// True when the CPU has AVX2 (always false off x86-64).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

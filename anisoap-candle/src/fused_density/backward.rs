@@ -19,7 +19,7 @@
 //! Each pair's gradient row is written by one task (no accumulation), so the pairs need no
 //! order here.
 
-use super::{contiguous, FusedPairDensity, Real, GEOMETRY_COLUMNS, LANES};
+use super::{contiguous, has_avx2, FusedPairDensity, Real, GEOMETRY_COLUMNS, LANES};
 use crate::basis::monomials::MonomialIndex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 use rayon::prelude::*;
@@ -38,13 +38,21 @@ struct Term {
 const SIGMA_PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)];
 
 /// Pairs per parallel task.
-const TASK_PAIRS: usize = 32 * LANES;
+pub(crate) const TASK_PAIRS: usize = 32 * LANES;
 
 /// The backward kernel: `(geometry [P, 10], dest [P], grad [n_rows, K]) → grad geometry
 /// [P, 10]`, a `CustomOp3` without a backward of its own.
 pub(crate) struct FusedPairDensityBackward {
     forward: FusedPairDensity,
+    /// The identity terms, sorted by parameter: those of `θ_p` are
+    /// `terms[param_start[p]..param_start[p + 1]]`.
     terms: Vec<Term>,
+    param_start: [usize; 10],
+    /// `Bᵀ` by monomial: monomial `r` takes `t_values[e] · h[t_cols[e]]` for `e` in
+    /// `t_start[r]..t_start[r + 1]` (a register reduction, no scattered updates).
+    t_start: Vec<usize>,
+    t_cols: Vec<usize>,
+    t_values: Vec<f64>,
 }
 
 /// The moment identities of every packed monomial below `n_monomials` (step 2 of the module
@@ -100,65 +108,77 @@ fn identity_terms(n_monomials: usize) -> Vec<Term> {
 impl FusedPairDensityBackward {
     /// The backward of `forward` (same tables, same chunk size).
     pub(crate) fn new(forward: &FusedPairDensity) -> Self {
+        let mut terms = identity_terms(forward.n_monomials);
+        terms.sort_by_key(|t| t.param);
+        let mut param_start = [0; 10];
+        for p in 0..9 {
+            param_start[p + 1] = param_start[p] + terms.iter().filter(|t| t.param == p).count();
+        }
+        let mut by_monomial = vec![Vec::new(); forward.n_monomials];
+        for c in 0..forward.n_cols {
+            for e in forward.col_start[c]..forward.col_start[c + 1] {
+                by_monomial[forward.rows[e]].push((c, forward.values[e]));
+            }
+        }
+        let mut t_start = vec![0];
+        let (mut t_cols, mut t_values) = (Vec::new(), Vec::new());
+        for entries in by_monomial {
+            for (c, v) in entries {
+                t_cols.push(c);
+                t_values.push(v);
+            }
+            t_start.push(t_cols.len());
+        }
         FusedPairDensityBackward {
             forward: forward.clone(),
-            terms: identity_terms(forward.n_monomials),
+            terms,
+            param_start,
+            t_start,
+            t_cols,
+            t_values,
         }
     }
 
-    /// Chain rule of one pair (step 3): the gradient of the geometry row `g` from the
-    /// gradients with respect to `μ`, the six unique `Σ` entries and the scalar factor.
+    /// Chain rule of one pair (step 3): the gradient of the geometry row `g` from `Σ` and the
+    /// scalar factor `scale` of the forward (smooth cutoff included) and the gradients with
+    /// respect to `μ`, the six unique `Σ` entries and the scalar factor.
     #[inline(always)]
-    fn chain<T: Real>(&self, g: &[T], gmu: [T; 3], gsig: [T; 6], gscale: T) -> [T; 10] {
+    fn chain<T: Real>(
+        &self,
+        g: &[T],
+        sig: [[T; 3]; 3],
+        scale: T,
+        gmu: [T; 3],
+        gsig: [T; 6],
+        gscale: T,
+    ) -> [T; 10] {
         let f = &self.forward;
         let (half, two) = (T::of(0.5), T::of(2.0));
-        let (a00, a01, a02, a11, a12, a22) = (g[0], g[1], g[2], g[3], g[4], g[5]);
         let (inv_prod, r) = (g[6], [g[7], g[8], g[9]]);
         let s = T::of(f.shift);
         let gto = f.shift != 0.0;
-        let (b00, b11, b22) = (a00 + s, a11 + s, a22 + s);
-        let c00 = b11 * b22 - a12 * a12;
-        let c01 = a02 * a12 - a01 * b22;
-        let c02 = a01 * a12 - a02 * b11;
-        let c11 = b00 * b22 - a02 * a02;
-        let c12 = a01 * a02 - b00 * a12;
-        let c22 = b00 * b11 - a01 * a01;
-        let det = b00 * c00 + a01 * c01 + a02 * c02;
-        let sig = [
-            [c00 / det, c01 / det, c02 / det],
-            [c01 / det, c11 / det, c12 / det],
-            [c02 / det, c12 / det, c22 / det],
-        ];
         let mv = |v: [T; 3]| -> [T; 3] {
             let row = |i: usize| sig[i][0] * v[0] + sig[i][1] * v[1] + sig[i][2] * v[2];
             [row(0), row(1), row(2)]
         };
         let sr = mv(r);
         let r2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        let rsr = r[0] * sr[0] + r[1] * sr[1] + r[2] * sr[2];
-        let kappa = if gto { s * (r2 - s * rsr) } else { T::of(0.0) };
-        // s = inv_prod · x · f, x = e^{-κ/2} / √det.
-        let x = (kappa * T::of(-0.5)).exp() / det.sqrt();
+        // s = inv_prod · e^{-κ/2} f / √det, so ∂L/∂ ln s = gscale · s.
+        let q = gscale * scale;
+        let g_inv_prod = q / inv_prod;
         let distance = r2.sqrt();
         let (cutoff, width) = (T::of(f.cutoff), T::of(f.smooth_width));
-        let (fv, fprime) = if f.smooth_width > 0.0 {
-            if distance <= cutoff - width {
-                (T::of(1.0), T::of(0.0))
-            } else if distance >= cutoff {
-                (T::of(0.0), T::of(0.0))
-            } else {
-                let pi = T::of(std::f64::consts::PI);
-                let phase = pi * (distance - cutoff + width) / width;
-                (
-                    half * (T::of(1.0) + phase.cos()),
-                    T::of(0.0) - half * phase.sin() * pi / width,
-                )
+        // ∂L/∂f · f'(d), inside the smoothing zone only (f' = 0 elsewhere; f > 0 inside).
+        let mut g_f_fprime = T::of(0.0);
+        if f.smooth_width > 0.0 && distance > cutoff - width && distance < cutoff {
+            let pi = T::of(std::f64::consts::PI);
+            let phase = pi * (distance - cutoff + width) / width;
+            let fv = half * (T::of(1.0) + phase.cos());
+            let fprime = T::of(0.0) - half * phase.sin() * pi / width;
+            if fv > T::of(0.0) {
+                g_f_fprime = q / fv * fprime;
             }
-        } else {
-            (T::of(1.0), T::of(0.0))
-        };
-        let q = gscale * inv_prod * x * fv; // ∂L/∂ ln s
-        let g_inv_prod = gscale * x * fv;
+        }
         let g_lndet = T::of(0.0) - half * q;
         // H: the gradient with respect to Σ as a symmetric matrix (dL = tr(H dΣ)).
         let mut h = [
@@ -179,10 +199,9 @@ impl FusedPairDensityBackward {
                 gr[k] = gmu[k] - s * sgmu[k] + g_kappa * (two * s * r[k] - two * s * s * sr[k]);
             }
         }
-        if fprime != T::of(0.0) && distance > T::of(0.0) {
-            let g_f = gscale * inv_prod * x;
+        if g_f_fprime != T::of(0.0) {
             for k in 0..3 {
-                gr[k] = gr[k] + g_f * fprime * r[k] / distance;
+                gr[k] = gr[k] + g_f_fprime * r[k] / distance;
             }
         }
         // J = −Σ H Σ + g_lndet Σ: the gradient with respect to A (symmetric).
@@ -258,17 +277,16 @@ impl FusedPairDensityBackward {
                 }
             }
             // ḡ = Bᵀ h.
-            for v in gm.iter_mut() {
-                *v = [zero; LANES];
-            }
-            for (c, hc) in h.iter().enumerate() {
-                for e in f.col_start[c]..f.col_start[c + 1] {
-                    let b = T::of(f.values[e]);
-                    let target = &mut gm[f.rows[e]];
+            for (r, target) in gm.iter_mut().enumerate() {
+                let mut sum = [zero; LANES];
+                for e in self.t_start[r]..self.t_start[r + 1] {
+                    let b = T::of(self.t_values[e]);
+                    let x = h[self.t_cols[e]];
                     for l in 0..LANES {
-                        target[l] = target[l] + hc[l] * b;
+                        sum[l] = sum[l] + x[l] * b;
                     }
                 }
+                *target = sum;
             }
             let mut gscale = [zero; LANES];
             for (mr, gr) in m.iter().zip(&gm) {
@@ -277,19 +295,25 @@ impl FusedPairDensityBackward {
                 }
             }
             let mut theta = [[zero; LANES]; 9];
-            for t in &self.terms {
-                let (gn, mt) = (gm[t.n], m[t.target]);
-                let coef = T::of(t.coef);
-                let acc = &mut theta[t.param];
-                for l in 0..LANES {
-                    acc[l] = acc[l] + coef * gn[l] * mt[l];
+            for (p, acc) in theta.iter_mut().enumerate() {
+                let mut sum = [zero; LANES];
+                for t in &self.terms[self.param_start[p]..self.param_start[p + 1]] {
+                    let (gn, mt) = (gm[t.n], m[t.target]);
+                    let coef = T::of(t.coef);
+                    for l in 0..LANES {
+                        sum[l] = sum[l] + coef * gn[l] * mt[l];
+                    }
                 }
+                *acc = sum;
             }
             for lane in 0..n {
                 let th = |p: usize| theta[p][lane] * scale[lane];
                 let g = &group[lane * GEOMETRY_COLUMNS..(lane + 1) * GEOMETRY_COLUMNS];
+                let sig = [0, 1, 2].map(|k| [0, 1, 2].map(|l| sigma[3 * k + l][lane]));
                 let row = self.chain(
                     g,
+                    sig,
+                    scale[lane],
                     [th(0), th(1), th(2)],
                     [th(3), th(4), th(5), th(6), th(7), th(8)],
                     gscale[lane],
@@ -303,11 +327,34 @@ impl FusedPairDensityBackward {
     /// The same code compiled for AVX2.
     ///
     /// # Safety
-    /// The CPU must support AVX2 ([`FusedPairDensityBackward::run`] checks at run time).
+    /// The CPU must support AVX2 ([`FusedPairDensityBackward::backward_dispatch`] checks).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn backward_avx2<T: Real>(&self, g: &[T], d: &[u32], grad: &[T], out: &mut [T]) {
         self.backward(g, d, grad, out)
+    }
+
+    /// [`FusedPairDensityBackward::backward`] through its AVX2 build when `avx2` (detected at
+    /// run time by the caller), else the baseline.
+    #[inline]
+    pub(crate) fn backward_dispatch<T: Real>(
+        &self,
+        avx2: bool,
+        g: &[T],
+        d: &[u32],
+        grad: &[T],
+        out: &mut [T],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            assert!(std::is_x86_feature_detected!("avx2"));
+            // SAFETY: AVX2 support is checked just above; the function is otherwise the same
+            // safe code as the baseline path.
+            unsafe { self.backward_avx2(g, d, grad, out) };
+            return;
+        }
+        let _ = avx2;
+        self.backward(g, d, grad, out);
     }
 
     fn run<T: Real>(
@@ -330,21 +377,11 @@ impl FusedPairDensityBackward {
             candle_core::bail!("anisoap-pair-density-bwd: output row out of range");
         }
         let mut out = vec![T::of(0.0); p * GEOMETRY_COLUMNS];
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::is_x86_feature_detected!("avx2");
+        let avx2 = has_avx2();
         out.par_chunks_mut(TASK_PAIRS * GEOMETRY_COLUMNS)
             .zip(geometry.par_chunks(TASK_PAIRS * GEOMETRY_COLUMNS))
             .zip(dest.par_chunks(TASK_PAIRS))
-            .for_each(|((out, g), d)| {
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: AVX2 support was detected at run time just above; the function
-                    // is otherwise the same safe code as the baseline path.
-                    unsafe { self.backward_avx2(g, d, grad, out) };
-                    return;
-                }
-                self.backward(g, d, grad, out);
-            });
+            .for_each(|((out, g), d)| self.backward_dispatch(avx2, g, d, grad, out));
         Ok(out)
     }
 }
@@ -442,6 +479,78 @@ mod tests {
         // And the identities are not vacuous: some derivative of every kind is non-zero.
         for param in 0..9 {
             assert!(analytic.iter().any(|row| row[param].abs() > 0.1));
+        }
+    }
+
+    /// The geometry-level op's backward (`apply_op2` on [`FusedPairDensity`]) against central
+    /// finite differences of its forward, every entry of every geometry row, GTO with the smooth
+    /// cutoff (pairs inside the zone) and the monomial basis.
+    #[test]
+    fn geometry_gradient_matches_finite_differences() {
+        use candle_core::{Device, Tensor, Var};
+        use rand::{Rng, SeedableRng};
+        let mut gto = crate::Hypers::gto(4, 3.5, 1.0);
+        gto.cutoff_function = crate::cutoff::CutoffFunction::ShiftedCosine { width: 1.5 };
+        let mut mono = crate::Hypers::monomial(3, 3.0);
+        mono.max_radial = crate::hypers::MaxRadial::Uniform(1);
+        for (hypers, shift) in [(gto, 1.0), (mono, 0.0)] {
+            let basis = crate::basis::Basis::new(&hypers).unwrap();
+            let plan = crate::basis::monomials::recurrence_plan(&basis.monomials);
+            let op = FusedPairDensity::new(&basis, &plan, shift).for_chunk(3, 2);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let (p, mut geometry, mut dest) = (20, Vec::new(), Vec::new());
+            let mut in_zone = 0;
+            for q in 0..p {
+                let m: [[f64; 3]; 3] =
+                    std::array::from_fn(|_| std::array::from_fn(|_| rng.gen_range(-0.8..0.8)));
+                let a = |i: usize, j: usize| {
+                    (0..3).map(|k| m[i][k] * m[j][k]).sum::<f64>() + if i == j { 0.6 } else { 0.0 }
+                };
+                let r: [f64; 3] = std::array::from_fn(|_| rng.gen_range(-1.7..1.7));
+                let d = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+                in_zone += usize::from(d > 2.0 && d < 3.5);
+                geometry.extend_from_slice(&[a(0, 0), a(0, 1), a(0, 2), a(1, 1), a(1, 2), a(2, 2)]);
+                geometry.push(rng.gen_range(0.3..1.2));
+                geometry.extend_from_slice(&r);
+                dest.push((q * 3 / p * 2 + rng.gen_range(0..2)) as u32);
+            }
+            assert!(in_zone >= 3, "{in_zone} pairs in the smoothing zone");
+            let dev = Device::Cpu;
+            let dest_t = Tensor::from_vec(dest.clone(), p, &dev).unwrap();
+            let n_out = op.n_rows * op.n_cols;
+            let w: Vec<f64> = (0..n_out).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let w_t = Tensor::from_vec(w.clone(), (op.n_rows, op.n_cols), &dev).unwrap();
+            let loss = |g: &[f64]| -> f64 {
+                let g = Tensor::from_vec(g.to_vec(), (p, GEOMETRY_COLUMNS), &dev).unwrap();
+                let out = g.apply_op2_no_bwd(&dest_t, &op).unwrap();
+                let v: Vec<f64> = out.flatten_all().unwrap().to_vec1().unwrap();
+                v.iter().zip(&w).map(|(a, b)| a * b).sum()
+            };
+            let var = Var::from_vec(geometry.clone(), (p, GEOMETRY_COLUMNS), &dev).unwrap();
+            let out = var.as_tensor().apply_op2(&dest_t, op.clone()).unwrap();
+            let grads = (out * &w_t).unwrap().sum_all().unwrap().backward().unwrap();
+            let analytic: Vec<f64> = grads
+                .get(&var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let h = 1e-6;
+            let (mut worst, mut scale) = (0.0f64, 0.0f64);
+            for k in 0..geometry.len() {
+                let (mut plus, mut minus) = (geometry.clone(), geometry.clone());
+                plus[k] += h;
+                minus[k] -= h;
+                let fd = (loss(&plus) - loss(&minus)) / (2.0 * h);
+                worst = worst.max((fd - analytic[k]).abs());
+                scale = scale.max(fd.abs());
+            }
+            assert!(scale > 1e-3, "trivial gradient {scale:e}");
+            assert!(
+                worst <= 1e-6 * scale,
+                "worst {worst:e} of {scale:e} (shift {shift})"
+            );
         }
     }
 }

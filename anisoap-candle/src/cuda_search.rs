@@ -292,7 +292,7 @@ mod imp {
     use crate::counting::{too_many_pairs, CountingInput, PairCount, PairCounter};
     use crate::error::{Error, Result};
     use crate::fused_cuda::StagedPairs;
-    use crate::system::{Pairs, System};
+    use crate::system::{Pairs, Particles, System};
     use candle_core::cuda_backend::cudarc::driver::{
         CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
     };
@@ -383,20 +383,69 @@ mod imp {
             if type_slot.len() != tables.slot.len() {
                 return Err(Error::Device("one type slot per particle expected".into()));
             }
+            // Pageable host-to-device copies run at one CPU core's memcpy speed (~5.5 GB/s on
+            // the H200 host, ~100 MB for 10^6 particles): the large arrays are copied from
+            // three threads at once, each onto its own per-thread default stream, which it
+            // synchronises before handing its arrays back.
+            fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+                h.join()
+                    .map_err(|_| Error::Device("a table upload thread panicked".into()))?
+            }
+            fn synced<T>(dev: &CudaDevice, r: Result<T>) -> Result<T> {
+                dev.cuda_stream().synchronize().w()?;
+                r
+            }
+            let ((positions, frame_of), (wrapped, slot_particle), (bin_of, image)) =
+                std::thread::scope(|scope| -> Result<_> {
+                    let a = scope.spawn(|| {
+                        synced(
+                            dev,
+                            (|| {
+                                Ok((
+                                    dev.clone_htod(tables.positions.as_flattened())?,
+                                    dev.clone_htod(&tables.frame_of)?,
+                                ))
+                            })(),
+                        )
+                    });
+                    let b = scope.spawn(|| {
+                        synced(
+                            dev,
+                            (|| {
+                                Ok((
+                                    dev.clone_htod(tables.wrapped.as_flattened())?,
+                                    dev.clone_htod(&tables.slot_particle)?,
+                                ))
+                            })(),
+                        )
+                    });
+                    let c = scope.spawn(|| {
+                        synced(
+                            dev,
+                            (|| {
+                                Ok((
+                                    dev.clone_htod(tables.bin_of.as_flattened())?,
+                                    dev.clone_htod(tables.image.as_flattened())?,
+                                ))
+                            })(),
+                        )
+                    });
+                    Ok((joined(a)?, joined(b)?, joined(c)?))
+                })?;
             let uploaded = DeviceTables {
                 n_particles: tables.slot.len(),
-                frame_of: dev.clone_htod(&tables.frame_of)?,
+                frame_of,
                 frame_u: dev.clone_htod(&tables.frame_u)?,
                 frame_reach: dev.clone_htod(&tables.frame_reach)?,
                 frame_f: dev.clone_htod(&tables.frame_f)?,
-                bin_of: dev.clone_htod(tables.bin_of.as_flattened())?,
-                image: dev.clone_htod(tables.image.as_flattened())?,
+                bin_of,
+                image,
                 slot: dev.clone_htod(&tables.slot)?,
-                positions: dev.clone_htod(tables.positions.as_flattened())?,
+                positions,
                 bin_start: dev.clone_htod(&tables.bin_start)?,
-                wrapped: dev.clone_htod(tables.wrapped.as_flattened())?,
+                wrapped,
                 slot_image: dev.clone_htod(tables.slot_image.as_flattened())?,
-                slot_particle: dev.clone_htod(&tables.slot_particle)?,
+                slot_particle,
                 type_slot: dev.clone_htod(&type_slot)?,
                 cutoff2: tables.cutoff2,
                 self_pairs: u32::from(self_pairs),
@@ -460,15 +509,26 @@ mod imp {
         fn count(&self, input: &CountingInput) -> Result<PairCount> {
             let dev = &self.kernel.device;
             let n = input.particles.len();
-            let tables = SearchTables::from_parts(input.particles, input.searches)?;
-            let uploaded = DeviceTables::upload(
-                dev,
-                &tables,
-                input.type_slots,
-                input.n_types,
-                input.self_pairs,
-            )?;
-            drop(tables);
+            // The per-particle data the chunk loop's search needs is uploaded on a second
+            // thread while this one flattens and uploads the cell lists.
+            let (uploaded, particle_data) = std::thread::scope(|scope| -> Result<_> {
+                let particle_job =
+                    scope.spawn(|| ParticleData::upload(dev, input.particles, self.kernel.dtype));
+                let uploaded =
+                    SearchTables::from_parts(input.particles, input.searches).and_then(|tables| {
+                        DeviceTables::upload(
+                            dev,
+                            &tables,
+                            input.type_slots,
+                            input.n_types,
+                            input.self_pairs,
+                        )
+                    });
+                let particle_data = particle_job
+                    .join()
+                    .map_err(|_| Error::Device("the particle upload thread panicked".into()))?;
+                Ok((uploaded?, particle_data?))
+            })?;
             let n32 = u32::try_from(n)
                 .ok()
                 .filter(|&n| n <= u32::MAX - THREADS)
@@ -546,7 +606,11 @@ mod imp {
                 counts: counts[..n].iter().map(|&c| c as usize).collect(),
                 seen,
                 first_singular,
-                device_state: Some(Box::new(Arc::new(uploaded))),
+                device_state: Some(Box::new(CountedState {
+                    tables: Arc::new(uploaded),
+                    particles: Arc::new(particle_data),
+                    dtype: self.kernel.dtype,
+                })),
             })
         }
     }
@@ -563,13 +627,47 @@ mod imp {
         },
     }
 
+    impl ParticleData {
+        /// Uploads the neighbours' precision rows and `1/(a1 a2 a3)` in `dtype`, and waits
+        /// until they have landed (this thread's stream).
+        fn upload(dev: &CudaDevice, particles: &Particles, dtype: DType) -> Result<Self> {
+            use rayon::prelude::*;
+            let _span = tracing::debug_span!("particle_upload").entered();
+            let precision = particles.precision_rows();
+            let inv = particles.inverse_axes_products();
+            let data = match dtype {
+                DType::F64 => ParticleData::F64 {
+                    precision: dev.clone_htod(precision.as_flattened())?,
+                    inv: dev.clone_htod(&inv)?,
+                },
+                _ => {
+                    let f = |v: &[f64]| v.par_iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    ParticleData::F32 {
+                        precision: dev.clone_htod(&f(precision.as_flattened()))?,
+                        inv: dev.clone_htod(&f(&inv))?,
+                    }
+                }
+            };
+            dev.cuda_stream().synchronize().w()?;
+            Ok(data)
+        }
+    }
+
+    /// What the counting pass leaves on the device for the chunk loop
+    /// ([`System::take_device_state`]): the cell lists and the per-particle data.
+    struct CountedState {
+        tables: Arc<DeviceTables>,
+        particles: Arc<ParticleData>,
+        dtype: DType,
+    }
+
     /// A system's cell lists and per-particle data on one CUDA device, and the loaded search
     /// kernel: stages chunk after chunk ([`CudaNeighborSearch::stage`]).
     pub struct CudaNeighborSearch {
         device: CudaDevice,
         function: CudaFunction,
         tables: Arc<DeviceTables>,
-        particles: ParticleData,
+        particles: Arc<ParticleData>,
     }
 
     impl CudaNeighborSearch {
@@ -602,43 +700,29 @@ mod imp {
             let n_types = system.layout.types.len();
             let left = system
                 .take_device_state()
-                .and_then(|state| state.downcast::<Arc<DeviceTables>>().ok())
-                .map(|tables| *tables)
-                .filter(|t| {
+                .and_then(|state| state.downcast::<CountedState>().ok())
+                .filter(|state| {
+                    let t = &state.tables;
                     t.n_particles == system.particles.len()
                         && t.n_types == n_types
                         && t.self_pairs == u32::from(system.self_pairs())
+                        && state.dtype == options.dtype
                         && t.frame_of.stream().context().cu_ctx()
                             == dev.cuda_stream().context().cu_ctx()
                 });
-            let tables = match left {
-                Some(tables) => tables,
-                None => Arc::new(DeviceTables::upload(
-                    dev,
-                    &SearchTables::new(system)?,
-                    &system.type_slots,
-                    n_types,
-                    system.self_pairs(),
-                )?),
+            let (tables, particles) = match left {
+                Some(state) => (state.tables, state.particles),
+                None => (
+                    Arc::new(DeviceTables::upload(
+                        dev,
+                        &SearchTables::new(system)?,
+                        &system.type_slots,
+                        n_types,
+                        system.self_pairs(),
+                    )?),
+                    Arc::new(ParticleData::upload(dev, &system.particles, options.dtype)?),
+                ),
             };
-            use rayon::prelude::*;
-            let precision = system.particles.precision_rows();
-            let inv = system.particles.inverse_axes_products();
-            let particles = match options.dtype {
-                DType::F64 => ParticleData::F64 {
-                    precision: dev.clone_htod(precision.as_flattened())?,
-                    inv: dev.clone_htod(&inv)?,
-                },
-                _ => {
-                    let f = |v: &[f64]| v.par_iter().map(|&x| x as f32).collect::<Vec<f32>>();
-                    ParticleData::F32 {
-                        precision: dev.clone_htod(&f(precision.as_flattened()))?,
-                        inv: dev.clone_htod(&f(&inv))?,
-                    }
-                }
-            };
-            // As in DeviceTables::upload: landed before the producer thread reads them.
-            dev.cuda_stream().synchronize().w()?;
             Ok(Some(CudaNeighborSearch {
                 device: dev.clone(),
                 function: kernel.stage_fn.clone(),
@@ -660,7 +744,7 @@ mod imp {
             if n_pairs == 0 {
                 return Ok(None);
             }
-            match &self.particles {
+            match &*self.particles {
                 ParticleData::F64 { precision, inv } => {
                     self.stage_typed(&seg, &centers, precision, inv).map(Some)
                 }

@@ -447,12 +447,14 @@ impl<'a> System<'a> {
                     "types and positions differ in length".into(),
                 ));
             }
-            if let Some((i, p)) = frame
-                .positions
-                .iter()
-                .enumerate()
-                .find(|(_, p)| p.iter().any(|v| !v.is_finite()))
-            {
+            let not_finite = |p: &[f64; 3]| p.iter().any(|v| !v.is_finite());
+            let first_bad = if frame.len() >= PARALLEL_PARTICLES {
+                use rayon::prelude::*;
+                frame.positions.par_iter().position_first(not_finite)
+            } else {
+                frame.positions.iter().position(not_finite)
+            };
+            if let Some((i, p)) = first_bad.map(|i| (i, frame.positions[i])) {
                 return Err(frame_error(
                     f,
                     format!("particle {i}: non-finite position {p:?}"),

@@ -112,11 +112,14 @@ fn validate(
             "cutoff_radius must be positive and finite, got {cutoff}"
         )));
     }
-    if let Some((i, x)) = positions
-        .iter()
-        .enumerate()
-        .find(|(_, x)| x.iter().any(|v| !v.is_finite()))
-    {
+    let not_finite = |x: &[f64; 3]| x.iter().any(|v| !v.is_finite());
+    let first_bad = if positions.len() >= PARALLEL_ITEMS {
+        use rayon::prelude::*;
+        positions.par_iter().position_first(not_finite)
+    } else {
+        positions.iter().position(not_finite)
+    };
+    if let Some((i, x)) = first_bad.map(|i| (i, positions[i])) {
         return Err(Error::Frame {
             frame: 0,
             message: format!("position of particle {i} is not finite: {x:?}"),
@@ -157,7 +160,16 @@ fn validate(
     let frac: Vec<[f64; 3]> = map_items(positions, |&x| {
         [dot(x, recip[0]), dot(x, recip[1]), dot(x, recip[2])]
     });
-    for (i, s) in frac.iter().enumerate() {
+    let far =
+        |s: &[f64; 3]| (0..3).any(|k| pbc[k] && (s[k].is_nan() || s[k].abs() > MAX_FRACTIONAL));
+    let first_far = if frac.len() >= PARALLEL_ITEMS {
+        use rayon::prelude::*;
+        frac.par_iter().position_first(far)
+    } else {
+        frac.iter().position(far)
+    };
+    if let Some(i) = first_far {
+        let s = frac[i];
         for k in 0..3 {
             if pbc[k] && (s[k].is_nan() || s[k].abs() > MAX_FRACTIONAL) {
                 return Err(Error::Frame {
@@ -290,10 +302,16 @@ pub(crate) struct Grid {
 impl Grid {
     fn new(geo: &Geometry, positions: &[[f64; 3]], cutoff: f64) -> Result<Self> {
         let n = positions.len();
-        let mut scale = positions
-            .iter()
-            .flatten()
-            .fold(0.0f64, |m, v| m.max(v.abs()));
+        let largest = |m: f64, x: &[f64; 3]| x.iter().fold(m, |m, v| m.max(v.abs()));
+        let mut scale = if n >= PARALLEL_ITEMS {
+            use rayon::prelude::*;
+            positions
+                .par_iter()
+                .fold(|| 0.0f64, largest)
+                .reduce(|| 0.0f64, f64::max)
+        } else {
+            positions.iter().fold(0.0f64, largest)
+        };
         if geo.pbc.iter().any(|&p| p) {
             scale += geo.cell.iter().flatten().map(|v| v.abs()).sum::<f64>();
         }

@@ -360,3 +360,22 @@ fn parallel_bin_sort_equals_counting_sort() {
     );
     assert_eq!(serial, parallel);
 }
+
+/// Large frames are validated in parallel: the error still names the first bad particle
+/// (non-finite position, or one too many cell vectors away).
+#[test]
+fn large_frames_report_the_first_bad_particle() {
+    let mut pos: Vec<[f64; 3]> = (0..6000)
+        .map(|i| [(i % 20) as f64, (i / 20 % 20) as f64, (i / 400) as f64])
+        .collect();
+    pos[4321][1] = f64::NAN;
+    pos[5000][0] = f64::INFINITY;
+    let e = neighbor_list(&pos, &CUBIC, [false; 3], 1.0, true).unwrap_err();
+    assert!(e.to_string().contains("particle 4321"), "{e}");
+    pos[4321][1] = 0.0;
+    pos[5000][0] = 0.0;
+    pos[4444][2] = 1e300;
+    pos[5999][2] = 1e300;
+    let e = neighbor_list(&pos, &CUBIC, [true; 3], 1.0, true).unwrap_err();
+    assert!(e.to_string().contains("particle 4444 lies"), "{e}");
+}

@@ -846,6 +846,7 @@ mod imp {
             // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
             unsafe { builder.launch(config) }.w()?;
             drop(builder);
+            crate::fused_cuda::profile_sync(&candle_core::Device::Cuda(dev.clone()))?;
             let ready = stream.record_event(None).w()?;
             let wrap = |storage: CudaStorage, shape: Shape| {
                 Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)

@@ -2,12 +2,14 @@
 # Session 12 GPU run (repo root on the H200 host): the new bundle against session 11's, side by
 # side in one run. Carry dist/s12.tar.xz (new) and dist/s11.tar.xz (session 11's binary, the
 # baseline), both made by scripts/cuda_h200/s11_bundle.sh [OUTPUT].
-# Writes into $OUT: env.txt, tests_*.log, bench.csv (+ traces), chunks.csv, real_dataset.csv,
-# nsys_*.txt when Nsight Systems is installed.
-# Env: STEPS (default "tests bench chunks real nsys"), REPS (2), CONFIGS ("6 f64;6 f32;4 f64;8 f64").
+# Writes into $OUT: env.txt, tests_*.log, cuda_parity_h200.csv (the fixtures, through
+# scripts/gpu-fused-suite.sh), bench.csv, chunks.csv, real_dataset.csv, traces.tar (the last
+# repetition's --trace of each bench/chunks run), nsys_*.txt when Nsight Systems is installed.
+# Env: STEPS (default "tests parity bench chunks real nsys"), REPS (2),
+# CONFIGS ("6 f64;6 f32;4 f64;8 f64").
 set -uo pipefail
-OUT="${OUT:-/tmp/s12_out}"; mkdir -p "$OUT" /tmp/b12 /tmp/b11
-STEPS="${STEPS:-tests bench chunks real nsys}"
+OUT="${OUT:-/tmp/s12_out}"; mkdir -p "$OUT" /tmp/b12 /tmp/b11 /tmp/s12_traces
+STEPS="${STEPS:-tests parity bench chunks real nsys}"
 REPS="${REPS:-2}"
 CONFIGS="${CONFIGS:-6 f64;6 f32;4 f64;8 f64}"
 tar xJf dist/s12.tar.xz -C /tmp/b12
@@ -29,6 +31,10 @@ if [[ " $STEPS " == *" tests "* ]]; then
   done
 fi
 
+if [[ " $STEPS " == *" parity "* ]]; then
+  BIN=$NEW OUT="$OUT" SKIP_THROUGHPUT=1 COMMIT="${COMMIT:-s12}" bash scripts/gpu-fused-suite.sh 2>&1 | tail -3
+fi
+
 xyz=/tmp/benzene_1e6.xyz
 $NEW generate --kind benzene --particles 1000000 --seed 1 -o "$xyz" > /dev/null 2>&1
 # Warm-up: the first run on a fresh machine JIT-compiles the PTX (then cached).
@@ -40,12 +46,15 @@ done; done
 run() { # binary(new|tables|old) lmax dtype rep chunk_pairs -> one CSV line in $OUT/$csv
   # new: the pair kernel with the basis baked in; tables: the same binary with the table
   # kernel (ANISOAP_CUDA_KERNEL=tables); old: session 11's binary.
-  local bin=$NEW line t pairs rate peak base smi kernel=baked
+  # profile: the new binary with ANISOAP_CUDA_PROFILE=1 (a device sync inside each kernel's
+  # trace span: per-kernel device times; not a throughput run).
+  local bin=$NEW line t pairs rate peak base smi kernel=baked profile=0
   [ "$1" = old ] && bin=$OLD
   [ "$1" = tables ] && kernel=tables
+  [ "$1" = profile ] && profile=1
   base="$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 20 > /tmp/mem.log 2>/dev/null & smi=$!
-  line="$(ANISOAP_CUDA_KERNEL=$kernel timeout 60 $bin --trace /tmp/s12.json compute --device cuda:0 --dtype "$3" --chunk-pairs "$5" --max-angular "$2" --cutoff 7.0 --width 1.5 "$xyz" -o "/tmp/s12_$1_l$2_$3_$5.npy" 2>&1 | tail -1)"
+  line="$(ANISOAP_CUDA_PROFILE=$profile ANISOAP_CUDA_KERNEL=$kernel timeout 60 $bin --trace /tmp/s12.json compute --device cuda:0 --dtype "$3" --chunk-pairs "$5" --max-angular "$2" --cutoff 7.0 --width 1.5 "$xyz" -o "/tmp/s12_$1_l$2_$3_$5.npy" 2>&1 | tail -1)"
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
   peak="$(sort -n /tmp/mem.log | tail -1)"; peak=$((peak - base))
   t="$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')"
@@ -55,7 +64,7 @@ run() { # binary(new|tables|old) lmax dtype rep chunk_pairs -> one CSV line in $
   rate="$(awk "BEGIN{printf \"%.4e\", $pairs / ($pr + $lp)}")"
   echo "$1,$2,$3,$4,$5,$t,$pairs,$rd,$pr,$lp,$ch,$rate,$peak" >> "$OUT/$csv"
   echo "$1 l$2 $3 rep$4 chunk $5: wall $t; read $rd prepare $pr loop $lp (chunk $ch); prepare+loop $rate pairs/s; peak GPU $peak MiB"
-  [ "$4" = "$REPS" ] && xz -c /tmp/s12.json > "$OUT/trace_$1_l$2_$3_c$5.json.xz"
+  [ "$4" = "$REPS" ] && xz -c /tmp/s12.json > "/tmp/s12_traces/trace_$1_l$2_$3_c$5.json.xz"
 }
 HEADER="binary,lmax,dtype,rep,chunk_pairs,wall_s,pairs,read_s,prepare_s,loop_s,chunk_s,prepare_loop_pairs_per_s,peak_gpu_mib"
 
@@ -67,6 +76,7 @@ if [[ " $STEPS " == *" bench "* ]]; then
     run new "$1" "$2" "$rep" 1048576
     run tables "$1" "$2" "$rep" 1048576
     run old "$1" "$2" "$rep" 1048576
+    [ "$rep" = "$REPS" ] && run profile "$1" "$2" "$rep" 1048576
     # New vs old: the power spectrum is summed in another order (tolerance: f64 1e-10, f32 1e-4).
     tol=1e-10; [ "$2" = f32 ] && tol=1e-4
     echo "compare l$1 $2 new vs old: $($NEW compare --rtol $tol /tmp/s12_new_l$1_$2_1048576.npy /tmp/s12_old_l$1_$2_1048576.npy 2>&1 | tail -1)"
@@ -105,3 +115,4 @@ if [[ " $STEPS " == *" nsys "* ]]; then
     echo "nsys not installed: no kernel-time breakdown" | tee "$OUT/nsys_missing.txt"
   fi
 fi
+tar cf "$OUT/traces.tar" -C /tmp/s12_traces .

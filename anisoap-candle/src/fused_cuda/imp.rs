@@ -418,7 +418,9 @@ impl CudaKernels {
         r: &Tensor,
     ) -> Result<Tensor> {
         let _span = tracing::trace_span!("cuda_pair_coefficients").entered();
-        Ok(precision.apply_op3_no_bwd(inv_axes_product, r, self)?)
+        let coefficients = precision.apply_op3_no_bwd(inv_axes_product, r, self)?;
+        super::profile_sync(&self.device)?;
+        Ok(coefficients)
     }
 
     /// Normalised density `[C, n_types, K]` of the centres `centers` from their `pairs`:
@@ -549,6 +551,7 @@ impl CudaKernels {
             n_types,
         };
         let density = coefficients.apply_op3_no_bwd(&seg, &slot, &op)?;
+        crate::fused_cuda::profile_sync(&self.device)?;
         Ok(density.reshape((n_centers, n_types, self.n_cols as usize))?)
     }
 

@@ -28,6 +28,18 @@ pub use stub::{CudaKernels, StagedPairs};
 /// The kernel source (CUDA C++, compiled at run time).
 pub const SOURCE: &str = include_str!("../kernels/pair_coefficients.cu");
 
+/// With `ANISOAP_CUDA_PROFILE=1`, waits for the device's queued work, so that the trace span
+/// around a launch (`--trace`: `cuda_search`, `cuda_pair_coefficients`, `cuda_neighbor_sum`)
+/// measures the kernel's device time instead of its launch. For profiling only: it serialises
+/// host and device.
+pub fn profile_sync(device: &candle_core::Device) -> crate::error::Result<()> {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var("ANISOAP_CUDA_PROFILE").is_ok_and(|v| v == "1")) {
+        device.synchronize()?;
+    }
+    Ok(())
+}
+
 /// Rows summed by one thread of the power spectrum's partial-sum kernel
 /// ([`CudaKernels::block_power_spectrum`]): segments are at most this long and never cross
 /// frames.

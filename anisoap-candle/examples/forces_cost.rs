@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use std::time::Instant;
 
 /// Timed repetitions of each measurement.
-const REPEATS: usize = 5;
+const REPEATS: usize = 9;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

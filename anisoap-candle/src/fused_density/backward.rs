@@ -40,6 +40,34 @@ const SIGMA_PAIRS: [(usize, usize); 6] = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2)
 /// Pairs per parallel task.
 pub(crate) const TASK_PAIRS: usize = 32 * LANES;
 
+/// One value per lane, with element-wise arithmetic (what the chain rule runs on).
+#[derive(Debug, Clone, Copy)]
+struct V<T>([T; LANES]);
+
+impl<T: Real> V<T> {
+    /// The same value in every lane.
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        V([T::of(v); LANES])
+    }
+}
+
+macro_rules! lanewise {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl<T: Real> std::ops::$trait for V<T> {
+            type Output = V<T>;
+            #[inline(always)]
+            fn $method(self, rhs: V<T>) -> V<T> {
+                V(std::array::from_fn(|l| self.0[l] $op rhs.0[l]))
+            }
+        }
+    };
+}
+lanewise!(Add, add, +);
+lanewise!(Sub, sub, -);
+lanewise!(Mul, mul, *);
+lanewise!(Div, div, /);
+
 /// The backward kernel: `(geometry [P, 10], dest [P], grad [n_rows, K]) → grad geometry
 /// [P, 10]`, a `CustomOp3` without a backward of its own.
 pub(crate) struct FusedPairDensityBackward {
@@ -139,47 +167,58 @@ impl FusedPairDensityBackward {
         }
     }
 
-    /// Chain rule of one pair (step 3): the gradient of the geometry row `g` from `Σ` and the
-    /// scalar factor `scale` of the forward (smooth cutoff included) and the gradients with
-    /// respect to `μ`, the six unique `Σ` entries and the scalar factor.
+    /// The smooth-cutoff term of one pair's position gradient: `∂L/∂f · f'(d) / d` with
+    /// `∂L/∂f = q / f` (`q = ∂L/∂ ln s`), inside the smoothing zone only (`f' = 0` elsewhere,
+    /// `f > 0` inside), so that the gradient gains this times `r`.
     #[inline(always)]
-    fn chain<T: Real>(
-        &self,
-        g: &[T],
-        sig: [[T; 3]; 3],
-        scale: T,
-        gmu: [T; 3],
-        gsig: [T; 6],
-        gscale: T,
-    ) -> [T; 10] {
+    fn cutoff_term<T: Real>(&self, r: [T; 3], q: T) -> T {
         let f = &self.forward;
-        let (half, two) = (T::of(0.5), T::of(2.0));
-        let (inv_prod, r) = (g[6], [g[7], g[8], g[9]]);
-        let s = T::of(f.shift);
-        let gto = f.shift != 0.0;
-        let mv = |v: [T; 3]| -> [T; 3] {
-            let row = |i: usize| sig[i][0] * v[0] + sig[i][1] * v[1] + sig[i][2] * v[2];
-            [row(0), row(1), row(2)]
-        };
-        let sr = mv(r);
-        let r2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-        // s = inv_prod · e^{-κ/2} f / √det, so ∂L/∂ ln s = gscale · s.
-        let q = gscale * scale;
-        let g_inv_prod = q / inv_prod;
-        let distance = r2.sqrt();
-        let (cutoff, width) = (T::of(f.cutoff), T::of(f.smooth_width));
-        // ∂L/∂f · f'(d), inside the smoothing zone only (f' = 0 elsewhere; f > 0 inside).
-        let mut g_f_fprime = T::of(0.0);
-        if f.smooth_width > 0.0 && distance > cutoff - width && distance < cutoff {
+        let zero = T::of(0.0);
+        if f.smooth_width <= 0.0 {
+            return zero;
+        }
+        let distance = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+        let (cutoff, width, half) = (T::of(f.cutoff), T::of(f.smooth_width), T::of(0.5));
+        if distance > cutoff - width && distance < cutoff {
             let pi = T::of(std::f64::consts::PI);
             let phase = pi * (distance - cutoff + width) / width;
             let fv = half * (T::of(1.0) + phase.cos());
-            let fprime = T::of(0.0) - half * phase.sin() * pi / width;
-            if fv > T::of(0.0) {
-                g_f_fprime = q / fv * fprime;
+            let fprime = zero - half * phase.sin() * pi / width;
+            if fv > zero {
+                return q / fv * fprime / distance;
             }
         }
-        let g_lndet = T::of(0.0) - half * q;
+        zero
+    }
+
+    /// Chain rule (step 3) for a group of lanes: the gradient of the geometry rows (`r`,
+    /// `1/(a1 a2 a3)`) from `Σ` and the scalar factor `scale` of the forward (smooth cutoff
+    /// included), the gradients with respect to `μ`, the six unique `Σ` entries and the scalar
+    /// factor, and the smooth-cutoff term ([`FusedPairDensityBackward::cutoff_term`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn chain<T: Real>(
+        &self,
+        r: [V<T>; 3],
+        inv_prod: V<T>,
+        sig: [[V<T>; 3]; 3],
+        scale: V<T>,
+        gmu: [V<T>; 3],
+        gsig: [V<T>; 6],
+        gscale: V<T>,
+        cutoff_term: V<T>,
+    ) -> [V<T>; 10] {
+        let f = &self.forward;
+        let (half, two, zero) = (V::of(0.5), V::of(2.0), V::of(0.0));
+        let s = V::of(f.shift);
+        let mv = |v: [V<T>; 3]| -> [V<T>; 3] {
+            let row = |i: usize| sig[i][0] * v[0] + sig[i][1] * v[1] + sig[i][2] * v[2];
+            [row(0), row(1), row(2)]
+        };
+        // s = inv_prod · e^{-κ/2} f / √det, so ∂L/∂ ln s = q = gscale · s.
+        let q = gscale * scale;
+        let g_inv_prod = q / inv_prod;
+        let g_lndet = zero - half * q;
         // H: the gradient with respect to Σ as a symmetric matrix (dL = tr(H dΣ)).
         let mut h = [
             [gsig[0], half * gsig[1], half * gsig[2]],
@@ -187,8 +226,9 @@ impl FusedPairDensityBackward {
             [half * gsig[2], half * gsig[4], gsig[5]],
         ];
         let mut gr = gmu;
-        if gto {
-            let g_kappa = T::of(0.0) - half * q;
+        if f.shift != 0.0 {
+            let sr = mv(r);
+            let g_kappa = zero - half * q;
             let sgmu = mv(gmu);
             for k in 0..3 {
                 for l in 0..3 {
@@ -199,19 +239,19 @@ impl FusedPairDensityBackward {
                 gr[k] = gmu[k] - s * sgmu[k] + g_kappa * (two * s * r[k] - two * s * s * sr[k]);
             }
         }
-        if g_f_fprime != T::of(0.0) {
+        if f.smooth_width > 0.0 {
             for k in 0..3 {
-                gr[k] = gr[k] + g_f_fprime * r[k] / distance;
+                gr[k] = gr[k] + cutoff_term * r[k];
             }
         }
         // J = −Σ H Σ + g_lndet Σ: the gradient with respect to A (symmetric).
-        let mut hs = [[T::of(0.0); 3]; 3];
+        let mut hs = [[zero; 3]; 3];
         for k in 0..3 {
             for l in 0..3 {
                 hs[k][l] = h[k][0] * sig[0][l] + h[k][1] * sig[1][l] + h[k][2] * sig[2][l];
             }
         }
-        let j = |k: usize, l: usize| -> T {
+        let j = |k: usize, l: usize| -> V<T> {
             let shs = sig[k][0] * hs[0][l] + sig[k][1] * hs[1][l] + sig[k][2] * hs[2][l];
             g_lndet * sig[k][l] - shs
         };
@@ -296,32 +336,73 @@ impl FusedPairDensityBackward {
             }
             let mut theta = [[zero; LANES]; 9];
             for (p, acc) in theta.iter_mut().enumerate() {
-                let mut sum = [zero; LANES];
-                for t in &self.terms[self.param_start[p]..self.param_start[p + 1]] {
-                    let (gn, mt) = (gm[t.n], m[t.target]);
-                    let coef = T::of(t.coef);
+                // Two partial sums (even and odd terms), so that the reduction is not one long
+                // latency chain.
+                let (mut s0, mut s1) = ([zero; LANES], [zero; LANES]);
+                let terms = &self.terms[self.param_start[p]..self.param_start[p + 1]];
+                let mut pairs = terms.chunks_exact(2);
+                for t in &mut pairs {
+                    let (g0, m0, c0) = (&gm[t[0].n], &m[t[0].target], T::of(t[0].coef));
+                    let (g1, m1, c1) = (&gm[t[1].n], &m[t[1].target], T::of(t[1].coef));
                     for l in 0..LANES {
-                        sum[l] = sum[l] + coef * gn[l] * mt[l];
+                        s0[l] = s0[l] + c0 * g0[l] * m0[l];
+                        s1[l] = s1[l] + c1 * g1[l] * m1[l];
                     }
                 }
-                *acc = sum;
+                for t in pairs.remainder() {
+                    let (g0, m0, c0) = (&gm[t.n], &m[t.target], T::of(t.coef));
+                    for l in 0..LANES {
+                        s0[l] = s0[l] + c0 * g0[l] * m0[l];
+                    }
+                }
+                *acc = std::array::from_fn(|l| s0[l] + s1[l]);
             }
-            for lane in 0..n {
-                let th = |p: usize| theta[p][lane] * scale[lane];
-                let g = &group[lane * GEOMETRY_COLUMNS..(lane + 1) * GEOMETRY_COLUMNS];
-                let sig = [0, 1, 2].map(|k| [0, 1, 2].map(|l| sigma[3 * k + l][lane]));
-                let row = self.chain(
-                    g,
-                    sig,
-                    scale[lane],
-                    [th(0), th(1), th(2)],
-                    [th(3), th(4), th(5), th(6), th(7), th(8)],
-                    gscale[lane],
-                );
-                out_group[lane * GEOMETRY_COLUMNS..(lane + 1) * GEOMETRY_COLUMNS]
-                    .copy_from_slice(&row);
+            // The chain rule over all lanes at once (padded lanes get 1/(a1a2a3) = 1 so that
+            // nothing divides by zero; their rows are not written).
+            let lane = |k: usize| {
+                V(std::array::from_fn(|l| {
+                    group
+                        .get(l * GEOMETRY_COLUMNS + k)
+                        .copied()
+                        .unwrap_or(T::of(1.0))
+                }))
+            };
+            let r = [lane(7), lane(8), lane(9)];
+            let sig = [0, 1, 2].map(|k| [0, 1, 2].map(|l| V(sigma[3 * k + l])));
+            let th = |p: usize| V(theta[p]) * V(scale);
+            let mut cut = V::of(0.0);
+            if f.smooth_width > 0.0 {
+                for l in 0..n {
+                    let q = gscale[l] * scale[l];
+                    cut.0[l] = self.cutoff_term([r[0].0[l], r[1].0[l], r[2].0[l]], q);
+                }
+            }
+            let rows = self.chain(
+                r,
+                lane(6),
+                sig,
+                V(scale),
+                [th(0), th(1), th(2)],
+                [th(3), th(4), th(5), th(6), th(7), th(8)],
+                V(gscale),
+                cut,
+            );
+            for l in 0..n {
+                for (c, v) in rows.iter().enumerate() {
+                    out_group[l * GEOMETRY_COLUMNS + c] = v.0[l];
+                }
             }
         }
+    }
+
+    /// The same code compiled for AVX-512F (one 8-lane f64 register per lane group).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F ([`FusedPairDensityBackward::backward_dispatch`] checks).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn backward_avx512<T: Real>(&self, g: &[T], d: &[u32], grad: &[T], out: &mut [T]) {
+        self.backward(g, d, grad, out)
     }
 
     /// The same code compiled for AVX2.
@@ -334,8 +415,9 @@ impl FusedPairDensityBackward {
         self.backward(g, d, grad, out)
     }
 
-    /// [`FusedPairDensityBackward::backward`] through its AVX2 build when `avx2` (detected at
-    /// run time by the caller), else the baseline.
+    /// [`FusedPairDensityBackward::backward`] through its AVX-512 or AVX2 build when `avx2`
+    /// (detected at run time by the caller; AVX-512F is detected here), else the baseline. No
+    /// fused multiply-add is formed, so every build gives the same bits.
     #[inline]
     pub(crate) fn backward_dispatch<T: Real>(
         &self,
@@ -347,6 +429,12 @@ impl FusedPairDensityBackward {
     ) {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F support is checked just above; the function is otherwise
+                // the same safe code as the baseline path.
+                unsafe { self.backward_avx512(g, d, grad, out) };
+                return;
+            }
             assert!(std::is_x86_feature_detected!("avx2"));
             // SAFETY: AVX2 support is checked just above; the function is otherwise the same
             // safe code as the baseline path.

@@ -9,7 +9,7 @@
 //! no `[P, ·]` tensor exists in the autograd graph: memory is the output `[N · types, K]`
 //! plus one buffer per task, whatever the number of pairs. The backward does the same per
 //! task with the analytic pair backward (`backward.rs`) and scatters each pair's geometry
-//! gradient into per-worker accumulators `[N, 10]` (+ `ε`), summed in a fixed order at the end.
+//! gradient into per-block accumulators `[N, 10]` (+ `ε`), summed in a fixed order at the end.
 
 use super::backward::{FusedPairDensityBackward, TASK_PAIRS};
 use super::{contiguous, has_avx2, FusedPairDensity, Real, GEOMETRY_COLUMNS};
@@ -145,8 +145,12 @@ impl FusedFrameDensity {
         }
         let bwd = FusedPairDensityBackward::new(kernel);
         let avx2 = has_avx2();
-        // One accumulator per worker (at most 8): [N, 3] positions, [N, 7] particles, ε.
-        let workers = rayon::current_num_threads().clamp(1, 8).min(p.max(1));
+        // Contiguous blocks of pairs (4 per thread, at most 32: rayon balances them when a core
+        // is busy), each with its own accumulator ([N, 3] positions, [N, 7] particles, ε),
+        // summed in block order: the same bits on every run with the same thread count.
+        let workers = (4 * rayon::current_num_threads())
+            .clamp(1, 32)
+            .min(p.max(1));
         let width = 3 * n + PARTICLE_COLUMNS * n + 9;
         let zero = T::of(0.0);
         let parts: Vec<Vec<T>> = (0..workers)

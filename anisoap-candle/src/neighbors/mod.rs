@@ -206,14 +206,15 @@ fn map_items<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync + Send) -
 }
 
 /// Particles sorted by linear bin, stably (by index within a bin), with the bins' start
-/// offsets (`total + 1`) and each particle's slot: a counting sort.
+/// offsets (`total + 1`) and each particle's slot: a counting sort. Needs `n` and `total`
+/// below 2³² (checked by [`Grid::new`]).
 fn bin_sort_serial(
-    bin_of: &[[usize; 3]],
+    bin_of: &[[u32; 3]],
     total: usize,
-    linear: impl Fn([usize; 3]) -> usize,
-) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    linear: impl Fn([u32; 3]) -> usize,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     let n = bin_of.len();
-    let mut start = vec![0usize; total + 1];
+    let mut start = vec![0u32; total + 1];
     for &b in bin_of {
         start[linear(b) + 1] += 1;
     }
@@ -221,26 +222,26 @@ fn bin_sort_serial(
         start[l + 1] += start[l];
     }
     let mut fill = start.clone();
-    let mut sorted = vec![0usize; n];
-    let mut slot = vec![0usize; n];
+    let mut sorted = vec![0u32; n];
+    let mut slot = vec![0u32; n];
     for (i, &b) in bin_of.iter().enumerate() {
         let l = linear(b);
-        sorted[fill[l]] = i;
+        sorted[fill[l] as usize] = i as u32;
         slot[i] = fill[l];
         fill[l] += 1;
     }
     (sorted, start, slot)
 }
 
-/// [`bin_sort_serial`]'s result on rayon's pool, for `bin_of.len() <= u32::MAX`: the keys
-/// `(linear bin << 32) | index` are distinct, so an unstable sort of them is the stable order.
-/// (The serial counting sort scatters into every bin at once: ~26 ms for 10⁶ particles on the
-/// H200 host, `results/logs/cuda_h200_s11/run4_trace_count_l6_f64.json.xz`.)
+/// [`bin_sort_serial`]'s result on rayon's pool: the keys `(linear bin << 32) | index` are
+/// distinct, so an unstable sort of them is the stable order. (The serial counting sort
+/// scatters into every bin at once: ~26 ms for 10⁶ particles on the H200 host,
+/// `results/logs/cuda_h200_s11/run4_trace_count_l6_f64.json.xz`.)
 fn bin_sort_parallel(
-    bin_of: &[[usize; 3]],
+    bin_of: &[[u32; 3]],
     total: usize,
-    linear: impl Fn([usize; 3]) -> usize + Sync,
-) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    linear: impl Fn([u32; 3]) -> usize + Sync,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     use rayon::prelude::*;
     let n = bin_of.len();
     let mut keys: Vec<u64> = bin_of
@@ -249,29 +250,29 @@ fn bin_sort_parallel(
         .map(|(i, &b)| ((linear(b) as u64) << 32) | i as u64)
         .collect();
     keys.par_sort_unstable();
-    let sorted: Vec<usize> = keys
-        .par_iter()
-        .map(|&k| (k & 0xffff_ffff) as usize)
-        .collect();
+    let sorted: Vec<u32> = keys.par_iter().map(|&k| k as u32).collect();
     // start[l] = first slot whose bin is >= l: one pass over the sorted keys.
     let mut start = Vec::with_capacity(total + 1);
     for (p, &k) in keys.iter().enumerate() {
         let l = (k >> 32) as usize;
         while start.len() <= l {
-            start.push(p);
+            start.push(p as u32);
         }
     }
-    start.resize(total + 1, n);
-    let mut slot = vec![0usize; n];
+    start.resize(total + 1, n as u32);
+    let mut slot = vec![0u32; n];
     for (p, &i) in sorted.iter().enumerate() {
-        slot[i] = p;
+        slot[i as usize] = p as u32;
     }
     (sorted, start, slot)
 }
 
 /// The bins of the cell list and the particles in them (read, as plain arrays, by the CUDA
 /// neighbour search, [`crate::cuda_search`], which repeats [`Grid::for_each_candidate`] and the
-/// pair test of [`NeighborSearch`] on the device).
+/// pair test of [`NeighborSearch`] on the device). Indices are 32-bit, the layout the device
+/// reads, so a one-frame system's arrays are uploaded as they are ([`Grid::new`] refuses
+/// frames of 2³¹ particles or more; images fit because fractional coordinates are bounded by
+/// `MAX_FRACTIONAL`).
 pub(crate) struct Grid {
     /// Bins per direction.
     pub(crate) nbins: [usize; 3],
@@ -280,19 +281,19 @@ pub(crate) struct Grid {
     /// Periodic directions.
     pub(crate) pbc: [bool; 3],
     /// 3-D bin of every particle.
-    pub(crate) bin_of: Vec<[usize; 3]>,
+    pub(crate) bin_of: Vec<[u32; 3]>,
     /// Image of the wrapped position holding each particle: `x = w + image · cell`.
-    pub(crate) image: Vec<[i64; 3]>,
+    pub(crate) image: Vec<[i32; 3]>,
     /// Particles sorted by linear bin index.
-    pub(crate) sorted: Vec<usize>,
+    pub(crate) sorted: Vec<u32>,
     /// `sorted[start[b]..start[b + 1]]` are the particles of linear bin `b`.
-    pub(crate) start: Vec<usize>,
+    pub(crate) start: Vec<u32>,
     /// Slot of every particle in `sorted`.
-    pub(crate) slot: Vec<usize>,
+    pub(crate) slot: Vec<u32>,
     /// Wrapped Cartesian positions `x - image · cell`, in `sorted` order.
     pub(crate) wrapped: Vec<[f64; 3]>,
     /// `image` in `sorted` order.
-    pub(crate) sorted_image: Vec<[i64; 3]>,
+    pub(crate) sorted_image: Vec<[i32; 3]>,
     /// Cell used for shifts (zeros for open systems).
     pub(crate) cell: [[f64; 3]; 3],
     /// Squared search radius of the pre-filter (the cutoff with [`BIN_SLACK`]).
@@ -302,6 +303,11 @@ pub(crate) struct Grid {
 impl Grid {
     fn new(geo: &Geometry, positions: &[[f64; 3]], cutoff: f64) -> Result<Self> {
         let n = positions.len();
+        if n >= 1 << 31 {
+            return Err(Error::TooLarge(format!(
+                "a frame of {n} particles: the cell lists index at most 2^31 - 1"
+            )));
+        }
         let largest = |m: f64, x: &[f64; 3]| x.iter().fold(m, |m, v| m.max(v.abs()));
         let mut scale = if n >= PARALLEL_ITEMS {
             use rayon::prelude::*;
@@ -359,25 +365,27 @@ impl Grid {
         }
 
         let _span = tracing::trace_span!("grid_bins", particles = n).entered();
+        // Bins per direction are at most 2n + 27 < 2^32, images at most MAX_FRACTIONAL in
+        // magnitude (checked in `validate`): both casts below are exact.
         let place = |s: &[f64; 3]| {
-            let mut b = [0usize; 3];
-            let mut img = [0i64; 3];
+            let mut b = [0u32; 3];
+            let mut img = [0i32; 3];
             for k in 0..3 {
                 let nb = nbins[k];
                 let t = if geo.pbc[k] {
                     let f = s[k].floor();
-                    img[k] = f as i64;
+                    img[k] = f as i32;
                     (s[k] - f) * nb as f64
                 } else if extent[k] > 0.0 {
                     (s[k] - lo[k]) / extent[k] * nb as f64
                 } else {
                     0.0
                 };
-                b[k] = (t.max(0.0) as usize).min(nb - 1);
+                b[k] = (t.max(0.0) as usize).min(nb - 1) as u32;
             }
             (b, img)
         };
-        let (bin_of, image): (Vec<[usize; 3]>, Vec<[i64; 3]>) = if n >= PARALLEL_ITEMS {
+        let (bin_of, image): (Vec<[u32; 3]>, Vec<[i32; 3]>) = if n >= PARALLEL_ITEMS {
             use rayon::prelude::*;
             geo.frac.par_iter().map(place).unzip()
         } else {
@@ -386,8 +394,12 @@ impl Grid {
         drop(_span);
         let _span = tracing::trace_span!("grid_sort").entered();
         let total = nbins[0] * nbins[1] * nbins[2];
-        let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
-        let (sorted, start, slot) = if n >= PARALLEL_ITEMS && n.max(total) <= u32::MAX as usize {
+        let linear =
+            |b: [u32; 3]| (b[0] as usize * nbins[1] + b[1] as usize) * nbins[2] + b[2] as usize;
+        if total >= 1 << 32 {
+            return Err(Error::TooLarge(format!("{total} bins in one cell list")));
+        }
+        let (sorted, start, slot) = if n >= PARALLEL_ITEMS {
             bin_sort_parallel(&bin_of, total, linear)
         } else {
             bin_sort_serial(&bin_of, total, linear)
@@ -396,14 +408,14 @@ impl Grid {
         let _span = tracing::trace_span!("grid_wrap").entered();
         let cell = geo.cell;
         let wrapped = map_items(&sorted, |&j| {
-            let (x, img) = (positions[j], image[j]);
+            let (x, img) = (positions[j as usize], image[j as usize]);
             [0, 1, 2].map(|c| {
                 x[c] - (img[0] as f64 * cell[0][c]
                     + img[1] as f64 * cell[1][c]
                     + img[2] as f64 * cell[2][c])
             })
         });
-        let sorted_image = map_items(&sorted, |&j| image[j]);
+        let sorted_image = map_items(&sorted, |&j| image[j as usize]);
         Ok(Grid {
             nbins,
             reach,
@@ -440,9 +452,9 @@ impl Grid {
     /// with a slightly enlarged cutoff, so every pair within the cutoff is among them. Each
     /// `(j, shift)` is produced at most once.
     fn for_each_candidate(&self, i: usize, mut f: impl FnMut(usize, [i64; 3])) {
-        let b = self.bin_of[i];
-        let img_i = self.image[i];
-        let wi = self.wrapped[self.slot[i]];
+        let b = self.bin_of[i].map(|v| v as usize);
+        let img_i = self.image[i].map(i64::from);
+        let wi = self.wrapped[self.slot[i] as usize];
         let cell = &self.cell;
         for (ta, qa) in self.offsets(0, b[0]) {
             for (tb, qb) in self.offsets(1, b[1]) {
@@ -452,15 +464,15 @@ impl Grid {
                         (qa as f64 * cell[0][c] + qb as f64 * cell[1][c] + qc as f64 * cell[2][c])
                             - wi[c]
                     });
-                    for p in self.start[l]..self.start[l + 1] {
+                    for p in self.start[l] as usize..self.start[l + 1] as usize {
                         let w = self.wrapped[p];
                         let d = [w[0] + off[0], w[1] + off[1], w[2] + off[2]];
                         if dot(d, d) >= self.radius2 {
                             continue;
                         }
-                        let img_j = self.sorted_image[p];
+                        let img_j = self.sorted_image[p].map(i64::from);
                         f(
-                            self.sorted[p],
+                            self.sorted[p] as usize,
                             [
                                 qa + img_i[0] - img_j[0],
                                 qb + img_i[1] - img_j[1],

@@ -338,14 +338,15 @@ mod streaming_tests {
 fn parallel_bin_sort_equals_counting_sort() {
     let mut rng = Rng(11);
     let nbins = [7usize, 5, 9];
-    let linear = |b: [usize; 3]| (b[0] * nbins[1] + b[1]) * nbins[2] + b[2];
-    let bin_of: Vec<[usize; 3]> = (0..20_000)
+    let linear =
+        |b: [u32; 3]| (b[0] as usize * nbins[1] + b[1] as usize) * nbins[2] + b[2] as usize;
+    let bin_of: Vec<[u32; 3]> = (0..20_000)
         .map(|_| {
             // Bins 1..6 along the first direction only: bins 0 and 6 stay empty.
             [
-                1 + (rng.next_u64() % 5) as usize,
-                (rng.next_u64() % 5) as usize,
-                (rng.next_u64() % 9) as usize,
+                1 + (rng.next_u64() % 5) as u32,
+                (rng.next_u64() % 5) as u32,
+                (rng.next_u64() % 9) as u32,
             ]
         })
         .collect();
@@ -353,9 +354,9 @@ fn parallel_bin_sort_equals_counting_sort() {
     let serial = bin_sort_serial(&bin_of, total, linear);
     let parallel = bin_sort_parallel(&bin_of, total, linear);
     assert_eq!(serial.1[0], 0);
-    assert_eq!(serial.1[total], bin_of.len());
+    assert_eq!(serial.1[total] as usize, bin_of.len());
     assert!(
-        serial.1[linear([6, 0, 0])] == bin_of.len(),
+        serial.1[linear([6, 0, 0])] as usize == bin_of.len(),
         "last bins empty"
     );
     assert_eq!(serial, parallel);

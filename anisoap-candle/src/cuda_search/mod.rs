@@ -15,8 +15,10 @@
 //! `CudaNeighborSearch` is an empty type that is never built.
 
 use crate::error::{Error, Result};
-use crate::neighbors::NeighborSearch;
-use crate::system::{Particles, System};
+use crate::system::System;
+
+mod tables;
+pub use tables::SearchTables;
 
 #[cfg(feature = "cuda")]
 pub use imp::{CudaNeighborSearch, CudaPairCounter, CudaSearchKernel};
@@ -24,169 +26,7 @@ pub use imp::{CudaNeighborSearch, CudaPairCounter, CudaSearchKernel};
 pub use stub::{CudaNeighborSearch, CudaPairCounter, CudaSearchKernel};
 
 /// The kernel source (CUDA C++, compiled at run time with `--fmad=false`).
-pub const SOURCE: &str = include_str!("kernels/neighbor_search.cu");
-
-/// Columns of the per-frame `u32` table: bins per direction, periodic flags, first bin, first
-/// particle.
-const FRAME_U: usize = 8;
-/// Columns of the per-frame `f64` table: the cell rows, the squared pre-filter radius.
-const FRAME_F: usize = 10;
-
-/// The cell lists of all frames of a system as flat arrays (the layout
-/// `kernels/neighbor_search.cu` documents): particles in global order, "slots" in each frame's
-/// bin-sorted order (a frame's slots are its particle range), bins of all frames concatenated.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SearchTables {
-    /// Frame of each particle, `[N]`.
-    pub frame_of: Vec<u32>,
-    /// Per frame: bins a/b/c, pbc a/b/c, first bin, first particle, `[F, 8]`.
-    pub frame_u: Vec<u32>,
-    /// Per frame: bins searched each way per direction, `[F, 3]`.
-    pub frame_reach: Vec<i32>,
-    /// Per frame: cell rows (zeros for open frames) and the squared pre-filter radius, `[F, 10]`.
-    pub frame_f: Vec<f64>,
-    /// 3-D bin of each particle, `[N, 3]`.
-    pub bin_of: Vec<[u32; 3]>,
-    /// Image of each particle's wrapped position, `[N, 3]`.
-    pub image: Vec<[i32; 3]>,
-    /// Slot of each particle, `[N]`.
-    pub slot: Vec<u32>,
-    /// Positions as given, `[N, 3]`.
-    pub positions: Vec<[f64; 3]>,
-    /// Global slot ranges of the bins, `nbins + 1` entries per frame, `[bins + F]`.
-    pub bin_start: Vec<u32>,
-    /// Wrapped positions by slot, `[N, 3]`.
-    pub wrapped: Vec<[f64; 3]>,
-    /// Images by slot, `[N, 3]`.
-    pub slot_image: Vec<[i32; 3]>,
-    /// Particle of each slot, `[N]`.
-    pub slot_particle: Vec<u32>,
-    /// Squared cutoff of the final pair test.
-    pub cutoff2: f64,
-}
-
-fn to_u32(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::TooLarge(format!(
-            "{what} ({v}) does not fit the 32-bit indices of the CUDA neighbour search"
-        ))
-    })
-}
-
-fn to_i32(v: i64, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| {
-        Error::TooLarge(format!(
-            "{what} ({v}) does not fit the 32-bit indices of the CUDA neighbour search"
-        ))
-    })
-}
-
-impl SearchTables {
-    /// Flattens the cell lists of `system`'s frames. Errors ([`Error::TooLarge`]) when a count
-    /// or index does not fit in 32 bits.
-    pub fn new(system: &System) -> Result<Self> {
-        Self::from_parts(&system.particles, system.searches())
-    }
-
-    /// [`SearchTables::new`] from a system's parts (its particles and the cell-list search of
-    /// each frame), before the system exists (the counting pass).
-    pub fn from_parts(particles: &Particles, searches: &[NeighborSearch]) -> Result<Self> {
-        use rayon::prelude::*;
-        let _span = tracing::debug_span!("search_tables").entered();
-        let n = particles.len();
-        to_u32(n, "number of particles")?;
-        if searches.len() != particles.n_frames() {
-            return Err(Error::Device(
-                "one cell-list search per frame expected".into(),
-            ));
-        }
-        let mut t = SearchTables {
-            frame_of: particles
-                .frame
-                .par_iter()
-                .map(|&f| to_u32(f, "frame index"))
-                .collect::<Result<_>>()?,
-            cutoff2: searches.first().map_or(0.0, |search| search.cutoff2()),
-            ..Default::default()
-        };
-        // Rows are collected with indexed parallel iterators, which write straight into the
-        // reserved vectors from every thread (a flat_map would gather per-thread pieces and
-        // copy them on one thread: ~0.1 s for 10^6 particles on the H200 host).
-        t.bin_of.reserve(n);
-        t.image.reserve(n);
-        t.slot.reserve(n);
-        t.positions.reserve(n);
-        t.wrapped.reserve(n);
-        t.slot_image.reserve(n);
-        t.slot_particle.reserve(n);
-        for (f, search) in searches.iter().enumerate() {
-            let first = particles.frame_start[f];
-            let first_bin = t.bin_start.len();
-            let Some(grid) = search.grid() else {
-                // A frame without particles: no centre ever reads its row.
-                t.frame_u.extend([0; FRAME_U]);
-                t.frame_reach.extend([0; 3]);
-                t.frame_f.extend([0.0; FRAME_F]);
-                continue;
-            };
-            if search.cutoff2() != t.cutoff2 {
-                return Err(Error::Device(
-                    "frames were searched with different cutoffs".into(),
-                ));
-            }
-            for k in 0..3 {
-                to_u32(grid.nbins[k], "bins per direction")?;
-            }
-            t.frame_u.extend([
-                grid.nbins[0] as u32,
-                grid.nbins[1] as u32,
-                grid.nbins[2] as u32,
-                u32::from(grid.pbc[0]),
-                u32::from(grid.pbc[1]),
-                u32::from(grid.pbc[2]),
-                to_u32(first_bin, "number of bins")?,
-                to_u32(first, "particle index")?,
-            ]);
-            for k in 0..3 {
-                t.frame_reach.push(to_i32(grid.reach[k], "bin reach")?);
-            }
-            t.frame_f.extend(grid.cell.iter().flatten());
-            t.frame_f.push(grid.radius2);
-            // Every particle index and slot is below n (checked to fit 32 bits above), every
-            // bin below nbins (checked): those casts are exact. Images are checked here.
-            if let Some(&bad) = grid
-                .image
-                .par_iter()
-                .flatten()
-                .find_any(|&&x| i32::try_from(x).is_err())
-            {
-                to_i32(bad, "periodic image")?;
-            }
-            let image32 = |v: &[i64; 3]| v.map(|x| x as i32);
-            t.bin_of
-                .par_extend(grid.bin_of.par_iter().map(|b| b.map(|x| x as u32)));
-            t.image.par_extend(grid.image.par_iter().map(image32));
-            t.slot
-                .par_extend(grid.slot.par_iter().map(|&s| (first + s) as u32));
-            t.positions
-                .par_extend(search.positions().par_iter().copied());
-            t.wrapped.par_extend(grid.wrapped.par_iter().copied());
-            t.slot_image
-                .par_extend(grid.sorted_image.par_iter().map(image32));
-            t.slot_particle
-                .par_extend(grid.sorted.par_iter().map(|&j| (first + j) as u32));
-            for &s in &grid.start {
-                t.bin_start.push(to_u32(first + s, "slot index")?);
-            }
-        }
-        if t.slot.len() != n || t.positions.len() != n || t.slot_particle.len() != n {
-            return Err(Error::Device(
-                "the frames' cell lists do not cover every particle".into(),
-            ));
-        }
-        Ok(t)
-    }
-}
+pub const SOURCE: &str = include_str!("../kernels/neighbor_search.cu");
 
 /// Prefix sums `[C + 1]` of the pair counts of the centres `centers` (the rows of each
 /// centre's pairs in a chunk), checked against 32 bits.
@@ -414,7 +254,7 @@ mod imp {
                             (|| {
                                 Ok((
                                     dev.clone_htod(tables.wrapped.as_flattened())?,
-                                    dev.clone_htod(&tables.slot_particle)?,
+                                    dev.clone_htod(&*tables.slot_particle)?,
                                 ))
                             })(),
                         )
@@ -440,9 +280,9 @@ mod imp {
                 frame_f: dev.clone_htod(&tables.frame_f)?,
                 bin_of,
                 image,
-                slot: dev.clone_htod(&tables.slot)?,
+                slot: dev.clone_htod(&*tables.slot)?,
                 positions,
-                bin_start: dev.clone_htod(&tables.bin_start)?,
+                bin_start: dev.clone_htod(&*tables.bin_start)?,
                 wrapped,
                 slot_image: dev.clone_htod(tables.slot_image.as_flattened())?,
                 slot_particle,

@@ -1,5 +1,5 @@
 // The neighbour search of anisoap-candle/src/neighbors/ on NVIDIA GPUs (compiled with NVRTC at
-// run time by anisoap-candle/src/cuda_search.rs, with --fmad=false; no headers needed).
+// run time by anisoap-candle/src/cuda_search/, with --fmad=false; no headers needed).
 //
 // stage_pairs_<T>: one thread per centre of a chunk. It walks the same cell-list candidates as
 // Grid::for_each_candidate (the bins within `reach` of the centre's bin, periodic images along

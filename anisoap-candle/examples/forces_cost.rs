@@ -4,7 +4,8 @@
 //! On the CPU both paths run in the same process, one after the other per `lmax`: `fused` (the fused pair kernel with its
 //! analytic backward, the default) and `tensor_ops` (Candle tensor ops and their autograd, the
 //! oracle; the only path before). On other devices only the tensor ops exist.
-//! `FORCES_COST_PATH=fused` (or `tensor_ops`) runs one of them only.
+//! `FORCES_COST_PATH=fused` (or `tensor_ops`) runs one of them only. With `RAYON_NUM_THREADS`
+//! below the number of cores the file is `forces_cost_<device>_<N>thread.json`.
 //!
 //! ```text
 //! cargo run --release -p anisoap-candle --example forces_cost [cpu|cuda]
@@ -42,6 +43,8 @@ fn main() -> Res<()> {
     };
     let frame = generate_frame(&spec, 0);
     let inputs = FrameTensors::from_frame(&frame, "c_q", &device, DType::F64)?;
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = loadavg();
     let mut rows = Vec::new();
     let only = std::env::var("FORCES_COST_PATH").ok();
     let paths: Vec<(&str, bool)> = [("tensor_ops", false), ("fused", true)]
@@ -111,7 +114,9 @@ fn main() -> Res<()> {
     }
     let report = serde_json::json!({
         "device": device_name,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "threads": rayon::current_num_threads(),
+        "loadavg_before_after": [load_before.trim(), loadavg().trim()],
         "system": {"kind": "EllipsoidLiquid", "particles": 1000, "density": 0.3,
             "periodic": true, "seed": 7},
         "hypers": {"basis": "gto", "cutoff_radius": 4.0, "radial_gaussian_width": 1.0,
@@ -129,7 +134,18 @@ fn main() -> Res<()> {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gradients")
         });
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("forces_cost_{}.json", device_name.replace(':', "")));
+    // Fewer threads than cores (RAYON_NUM_THREADS) get their own file.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = rayon::current_num_threads();
+    let suffix = if device.is_cpu() && threads < cores {
+        format!("_{threads}thread")
+    } else {
+        String::new()
+    };
+    let path = dir.join(format!(
+        "forces_cost_{}{suffix}.json",
+        device_name.replace(':', "")
+    ));
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("wrote {}", path.display());
     Ok(())

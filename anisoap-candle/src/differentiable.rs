@@ -21,14 +21,17 @@
 //!    are normalised, turned into `R` with scipy's formula (§1.2 of the maths notes), and
 //!    `A = R diag(a⁻²) Rᵀ` is formed element-wise: gradients flow to quaternions and semi-axes.
 //!    Only the direction of a quaternion matters, so its gradient is orthogonal to it.
-//! 4. [`BatchedBasis::pair_coefficients`] (cofactor inverse, moments, contraction), neighbour
-//!    sum by `(centre, neighbour type)` with `index_add`, and the power spectrum per centre type
-//!    with [`batched::block_power_spectrum`].
+//! 4. Pair coefficients and neighbour sum by `(centre, neighbour type)`. On the CPU (default):
+//!    one fused op, [`FusedFrameDensity`] (per-particle rows in, density out, the pair list
+//!    inside), whose analytic backward (Gaussian-moment identities, chain rule through `A'⁻¹`,
+//!    `κ`, the smooth cutoff and the strain) gives the gradients without any `[P, ·]` tensor
+//!    in the graph. Elsewhere, or with [`DifferentiableDescriptor::with_fused_kernel`]`(false)`
+//!    (the oracle): [`BatchedBasis::pair_coefficients`] as tensor ops and `index_add`.
+//!    Then the power spectrum per centre type with [`batched::block_power_spectrum`].
 //!
-//! Every op used (`index_select`, `index_add`, `narrow`, `cat`, `reshape`, `permute`,
-//! `transpose`, `contiguous`, `matmul` (batched too), `sum`, `broadcast_*`, `affine`, `sqrt`,
-//! `exp`, `sqr`, element-wise `+ - * /`) has a backward in candle-core 0.11
-//! (`candle-core/src/backprop.rs`).
+//! Every tensor op used (`index_select`, `index_add`, `narrow`, `cat`, `reshape`, `permute`,
+//! `transpose`, `contiguous`, `matmul`, `sum`, `broadcast_*`, `affine`, `sqrt`, `exp`, `sqr`,
+//! `+ - * /`) has a backward in candle-core 0.11. The fused op has no second derivatives.
 //!
 //! # Output
 //!
@@ -107,7 +110,7 @@ use crate::batched::{self, BatchedBasis, BatchedOptions};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::fused_density::{FramePairs, FusedFrameDensity, FusedPairDensity};
-use crate::hypers::{Hypers, RadialBasis};
+use crate::hypers::Hypers;
 use crate::neighbors;
 use crate::reference;
 use crate::system::Layout;
@@ -336,6 +339,13 @@ impl TensorNeighbors {
     }
 }
 
+/// The fused CPU kernel of `basis` (dilation shift `1/σ²` for GTO, 0 for monomials).
+fn fused_kernel(basis: &Basis) -> FusedPairDensity {
+    let h = &basis.hypers;
+    let shift = reference::dilation_shift(h.radial_basis, h.radial_gaussian_width);
+    FusedPairDensity::new(basis, &recurrence_plan(&basis.monomials), shift)
+}
+
 /// Builds AniSOAP features from tensors, differentiably (see the module documentation).
 pub struct DifferentiableDescriptor {
     basis: Basis,
@@ -359,16 +369,7 @@ impl DifferentiableDescriptor {
             cuda_neighbor_search: true,
         };
         let batched = BatchedBasis::new(&basis, &options)?;
-        let fused = device.is_cpu().then(|| {
-            let shift = match hypers.radial_basis {
-                RadialBasis::Gto => {
-                    let w = hypers.radial_gaussian_width.unwrap_or(1.0);
-                    1.0 / (w * w)
-                }
-                RadialBasis::Monomial => 0.0,
-            };
-            FusedPairDensity::new(&basis, &recurrence_plan(&basis.monomials), shift)
-        });
+        let fused = device.is_cpu().then(|| fused_kernel(&basis));
         Ok(DifferentiableDescriptor {
             basis,
             batched,
@@ -377,19 +378,16 @@ impl DifferentiableDescriptor {
         })
     }
 
-    /// With `on = false`, the pair coefficients and the neighbour sum run as Candle tensor ops
-    /// (the autograd oracle, and the only path on GPUs) instead of the fused CPU kernel with
-    /// its analytic backward, which [`DifferentiableDescriptor::new`] selects on the CPU. The
-    /// two give the same values and gradients to rounding (`tests/fused_backward.rs`); only
-    /// the tensor ops support second derivatives. `on = true` has no effect off the CPU.
+    /// With `on = false`, pair coefficients and neighbour sum run as Candle tensor ops (the
+    /// autograd oracle; the only path on GPUs) instead of the fused CPU op with its analytic
+    /// backward, which [`DifferentiableDescriptor::new`] selects on the CPU. Both give the same
+    /// values and gradients to rounding (`tests/fused_backward.rs`); only the tensor ops have
+    /// second derivatives. `on = true` has no effect off the CPU.
     pub fn with_fused_kernel(mut self, on: bool) -> Self {
         if !on {
             self.fused = None;
         } else if self.fused.is_none() && self.options.device.is_cpu() {
-            let rebuilt = Self::new(&self.basis.hypers, &self.options.device, self.options.dtype);
-            if let Ok(rebuilt) = rebuilt {
-                self.fused = rebuilt.fused;
-            }
+            self.fused = Some(fused_kernel(&self.basis));
         }
         self
     }

@@ -57,8 +57,11 @@ macro_rules! lanewise {
         impl<T: Real> std::ops::$trait for V<T> {
             type Output = V<T>;
             #[inline(always)]
-            fn $method(self, rhs: V<T>) -> V<T> {
-                V(std::array::from_fn(|l| self.0[l] $op rhs.0[l]))
+            fn $method(mut self, rhs: V<T>) -> V<T> {
+                for l in 0..LANES {
+                    self.0[l] = self.0[l] $op rhs.0[l];
+                }
+                self
             }
         }
     };
@@ -368,7 +371,11 @@ impl FusedPairDensityBackward {
                 }))
             };
             let r = [lane(7), lane(8), lane(9)];
-            let sig = [0, 1, 2].map(|k| [0, 1, 2].map(|l| V(sigma[3 * k + l])));
+            let sig = [
+                [V(sigma[0]), V(sigma[1]), V(sigma[2])],
+                [V(sigma[3]), V(sigma[4]), V(sigma[5])],
+                [V(sigma[6]), V(sigma[7]), V(sigma[8])],
+            ];
             let th = |p: usize| V(theta[p]) * V(scale);
             let mut cut = V::of(0.0);
             if f.smooth_width > 0.0 {

@@ -159,7 +159,7 @@ impl FusedFrameDensity {
                 let mut acc = vec![zero; width];
                 let (start, end) = (w * p / workers, (w + 1) * p / workers);
                 let (mut g, mut r0) = (Vec::new(), Vec::new());
-                let mut gout = vec![zero; TASK_PAIRS * GEOMETRY_COLUMNS];
+                let mut gout = [zero; TASK_PAIRS * GEOMETRY_COLUMNS];
                 let mut a = start;
                 while a < end {
                     let b = end.min(a + TASK_PAIRS);

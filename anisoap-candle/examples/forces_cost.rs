@@ -1,9 +1,13 @@
 //! Cost of forces: the differentiable descriptor's forward pass against forward + backward
-//! (positions and quaternions), for about 1000 ellipsoids, on the CPU or a GPU.
+//! (positions and quaternions), for about 1000 ellipsoids (or `FORCES_COST_PARTICLES`), on the
+//! CPU or a GPU.
 //!
 //! On the CPU both paths run in the same process, one after the other per `lmax`: `fused` (the fused pair kernel with its
 //! analytic backward, the default) and `tensor_ops` (Candle tensor ops and their autograd, the
-//! oracle; the only path before). On other devices only the tensor ops exist.
+//! oracle; the only path before). On CUDA `fused` is the CUDA moments-and-contraction op with its
+//! analytic backward (Gaussian parameters and power spectrum as tensor ops); on other devices
+//! only the tensor ops exist. `FORCES_COST_PARTICLES` (default 1000) sets the system size
+//! (the file name gets `_<N>particles` when it is not 1000).
 //! `FORCES_COST_PATH=fused` (or `tensor_ops`) runs one of them only. With `RAYON_NUM_THREADS`
 //! below the number of cores the file is `forces_cost_<device>_<N>thread.json`.
 //!
@@ -33,9 +37,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Res<()> {
     let device_name = std::env::args().nth(1).unwrap_or_else(|| "cpu".into());
     let device: Device = anisoap_candle::device::open_device(&device_name)?;
+    let n_particles: usize = std::env::var("FORCES_COST_PARTICLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let spec = SyntheticSpec {
         kind: SystemKind::EllipsoidLiquid,
-        n_particles: 1000,
+        n_particles,
         n_species: 1,
         periodic: true,
         density: 0.3,
@@ -49,7 +57,7 @@ fn main() -> Res<()> {
     let only = std::env::var("FORCES_COST_PATH").ok();
     let paths: Vec<(&str, bool)> = [("tensor_ops", false), ("fused", true)]
         .into_iter()
-        .filter(|&(_, fused)| device.is_cpu() || !fused)
+        .filter(|&(_, fused)| device.is_cpu() || device.is_cuda() || !fused)
         .filter(|&(name, _)| only.as_deref().is_none_or(|o| o == name))
         .collect();
     for max_angular in [4, 6] {
@@ -109,6 +117,7 @@ fn main() -> Res<()> {
                 "forward_seconds": fwd,
                 "forward_backward_seconds": both,
                 "ratio": both / fwd,
+                "forward_backward_pairs_per_s": neighbors.len() as f64 / both,
             }));
         }
     }
@@ -117,14 +126,15 @@ fn main() -> Res<()> {
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "threads": rayon::current_num_threads(),
         "loadavg_before_after": [load_before.trim(), loadavg().trim()],
-        "system": {"kind": "EllipsoidLiquid", "particles": 1000, "density": 0.3,
+        "system": {"kind": "EllipsoidLiquid", "particles": n_particles, "density": 0.3,
             "periodic": true, "seed": 7},
         "hypers": {"basis": "gto", "cutoff_radius": 4.0, "radial_gaussian_width": 1.0,
             "max_radial": "default"},
         "dtype": "f64",
         "gradients": "positions and quaternions (Var), energy = sum of all per-centre features",
         "timing": format!("median of {REPEATS} after a warm-up forward"),
-        "paths": "fused: fused CPU pair kernel with its analytic backward (default on the CPU); \
+        "paths": "fused: fused CPU pair kernel with its analytic backward (default on the CPU), \
+            or on CUDA the moments-and-contraction op with its analytic backward (default there); \
             tensor_ops: Candle tensor ops and their autograd (the oracle)",
         "results": rows,
     });
@@ -137,11 +147,14 @@ fn main() -> Res<()> {
     // Fewer threads than cores (RAYON_NUM_THREADS) get their own file.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = rayon::current_num_threads();
-    let suffix = if device.is_cpu() && threads < cores {
+    let mut suffix = if device.is_cpu() && threads < cores {
         format!("_{threads}thread")
     } else {
         String::new()
     };
+    if n_particles != 1000 {
+        suffix.push_str(&format!("_{n_particles}particles"));
+    }
     let path = dir.join(format!(
         "forces_cost_{}{suffix}.json",
         device_name.replace(':', "")

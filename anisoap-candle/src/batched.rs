@@ -239,6 +239,43 @@ impl BatchedBasis {
         if let Some(cuda) = &self.cuda {
             return cuda.pair_coefficients(precision, inv_axes_product, r);
         }
+        self.tensor_op_pair_coefficients(precision, inv_axes_product, r)
+    }
+
+    /// [`BatchedBasis::pair_coefficients`] for autograd: with the fused CUDA kernels, the
+    /// Gaussian parameters as tensor ops and the moments and contraction as one CUDA op with
+    /// an analytic backward ([`crate::fused_cuda::CudaKernels::differentiable_coefficients`]);
+    /// elsewhere (or when that op does not fit the basis) the tensor ops throughout. The fused
+    /// forward of [`BatchedBasis::pair_coefficients`] has no backward.
+    pub fn differentiable_pair_coefficients(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<Tensor> {
+        let Some(cuda) = &self.cuda else {
+            return self.tensor_op_pair_coefficients(precision, inv_axes_product, r);
+        };
+        let (mu, sigma, scale) = {
+            let _span = tracing::trace_span!("gaussian_parameters").entered();
+            self.gaussian_parameters(precision, inv_axes_product, r)?
+        };
+        let scale = self.smooth_cutoff(&scale, r)?;
+        let unique = u32_tensor([0, 1, 2, 4, 5, 8], sigma.device())?;
+        let params = Tensor::cat(&[&mu, &sigma.index_select(&unique, 0)?, &scale], 0)?.t()?;
+        match cuda.differentiable_coefficients(&params)? {
+            Some(coefficients) => Ok(coefficients),
+            None => self.tensor_op_pair_coefficients(precision, inv_axes_product, r),
+        }
+    }
+
+    /// The tensor-op pair coefficients (the oracle), whatever kernels are loaded.
+    fn tensor_op_pair_coefficients(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<Tensor> {
         let (mu, sigma, scale) = {
             let _span = tracing::trace_span!("gaussian_parameters").entered();
             self.gaussian_parameters(precision, inv_axes_product, r)?

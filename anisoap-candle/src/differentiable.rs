@@ -25,8 +25,11 @@
 //!    one fused op, [`FusedFrameDensity`] (per-particle rows in, density out, the pair list
 //!    inside), whose analytic backward (Gaussian-moment identities, chain rule through `A'⁻¹`,
 //!    `κ`, the smooth cutoff and the strain) gives the gradients without any `[P, ·]` tensor
-//!    in the graph. Elsewhere, or with [`DifferentiableDescriptor::with_fused_kernel`]`(false)`
-//!    (the oracle): [`BatchedBasis::pair_coefficients`] as tensor ops and `index_add`.
+//!    in the graph. On CUDA (default with the fused CUDA kernels): the Gaussian parameters as
+//!    tensor ops, then moments and contraction as one CUDA op with an analytic backward
+//!    ([`BatchedBasis::differentiable_pair_coefficients`]), and `index_add`. Elsewhere, or with
+//!    [`DifferentiableDescriptor::with_fused_kernel`]`(false)` (the oracle):
+//!    [`BatchedBasis::pair_coefficients`] as tensor ops and `index_add`.
 //!    Then the power spectrum per centre type with [`batched::block_power_spectrum`].
 //!
 //! Every tensor op used (`index_select`, `index_add`, `narrow`, `cat`, `reshape`, `permute`,
@@ -354,6 +357,24 @@ pub struct DifferentiableDescriptor {
     /// On the CPU: the fused pair kernel with its analytic backward
     /// ([`crate::fused_density`]); `None` runs the tensor ops (the oracle).
     fused: Option<FusedPairDensity>,
+    /// On CUDA, the basis with the fused CUDA kernels: its differentiable pair op
+    /// ([`BatchedBasis::differentiable_pair_coefficients`]) has an analytic backward; `None`
+    /// runs the tensor ops (the oracle).
+    cuda: Option<BatchedBasis>,
+}
+
+/// The basis with the fused CUDA kernels on `options.device`, when it is a CUDA device and they
+/// load.
+fn cuda_kernels(basis: &Basis, options: &BatchedOptions) -> Result<Option<BatchedBasis>> {
+    if !options.device.is_cuda() {
+        return Ok(None);
+    }
+    let fused = BatchedOptions {
+        fused_cpu_moments: true,
+        ..options.clone()
+    };
+    let batched = BatchedBasis::new(basis, &fused)?;
+    Ok(batched.uses_cuda_kernels().then_some(batched))
 }
 
 impl DifferentiableDescriptor {
@@ -370,31 +391,41 @@ impl DifferentiableDescriptor {
         };
         let batched = BatchedBasis::new(&basis, &options)?;
         let fused = device.is_cpu().then(|| fused_kernel(&basis));
+        let cuda = cuda_kernels(&basis, &options)?;
         Ok(DifferentiableDescriptor {
             basis,
             batched,
             options,
             fused,
+            cuda,
         })
     }
 
     /// With `on = false`, pair coefficients and neighbour sum run as Candle tensor ops (the
-    /// autograd oracle; the only path on GPUs) instead of the fused CPU op with its analytic
-    /// backward, which [`DifferentiableDescriptor::new`] selects on the CPU. Both give the same
-    /// values and gradients to rounding (`tests/fused_backward.rs`); only the tensor ops have
-    /// second derivatives. `on = true` has no effect off the CPU.
+    /// autograd oracle) instead of the fused CPU op with its analytic backward, or on CUDA the
+    /// fused moments-and-contraction op with its analytic backward, which
+    /// [`DifferentiableDescriptor::new`] selects. Both give the same values and gradients to
+    /// rounding (`tests/fused_backward.rs`, `tests/cuda_fused.rs`); only the tensor ops have
+    /// second derivatives. `on = true` has no effect on other devices.
     pub fn with_fused_kernel(mut self, on: bool) -> Self {
         if !on {
             self.fused = None;
-        } else if self.fused.is_none() && self.options.device.is_cpu() {
-            self.fused = Some(fused_kernel(&self.basis));
+            self.cuda = None;
+        } else {
+            if self.fused.is_none() && self.options.device.is_cpu() {
+                self.fused = Some(fused_kernel(&self.basis));
+            }
+            if self.cuda.is_none() {
+                self.cuda = cuda_kernels(&self.basis, &self.options).ok().flatten();
+            }
         }
         self
     }
 
-    /// True when pairs run through the fused CPU kernel with its analytic backward.
+    /// True when pairs run through a fused kernel with an analytic backward (the CPU frame op,
+    /// or the CUDA moments-and-contraction op).
     pub fn uses_fused_kernel(&self) -> bool {
-        self.fused.is_some()
+        self.fused.is_some() || self.cuda.is_some()
     }
 
     /// The basis constants.
@@ -674,11 +705,14 @@ impl DifferentiableDescriptor {
             let strain = strain.to_dtype(r.dtype())?;
             r = (&r + r.matmul(&strain.t()?)?)?;
         }
-        let coefficients = self.batched.pair_coefficients(
-            &precision.index_select(&neighbors.neighbors, 0)?,
-            &inv_product.index_select(&neighbors.neighbors, 0)?,
-            &r,
-        )?;
+        let (precision_j, inv_j) = (
+            precision.index_select(&neighbors.neighbors, 0)?,
+            inv_product.index_select(&neighbors.neighbors, 0)?,
+        );
+        let coefficients = match &self.cuda {
+            Some(cuda) => cuda.differentiable_pair_coefficients(&precision_j, &inv_j, &r)?,
+            None => self.batched.pair_coefficients(&precision_j, &inv_j, &r)?,
+        };
         Ok(zeros
             .index_add(&neighbors.destination, &coefficients, 0)?
             .reshape((n, n_types, k))?)

@@ -1,6 +1,7 @@
 //! The fused CUDA kernels (built with the `cuda` feature): NVRTC compilation, the uploaded
 //! tables, staging and launches. `ops` holds the `CustomOp3` implementations.
 
+mod differentiable;
 mod ops;
 mod spectrum;
 
@@ -15,7 +16,7 @@ use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::{DType, Tensor, WithDType};
 use ops::NeighborSum;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Default budget of dynamic shared memory per block: two blocks fit on an H100/H200
 /// multiprocessor (228 KiB).
@@ -227,6 +228,9 @@ pub struct CudaKernels {
     tables: FloatTables,
     threads: u32,
     shared_bytes: u32,
+    /// The differentiable pair kernel and its backward (None when its shared memory does not
+    /// fit).
+    differentiable: Option<Arc<differentiable::DifferentiableKernels>>,
 }
 
 impl CudaKernels {
@@ -386,6 +390,23 @@ impl CudaKernels {
                 })
             }
         };
+        let differentiable = differentiable::DifferentiableKernels::new(
+            dev,
+            &module,
+            options.dtype,
+            plan,
+            differentiable::HostTables {
+                plan_words: &plan_words,
+                weights: &weights,
+                col_start: &col_start,
+                rows: &rows,
+                values: &values,
+            },
+            n_cols,
+            threads,
+            optin,
+        )?
+        .map(Arc::new);
         let kernels = CudaKernels {
             device: options.device.clone(),
             n_steps: plan.len() as u32,
@@ -397,11 +418,25 @@ impl CudaKernels {
             tables,
             threads: threads as u32,
             shared_bytes: shared_bytes as u32,
+            differentiable,
         };
         // The uploads ran on this thread's stream; workers launch from their own threads'
         // streams, so the tables must have landed before this returns.
         stream.synchronize().w()?;
         Ok(Some(kernels))
+    }
+
+    /// Pair coefficients `[P, K]` from Gaussian parameters `[P, 10]` (`μ_x μ_y μ_z Σ_00 Σ_01
+    /// Σ_02 Σ_11 Σ_12 Σ_22 scale`, the basis dtype) with an analytic backward
+    /// (`moments_contract_bwd` in `kernels/pair_coefficients.cu`), so gradients flow to the
+    /// parameters; `None` when the backward's shared memory does not fit this basis.
+    pub fn differentiable_coefficients(&self, params: &Tensor) -> Result<Option<Tensor>> {
+        let Some(kernels) = &self.differentiable else {
+            return Ok(None);
+        };
+        let _span = tracing::trace_span!("cuda_moments_contract").entered();
+        let op = differentiable::MomentsContract::new(kernels.clone());
+        Ok(Some(params.contiguous()?.apply_op1(op)?))
     }
 
     /// Threads per block of the pair kernel.

@@ -120,6 +120,11 @@ mod stub {
         }
 
         /// Never called (no value exists).
+        pub fn differentiable_coefficients(&self, _params: &Tensor) -> Result<Option<Tensor>> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
         pub fn block_power_spectrum(
             &self,
             _basis: &crate::basis::Basis,

@@ -136,6 +136,111 @@ __device__ __forceinline__ void pair_coefficients(
     }
 }
 
+// The moments of N(mu, Sigma) into this thread's shared-memory column `mine` (stride `stride`):
+// the recurrence of pair_coefficients, for the differentiable kernels below.
+template <typename T>
+__device__ __forceinline__ void gaussian_moments(
+    const PairGaussian<T>& g, const unsigned int* __restrict__ plan,
+    const T* __restrict__ weights, unsigned int n_steps, T* mine, unsigned int stride) {
+    mine[0] = T(1);
+    for (unsigned int k = 0; k < n_steps; ++k) {
+        const unsigned int* step = plan + 5 * k;
+        const unsigned int dir = step[0];
+        const T* w = weights + 3 * k;
+        const T sig0 = pick3(dir, g.s00, g.s01, g.s02);
+        const T sig1 = pick3(dir, g.s01, g.s11, g.s12);
+        const T sig2 = pick3(dir, g.s02, g.s12, g.s22);
+        T acc = pick3(dir, g.mx, g.my, g.mz) * mine[step[1]];
+        T coupling = T(0);
+        if (w[0] != T(0)) coupling = coupling + (sig0 * w[0]) * mine[step[2]];
+        if (w[1] != T(0)) coupling = coupling + (sig1 * w[1]) * mine[step[3]];
+        if (w[2] != T(0)) coupling = coupling + (sig2 * w[2]) * mine[step[4]];
+        mine[(k + 1) * stride] = acc + coupling;
+    }
+}
+
+// moments_contract_<T>: the pair kernel from given Gaussian parameters, for autograd (the
+// parameters come from differentiable tensor ops). params [P, 10]: mx my mz s00 s01 s02 s11 s12
+// s22 scale. out [P, K] = scale * (B^T m). Shared memory: n_moments * blockDim.x of T.
+template <typename T>
+__device__ __forceinline__ void moments_contract(
+    const T* __restrict__ params, const unsigned int* __restrict__ plan,
+    const T* __restrict__ weights, unsigned int n_steps, const unsigned int* __restrict__ col_start,
+    const unsigned int* __restrict__ rows, const T* __restrict__ values, unsigned int n_cols,
+    unsigned int n_pairs, T* __restrict__ out) {
+    extern __shared__ unsigned char shared_bytes[];
+    T* mine = reinterpret_cast<T*>(shared_bytes) + threadIdx.x;
+    const unsigned long long q = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= n_pairs) return;
+    const T* p = params + q * 10;
+    const PairGaussian<T> g{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]};
+    gaussian_moments<T>(g, plan, weights, n_steps, mine, blockDim.x);
+    T* row_out = out + q * n_cols;
+    unsigned int e = col_start[0];
+    for (unsigned int c = 0; c < n_cols; ++c) {
+        const unsigned int end = col_start[c + 1];
+        T acc = T(0);
+        for (; e < end; ++e) acc = acc + mine[rows[e]] * values[e];
+        row_out[c] = acc * g.scale;
+    }
+}
+
+// moments_contract_bwd_<T>: the gradient of moments_contract with respect to its parameters,
+// from grad_out [P, K] (d loss / d out). Per pair: the moments m again (first n_moments * blockDim.x
+// of shared memory), gbar = B grad_row (second half), d/d scale = m . gbar, d/d m = scale gbar,
+// then the Gaussian-moment identities dm_n/dmu_k = n_k m_{n-e_k},
+// dm_n/dSigma_kk = n_k (n_k - 1) / 2 m_{n-2e_k}, dm_n/dSigma_kl = n_k n_l m_{n-e_k-e_l} (k < l,
+// the symmetric pair as one variable).
+//   lower [n_moments, 12]: n_x n_y n_z, then (times blockDim.x) the shared offsets of
+//         n-e_x, n-e_y, n-e_z and of n-e_k-e_l for (k, l) = 00 01 02 11 12 22 (0 where the
+//         exponent is too small: its coefficient is 0 then).
+template <typename T>
+__device__ __forceinline__ void moments_contract_bwd(
+    const T* __restrict__ params, const T* __restrict__ grad_out,
+    const unsigned int* __restrict__ plan, const T* __restrict__ weights, unsigned int n_steps,
+    const unsigned int* __restrict__ col_start, const unsigned int* __restrict__ rows,
+    const T* __restrict__ values, unsigned int n_cols, const unsigned int* __restrict__ lower,
+    unsigned int n_moments, unsigned int n_pairs, T* __restrict__ grad_params) {
+    extern __shared__ unsigned char shared_bytes[];
+    const unsigned int stride = blockDim.x;
+    T* mine = reinterpret_cast<T*>(shared_bytes) + threadIdx.x;
+    T* gbar = mine + n_moments * stride;
+    const unsigned long long q = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= n_pairs) return;
+    const T* p = params + q * 10;
+    const PairGaussian<T> g{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]};
+    gaussian_moments<T>(g, plan, weights, n_steps, mine, stride);
+    for (unsigned int n = 0; n < n_moments; ++n) gbar[n * stride] = T(0);
+    const T* grad_row = grad_out + q * n_cols;
+    unsigned int e = col_start[0];
+    for (unsigned int c = 0; c < n_cols; ++c) {
+        const unsigned int end = col_start[c + 1];
+        const T gc = grad_row[c];
+        for (; e < end; ++e) gbar[rows[e]] += values[e] * gc;
+    }
+    T d_scale = T(0);
+    T d[9] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+    for (unsigned int n = 0; n < n_moments; ++n) {
+        const T gb = gbar[n * stride];
+        d_scale += mine[n * stride] * gb;
+        const T gm = g.scale * gb;
+        const unsigned int* t = lower + 12 * n;
+        const T ex = T(t[0]), ey = T(t[1]), ez = T(t[2]);
+        d[0] += gm * ex * mine[t[3]];
+        d[1] += gm * ey * mine[t[4]];
+        d[2] += gm * ez * mine[t[5]];
+        d[3] += gm * (T(0.5) * ex * (ex - T(1))) * mine[t[6]];
+        d[4] += gm * (ex * ey) * mine[t[7]];
+        d[5] += gm * (ex * ez) * mine[t[8]];
+        d[6] += gm * (T(0.5) * ey * (ey - T(1))) * mine[t[9]];
+        d[7] += gm * (ey * ez) * mine[t[10]];
+        d[8] += gm * (T(0.5) * ez * (ez - T(1))) * mine[t[11]];
+    }
+    T* out = grad_params + q * 10;
+    for (int k = 0; k < 9; ++k) out[k] = d[k];
+    out[9] = d_scale;
+}
+
 template <typename T>
 __device__ __forceinline__ void neighbor_sum(
     const T* __restrict__ coef, const unsigned int* __restrict__ seg,
@@ -168,5 +273,24 @@ __device__ __forceinline__ void neighbor_sum(
         neighbor_sum<T>(coef, seg, slot, n_centers, n_types, n_cols, out);                     \
     }
 
+#define ANISOAP_DIFFERENTIABLE_KERNELS(T, SUFFIX)                                              \
+    extern "C" __global__ void moments_contract_##SUFFIX(                                      \
+        const T* params, const unsigned int* plan, const T* weights, unsigned int n_steps,     \
+        const unsigned int* col_start, const unsigned int* rows, const T* values,              \
+        unsigned int n_cols, unsigned int n_pairs, T* out) {                                   \
+        moments_contract<T>(params, plan, weights, n_steps, col_start, rows, values, n_cols,   \
+                            n_pairs, out);                                                     \
+    }                                                                                          \
+    extern "C" __global__ void moments_contract_bwd_##SUFFIX(                                  \
+        const T* params, const T* grad_out, const unsigned int* plan, const T* weights,        \
+        unsigned int n_steps, const unsigned int* col_start, const unsigned int* rows,         \
+        const T* values, unsigned int n_cols, const unsigned int* lower,                       \
+        unsigned int n_moments, unsigned int n_pairs, T* grad_params) {                        \
+        moments_contract_bwd<T>(params, grad_out, plan, weights, n_steps, col_start, rows,     \
+                                values, n_cols, lower, n_moments, n_pairs, grad_params);       \
+    }
+
+ANISOAP_DIFFERENTIABLE_KERNELS(double, f64)
+ANISOAP_DIFFERENTIABLE_KERNELS(float, f32)
 ANISOAP_KERNELS(double, f64)
 ANISOAP_KERNELS(float, f32)

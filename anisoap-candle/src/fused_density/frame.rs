@@ -145,13 +145,16 @@ impl FusedFrameDensity {
         }
         let bwd = FusedPairDensityBackward::new(kernel);
         let avx2 = has_avx2();
-        // Contiguous blocks of pairs (4 per thread, at most 32: rayon balances them when a core
-        // is busy), each with its own accumulator ([N, 3] positions, [N, 7] particles, ε),
-        // summed in block order: the same bits on every run with the same thread count.
-        let workers = (4 * rayon::current_num_threads())
-            .clamp(1, 32)
-            .min(p.max(1));
+        // Contiguous blocks of ~2048 pairs (rayon balances them when a core is busy), each
+        // with its own accumulator ([N, 3] positions, [N, 7] particles, ε), summed in block
+        // order: the same bits on every run. Their number is capped so that the accumulators
+        // stay within ~64 MB (at least 4 per thread, at most 256 blocks).
         let width = 3 * n + PARTICLE_COLUMNS * n + 9;
+        let by_memory = (64 << 20) / (width * std::mem::size_of::<T>());
+        let workers = p
+            .div_ceil(2048)
+            .min(by_memory.max(4 * rayon::current_num_threads()))
+            .clamp(1, 256);
         let zero = T::of(0.0);
         let parts: Vec<Vec<T>> = (0..workers)
             .into_par_iter()

@@ -112,7 +112,9 @@ use crate::basis::Basis;
 use crate::batched::{self, BatchedBasis, BatchedOptions};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use crate::fused_density::{FramePairs, FusedFrameDensity, FusedPairDensity};
+use crate::fused_density::{
+    particle_rows, FramePairs, FusedFrameDensity, FusedPairDensity, PARTICLE_COLUMNS,
+};
 use crate::hypers::Hypers;
 use crate::neighbors;
 use crate::reference;
@@ -679,12 +681,13 @@ impl DifferentiableDescriptor {
         if neighbors.is_empty() {
             return Ok(zeros.reshape((n, n_types, k))?);
         }
-        let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
-        self.check_dilations(&precision, neighbors)?;
         if let Some(kernel) = &self.fused {
-            // The fused frame op: per-particle rows in, density out; its backward gives the
-            // gradients of positions, particle rows and strain analytically.
-            let particles = Tensor::cat(&[&precision, &inv_product.unsqueeze(1)?], 1)?;
+            // The fused frame op: positions and orientation rows in, density out; its backward
+            // gives the gradients of positions, quaternions, semi-axes and strain analytically.
+            let orientations = Tensor::cat(&[quaternions, semi_axes], 1)?;
+            let host = orientations.detach().to_dtype(DType::F64)?.flatten_all()?;
+            let rows = particle_rows(&host.to_vec1::<f64>()?);
+            self.check_dilations(rows.chunks(PARTICLE_COLUMNS), neighbors)?;
             let strain_input = match strain {
                 Some(e) => e.to_dtype(self.options.dtype)?.contiguous()?,
                 None => Tensor::zeros((3, 3), self.options.dtype, &self.options.device)?,
@@ -696,9 +699,12 @@ impl DifferentiableDescriptor {
             );
             return Ok(positions
                 .contiguous()?
-                .apply_op3(&particles, &strain_input, op)?
+                .apply_op3(&orientations, &strain_input, op)?
                 .reshape((n, n_types, k))?);
         }
+        let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
+        let rows = precision.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        self.check_dilations(rows.iter().map(|r| r.as_slice()), neighbors)?;
         let mut r = self.pair_vectors(positions, neighbors)?;
         if let Some(strain) = strain {
             // Row vectors: ((I + ε) r)ᵀ = rᵀ + rᵀ εᵀ.
@@ -720,11 +726,15 @@ impl DifferentiableDescriptor {
 
     /// The original's singularity rule (and finiteness), as the calculator applies it: every
     /// particle that is some pair's neighbour must have a usable `A' = A + I/σ²`
-    /// ([`reference::singular_dilation`]). Reads the precision rows `[N, 6]` back to the host.
-    fn check_dilations(&self, precision: &Tensor, neighbors: &TensorNeighbors) -> Result<()> {
+    /// ([`reference::singular_dilation`]), from the host precision rows (6 leading entries used).
+    fn check_dilations<'a>(
+        &self,
+        rows: impl Iterator<Item = &'a [f64]>,
+        neighbors: &TensorNeighbors,
+    ) -> Result<()> {
         let hypers = &self.basis.hypers;
         let shift = reference::dilation_shift(hypers.radial_basis, hypers.radial_gaussian_width);
-        let rows = precision.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let rows: Vec<&[f64]> = rows.collect();
         let mut checked = vec![false; rows.len()];
         for (&i, &j) in neighbors.host_centers.iter().zip(&neighbors.host_neighbors) {
             if std::mem::replace(&mut checked[j], true) {

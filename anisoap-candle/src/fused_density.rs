@@ -18,12 +18,14 @@
 //! rows, from the Gaussian-moment identities and the chain rule through `A'⁻¹`, `κ` and the
 //! smooth cutoff; `apply_op2` uses it, the calculator keeps `apply_op2_no_bwd`).
 //! [`FusedFrameDensity`] (`frame.rs`) runs the same kernel and backward over a whole frame's
-//! pair list from per-particle tensors — what [`crate::differentiable`] uses on the CPU.
+//! pair list from positions and orientations — what [`crate::differentiable`] uses on the CPU.
 
 mod backward;
 mod frame;
+mod orientation;
 
 pub use frame::{FramePairs, FusedFrameDensity, PARTICLE_COLUMNS};
+pub use orientation::{orientation_grad, particle_rows, ORIENTATION_COLUMNS};
 
 use crate::basis::monomials::RecurrenceStep;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};

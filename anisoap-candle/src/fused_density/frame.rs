@@ -1,8 +1,10 @@
 //! The fused kernel over a whole frame's pair list, from per-particle tensors, with its
 //! analytic backward: what [`crate::differentiable`] runs on the CPU.
 //!
-//! Inputs (a `CustomOp3`): positions `[N, 3]`, particle rows `[N, 7]` (the precision row
-//! `a00 a01 a02 a11 a12 a22` and `1/(a1 a2 a3)`) and a strain `ε` `[3, 3]`; the pair list
+//! Inputs (a `CustomOp3`): positions `[N, 3]`, orientation rows `[N, 7]` (quaternion
+//! `(w, x, y, z)` and semi-axes; the op forms the particle rows — precision row
+//! `a00 a01 a02 a11 a12 a22` and `1/(a1 a2 a3)` — itself, `orientation.rs`) and a strain `ε`
+//! `[3, 3]`; the pair list
 //! ([`FramePairs`]: centre, neighbour, constant shift `S·cell`, output row) lives on the host
 //! inside the op. Each rayon task builds the geometry rows of its own pairs
 //! (`r = (I + ε)(x_j − x_i + S·cell)`) in a local buffer and runs the chunk kernel on them, so
@@ -12,6 +14,7 @@
 //! gradient into per-block accumulators `[N, 10]` (+ `ε`), summed in a fixed order at the end.
 
 use super::backward::{FusedPairDensityBackward, TASK_PAIRS};
+use super::orientation::{orientation_grad, particle_rows, ORIENTATION_COLUMNS};
 use super::{contiguous, has_avx2, FusedPairDensity, Real, GEOMETRY_COLUMNS};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -33,7 +36,7 @@ pub struct FramePairs {
     pub dest: Vec<u32>,
 }
 
-/// The frame op: `(positions [N, 3], particles [N, 7], strain [3, 3]) → density rows
+/// The frame op: `(positions [N, 3], orientations [N, 7], strain [3, 3]) → density rows
 /// [n_rows, K]` (see the module documentation), with an analytic backward to all three.
 #[derive(Debug, Clone)]
 pub struct FusedFrameDensity {
@@ -63,9 +66,9 @@ impl FusedFrameDensity {
     ) -> candle_core::Result<usize> {
         let n = n_positions / 3;
         let p = &self.pairs;
-        if n_positions != 3 * n || n_particles != PARTICLE_COLUMNS * n || n_strain != 9 {
+        if n_positions != 3 * n || n_particles != ORIENTATION_COLUMNS * n || n_strain != 9 {
             candle_core::bail!(
-                "anisoap-frame-density: inputs must be [N, 3], [N, {PARTICLE_COLUMNS}], [3, 3]"
+                "anisoap-frame-density: inputs must be [N, 3], [N, {ORIENTATION_COLUMNS}], [3, 3]"
             );
         }
         let len = p.centers.len();
@@ -252,22 +255,22 @@ impl CustomOp3 for FusedFrameDensity {
         let shape = Shape::from((self.kernel.n_rows, self.kernel.n_cols));
         let storage = match (s1, s2, s3) {
             (CpuStorage::F64(x), CpuStorage::F64(a), CpuStorage::F64(e)) => {
-                let inputs = (
+                let (x, a, e) = (
                     contiguous(x, l1, "positions")?,
-                    contiguous(a, l2, "particles")?,
+                    contiguous(a, l2, "orientations")?,
                     contiguous(e, l3, "strain")?,
                 );
-                self.check(inputs.0.len(), inputs.1.len(), inputs.2.len())?;
-                CpuStorage::F64(self.forward(inputs)?)
+                self.check(x.len(), a.len(), e.len())?;
+                CpuStorage::F64(self.forward((x, &particle_rows(a), e))?)
             }
             (CpuStorage::F32(x), CpuStorage::F32(a), CpuStorage::F32(e)) => {
-                let inputs = (
+                let (x, a, e) = (
                     contiguous(x, l1, "positions")?,
-                    contiguous(a, l2, "particles")?,
+                    contiguous(a, l2, "orientations")?,
                     contiguous(e, l3, "strain")?,
                 );
-                self.check(inputs.0.len(), inputs.1.len(), inputs.2.len())?;
-                CpuStorage::F32(self.forward(inputs)?)
+                self.check(x.len(), a.len(), e.len())?;
+                CpuStorage::F32(self.forward((x, &particle_rows(a), e))?)
             }
             _ => candle_core::bail!("anisoap-frame-density: inputs must all be f64 or all f32"),
         };
@@ -279,7 +282,7 @@ impl CustomOp3 for FusedFrameDensity {
     fn bwd(
         &self,
         positions: &Tensor,
-        particles: &Tensor,
+        orientations: &Tensor,
         strain: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
@@ -287,22 +290,22 @@ impl CustomOp3 for FusedFrameDensity {
         let n = positions.dim(0)?;
         self.check(
             positions.elem_count(),
-            particles.elem_count(),
+            orientations.elem_count(),
             strain.elem_count(),
         )?;
         let device = positions.device();
         macro_rules! run {
             ($t:ty) => {{
-                let (x, a, e, g) = (
+                let (x, o, e, g) = (
                     host::<$t>(positions)?,
-                    host::<$t>(particles)?,
+                    host::<$t>(orientations)?,
                     host::<$t>(strain)?,
                     host::<$t>(grad_res)?,
                 );
-                let (gx, ga, ge) = self.backward((&x, &a, &e), &g)?;
+                let (gx, ga, ge) = self.backward((&x, &particle_rows(&o), &e), &g)?;
                 (
                     Tensor::from_vec(gx, (n, 3), device)?,
-                    Tensor::from_vec(ga, (n, PARTICLE_COLUMNS), device)?,
+                    Tensor::from_vec(orientation_grad(&o, &ga), (n, ORIENTATION_COLUMNS), device)?,
                     Tensor::from_vec(ge, (3, 3), device)?,
                 )
             }};

@@ -387,3 +387,43 @@ fn fused_backward_f32_follows_the_oracle() {
     assert!(scale > 0.0);
     assert!(err < 1e-3, "f32 fused vs tensor ops {err:e}");
 }
+
+/// A neighbour whose `A'` is singular is refused by both paths with the calculator's message
+/// (the fused path checks the precision rows it forms on the host).
+#[test]
+fn singular_dilation_is_refused_like_the_calculator() {
+    use anisoap_candle::{Backend, Calculator, Quantity};
+    let text = "2\nLattice=\"6 0 0 0 6 0 0 0 6\" Properties=species:S:1:pos:R:3:c_q:R:4:c_diameter[1]:R:1:c_diameter[2]:R:1:c_diameter[3]:R:1 pbc=\"T T T\"\nH 0.1 0.2 0.3 1 0 0 0 1 1 2\nC 1.5 0.2 0.3 0.5 0.5 0.5 0.5 1e5 1e5 1e5\n";
+    let frames = anisoap_candle::xyz::read_xyz_str(text, std::path::Path::new("<test>")).unwrap();
+    let hypers = Hypers::monomial(2, 3.0);
+    let expected = Calculator::new(&hypers, Backend::Reference)
+        .unwrap()
+        .compute(&frames, Quantity::PowerSpectrumPerCenter, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        expected.contains("pair (centre 0, neighbour 1): The given dilation matrix is singular"),
+        "{expected}"
+    );
+    let tail = |s: &str| s[s.find("pair (").unwrap()..].to_string();
+    for fused in [true, false] {
+        let descriptor = DifferentiableDescriptor::new(&hypers, &Device::Cpu, DType::F64)
+            .unwrap()
+            .with_fused_kernel(fused);
+        let t = FrameTensors::from_frame(&frames[0], "c_q", &Device::Cpu, DType::F64).unwrap();
+        let nl = descriptor
+            .neighbors(
+                &t.positions,
+                &t.types,
+                &t.cell,
+                t.pbc,
+                &SpeciesLayout::FromPairs,
+            )
+            .unwrap();
+        let got = descriptor
+            .power_spectrum(&t.positions, &t.quaternions, &t.semi_axes, &nl)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(tail(&got), tail(&expected), "fused {fused}");
+    }
+}

@@ -15,7 +15,7 @@
 //! cargo run --release -p anisoap-candle --example forces_cost [cpu|cuda]
 //! ```
 //!
-//! Writes `results/gradients/forces_cost_<device>.json` (or into `$FORCES_COST_DIR`). Timings are medians of 3 repetitions,
+//! Writes `results/gradients/forces_cost_<device>.json` (or into `$FORCES_COST_DIR`). Timings are medians of 9 repetitions,
 //! after one warm-up; the host neighbour list is timed separately.
 
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};

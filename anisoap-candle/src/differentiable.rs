@@ -296,6 +296,18 @@ pub struct TensorNeighbors {
     /// Samples per centre block.
     block_counts: Vec<usize>,
     n_particles: usize,
+    /// On CUDA with the fused kernels: the pairs' centre, neighbour and destination indices
+    /// with their transposes, for the deterministic gathers and neighbour sum.
+    cuda_gather: Option<CudaGather>,
+}
+
+/// [`TensorNeighbors`]' indices for the differentiable CUDA path
+/// ([`crate::fused_cuda::GatherIndex`]).
+#[derive(Debug, Clone)]
+struct CudaGather {
+    centers: crate::fused_cuda::GatherIndex,
+    neighbors: crate::fused_cuda::GatherIndex,
+    destination: crate::fused_cuda::GatherIndex,
 }
 
 impl TensorNeighbors {
@@ -540,7 +552,20 @@ impl DifferentiableDescriptor {
         } else {
             FramePairs::default()
         });
+        let cuda_gather = match &self.cuda {
+            Some(_) => {
+                use crate::fused_cuda::GatherIndex;
+                let dest: Vec<usize> = destination.iter().map(|&d| d as usize).collect();
+                Some(CudaGather {
+                    centers: GatherIndex::new(&list.centers, n, device)?,
+                    neighbors: GatherIndex::new(&list.neighbors, n, device)?,
+                    destination: GatherIndex::new(&dest, n * n_types, device)?,
+                })
+            }
+            None => None,
+        };
         Ok(TensorNeighbors {
+            cuda_gather,
             centers: u32s(list.centers.iter().map(|&i| i as u32).collect())?,
             neighbors: u32s(list.neighbors.iter().map(|&j| j as u32).collect())?,
             shift_vectors: Tensor::from_vec(shift_vectors, (n_pairs, 3), device)?
@@ -705,11 +730,36 @@ impl DifferentiableDescriptor {
         let (precision, inv_product) = precision_rows(&rotation_matrices(quaternions)?, semi_axes)?;
         let rows = precision.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
         self.check_dilations(rows.iter().map(|r| r.as_slice()), neighbors)?;
-        let mut r = self.pair_vectors(positions, neighbors)?;
+        // On CUDA, gathers and the neighbour sum run as deterministic ops whose backward is
+        // parallel over its outputs (`fused_cuda::GatherIndex`): candle's CUDA `index_add`
+        // (the neighbour sum, and the backward of every `index_select` by pair) runs one thread
+        // per column over all pairs.
+        let gather = match (&self.cuda, &neighbors.cuda_gather) {
+            (Some(cuda), Some(g)) => cuda.cuda_kernels().map(|kernels| (cuda, kernels, g)),
+            _ => None,
+        };
+        let mut r = match gather {
+            Some((_, kernels, g)) => {
+                ((kernels.gather_rows(positions, &g.neighbors)?
+                    - kernels.gather_rows(positions, &g.centers)?)?
+                    + &neighbors.shift_vectors)?
+            }
+            None => self.pair_vectors(positions, neighbors)?,
+        };
         if let Some(strain) = strain {
             // Row vectors: ((I + ε) r)ᵀ = rᵀ + rᵀ εᵀ.
             let strain = strain.to_dtype(r.dtype())?;
             r = (&r + r.matmul(&strain.t()?)?)?;
+        }
+        if let Some((cuda, kernels, g)) = gather {
+            let precision_j = kernels.gather_rows(&precision, &g.neighbors)?;
+            let inv_j = kernels
+                .gather_rows(&inv_product.unsqueeze(1)?, &g.neighbors)?
+                .squeeze(1)?;
+            let coefficients = cuda.differentiable_pair_coefficients(&precision_j, &inv_j, &r)?;
+            return Ok(kernels
+                .scatter_sum_rows(&coefficients, &g.destination)?
+                .reshape((n, n_types, k))?);
         }
         let (precision_j, inv_j) = (
             precision.index_select(&neighbors.neighbors, 0)?,

@@ -2,6 +2,7 @@
 //! tables, staging and launches. `ops` holds the `CustomOp3` implementations.
 
 mod differentiable;
+mod gather_ops;
 mod ops;
 mod spectrum;
 
@@ -231,6 +232,8 @@ pub struct CudaKernels {
     /// The differentiable pair kernel and its backward (None when its shared memory does not
     /// fit).
     differentiable: Option<Arc<differentiable::DifferentiableKernels>>,
+    /// The deterministic gather and scatter-sum kernels of the differentiable path.
+    gather: gather_ops::GatherKernels,
 }
 
 impl CudaKernels {
@@ -407,6 +410,13 @@ impl CudaKernels {
             optin,
         )?
         .map(Arc::new);
+        let gather = gather_ops::GatherKernels {
+            gather_fn: module.load_function(&format!("gather_rows_{suffix}")).w()?,
+            sum_fn: module
+                .load_function(&format!("segment_sum_rows_{suffix}"))
+                .w()?,
+            dtype: options.dtype,
+        };
         let kernels = CudaKernels {
             device: options.device.clone(),
             n_steps: plan.len() as u32,
@@ -419,6 +429,7 @@ impl CudaKernels {
             threads: threads as u32,
             shared_bytes: shared_bytes as u32,
             differentiable,
+            gather,
         };
         // The uploads ran on this thread's stream; workers launch from their own threads'
         // streams, so the tables must have landed before this returns.
@@ -437,6 +448,36 @@ impl CudaKernels {
         let _span = tracing::trace_span!("cuda_moments_contract").entered();
         let op = differentiable::MomentsContract::new(kernels.clone());
         Ok(Some(params.contiguous()?.apply_op1(op)?))
+    }
+
+    /// `src[index[q]]` for every row `q` of `index` (`src` `[n_targets, W]`, the basis dtype),
+    /// differentiable: the backward is [`CudaKernels::scatter_sum_rows`] (deterministic, one
+    /// thread per element; candle's CUDA `index_add`, the backward of `index_select`, runs one
+    /// thread per column over all rows).
+    pub fn gather_rows(
+        &self,
+        src: &Tensor,
+        index: &crate::fused_cuda::GatherIndex,
+    ) -> Result<Tensor> {
+        let op = gather_ops::GatherRows {
+            kernels: self.gather.clone(),
+            index: index.clone(),
+        };
+        Ok(src.contiguous()?.apply_op1(op)?)
+    }
+
+    /// `Σ_{q: index[q] = t} src[q]` for every target `t` (`src` `[P, W]`), in row order;
+    /// differentiable: the backward is [`CudaKernels::gather_rows`].
+    pub fn scatter_sum_rows(
+        &self,
+        src: &Tensor,
+        index: &crate::fused_cuda::GatherIndex,
+    ) -> Result<Tensor> {
+        let op = gather_ops::ScatterSumRows {
+            kernels: self.gather.clone(),
+            index: index.clone(),
+        };
+        Ok(src.contiguous()?.apply_op1(op)?)
     }
 
     /// Threads per block of the pair kernel.

@@ -120,6 +120,20 @@ mod stub {
         }
 
         /// Never called (no value exists).
+        pub fn gather_rows(&self, _src: &Tensor, _index: &super::GatherIndex) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
+        pub fn scatter_sum_rows(
+            &self,
+            _src: &Tensor,
+            _index: &super::GatherIndex,
+        ) -> Result<Tensor> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
         pub fn differentiable_coefficients(&self, _params: &Tensor) -> Result<Option<Tensor>> {
             match *self {}
         }
@@ -151,5 +165,7 @@ mod stub {
 }
 
 pub mod baked;
+mod gather;
+pub use gather::GatherIndex;
 #[cfg(feature = "cuda")]
 mod imp;

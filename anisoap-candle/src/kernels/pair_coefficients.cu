@@ -273,6 +273,38 @@ __device__ __forceinline__ void neighbor_sum(
         neighbor_sum<T>(coef, seg, slot, n_centers, n_types, n_cols, out);                     \
     }
 
+// gather_rows_<T>: out[q, c] = src[index[q], c] (one thread per element; index[q] < N checked
+// on the host). segment_sum_rows_<T>: its transpose, out[n, c] = sum of grad[perm[p], c] over
+// p = seg[n] .. seg[n + 1] in order (perm lists the rows q with index[q] = n, ascending), one
+// thread per element: deterministic, unlike an atomic scatter.
+template <typename T>
+__device__ __forceinline__ void gather_rows(
+    const T* __restrict__ src, const unsigned int* __restrict__ index, unsigned int n_rows,
+    unsigned int width, T* __restrict__ out) {
+    const unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (unsigned long long)n_rows * width) return;
+    const unsigned long long q = idx / width;
+    const unsigned int c = (unsigned int)(idx - q * width);
+    out[idx] = src[(unsigned long long)index[q] * width + c];
+}
+
+template <typename T>
+__device__ __forceinline__ void segment_sum_rows(
+    const T* __restrict__ grad, const unsigned int* __restrict__ perm,
+    const unsigned int* __restrict__ seg, unsigned int n_out, unsigned int width,
+    T* __restrict__ out) {
+    const unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (unsigned long long)n_out * width) return;
+    const unsigned long long n = idx / width;
+    const unsigned int c = (unsigned int)(idx - n * width);
+    T acc = T(0);
+    const unsigned int end = seg[n + 1];
+    for (unsigned int p = seg[n]; p < end; ++p) {
+        acc = acc + grad[(unsigned long long)perm[p] * width + c];
+    }
+    out[idx] = acc;
+}
+
 #define ANISOAP_DIFFERENTIABLE_KERNELS(T, SUFFIX)                                              \
     extern "C" __global__ void moments_contract_##SUFFIX(                                      \
         const T* params, const unsigned int* plan, const T* weights, unsigned int n_steps,     \
@@ -288,6 +320,16 @@ __device__ __forceinline__ void neighbor_sum(
         unsigned int n_moments, unsigned int n_pairs, T* grad_params) {                        \
         moments_contract_bwd<T>(params, grad_out, plan, weights, n_steps, col_start, rows,     \
                                 values, n_cols, lower, n_moments, n_pairs, grad_params);       \
+    }                                                                                          \
+    extern "C" __global__ void gather_rows_##SUFFIX(const T* src, const unsigned int* index,   \
+                                                    unsigned int n_rows, unsigned int width,   \
+                                                    T* out) {                                  \
+        gather_rows<T>(src, index, n_rows, width, out);                                        \
+    }                                                                                          \
+    extern "C" __global__ void segment_sum_rows_##SUFFIX(                                      \
+        const T* grad, const unsigned int* perm, const unsigned int* seg, unsigned int n_out,  \
+        unsigned int width, T* out) {                                                          \
+        segment_sum_rows<T>(grad, perm, seg, n_out, width, out);                               \
     }
 
 ANISOAP_DIFFERENTIABLE_KERNELS(double, f64)

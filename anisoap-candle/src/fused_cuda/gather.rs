@@ -1,0 +1,88 @@
+//! [`GatherIndex`]: a row index with its transpose (rows grouped by target, stable), for the
+//! deterministic gather and scatter-sum ops of the differentiable CUDA path
+//! ([`crate::fused_cuda::CudaKernels::gather_rows`], [`crate::fused_cuda::CudaKernels::scatter_sum_rows`]).
+//! Candle's CUDA `index_add` (the backward of `index_select`, and the neighbour sum) runs one
+//! thread per column over the whole index list; these run one thread per output element.
+
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+
+/// `index[q]` (each below `n_targets`) on the device, with `perm` (the rows `q` grouped by
+/// `index[q]`, ascending within a group) and `seg` (`[n_targets + 1]` group starts in `perm`).
+#[derive(Debug, Clone)]
+// The tensors are read by the CUDA kernels only (`cuda` feature).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub struct GatherIndex {
+    /// `[P]` u32.
+    pub(crate) index: Tensor,
+    /// `[P]` u32.
+    pub(crate) perm: Tensor,
+    /// `[n_targets + 1]` u32.
+    pub(crate) seg: Tensor,
+    /// Number of rows `P`.
+    pub(crate) n_rows: usize,
+    /// Number of targets.
+    pub(crate) n_targets: usize,
+}
+
+impl GatherIndex {
+    /// Builds the index and its transpose (a counting sort on the host) and uploads them.
+    pub fn new(index: &[usize], n_targets: usize, device: &Device) -> Result<Self> {
+        let too_large = || Error::TooLarge("a gather index needs 32-bit rows and targets".into());
+        if u32::try_from(index.len()).is_err() || u32::try_from(n_targets).is_err() {
+            return Err(too_large());
+        }
+        if let Some(&bad) = index.iter().find(|&&t| t >= n_targets) {
+            return Err(Error::Device(format!(
+                "gather index {bad} outside {n_targets} targets"
+            )));
+        }
+        let mut seg = vec![0u32; n_targets + 1];
+        for &t in index {
+            seg[t + 1] += 1;
+        }
+        for t in 0..n_targets {
+            seg[t + 1] += seg[t];
+        }
+        let mut fill = seg.clone();
+        let mut perm = vec![0u32; index.len()];
+        for (q, &t) in index.iter().enumerate() {
+            perm[fill[t] as usize] = q as u32;
+            fill[t] += 1;
+        }
+        let index32: Vec<u32> = index.iter().map(|&t| t as u32).collect();
+        let n = index.len();
+        Ok(GatherIndex {
+            index: Tensor::from_vec(index32, n, device)?,
+            perm: Tensor::from_vec(perm, n, device)?,
+            seg: Tensor::from_vec(seg, n_targets + 1, device)?,
+            n_rows: n,
+            n_targets,
+        })
+    }
+
+    /// Number of rows `P`.
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    /// Number of targets.
+    pub fn n_targets(&self) -> usize {
+        self.n_targets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The transpose lists every row once, grouped by target, ascending within a group.
+    #[test]
+    fn transpose_groups_rows_by_target() {
+        let index = [2usize, 0, 2, 1, 0, 2];
+        let g = GatherIndex::new(&index, 4, &Device::Cpu).unwrap();
+        assert_eq!(g.seg.to_vec1::<u32>().unwrap(), vec![0, 2, 3, 6, 6]);
+        assert_eq!(g.perm.to_vec1::<u32>().unwrap(), vec![1, 4, 3, 0, 2, 5]);
+        assert!(GatherIndex::new(&[4], 4, &Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The deterministic gather and scatter-sum ops of the differentiable CUDA path, each the
+//! other's backward ([`crate::fused_cuda::GatherIndex`], `gather_rows_<T>` and
+//! `segment_sum_rows_<T>` in `kernels/pair_coefficients.cu`).
+
+use crate::fused_cuda::GatherIndex;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+
+/// Threads per block.
+const THREADS: u32 = 256;
+
+/// The two kernels of one dtype.
+#[derive(Clone)]
+pub(crate) struct GatherKernels {
+    pub(crate) gather_fn: CudaFunction,
+    pub(crate) sum_fn: CudaFunction,
+    pub(crate) dtype: DType,
+}
+
+/// `out[q] = src[index[q]]`, `[P, W]` from `[n_targets, W]`; backward: the scatter sum.
+pub(crate) struct GatherRows {
+    pub(crate) kernels: GatherKernels,
+    pub(crate) index: GatherIndex,
+}
+
+/// `out[t] = Σ_{q: index[q] = t} src[q]` in row order, `[n_targets, W]` from `[P, W]`;
+/// backward: the gather.
+pub(crate) struct ScatterSumRows {
+    pub(crate) kernels: GatherKernels,
+    pub(crate) index: GatherIndex,
+}
+
+fn u32_view<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<CudaView<'a, u32>> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cuda(s), Some((a, b))) => Ok(s.as_cuda_slice::<u32>()?.slice(a..b)),
+        _ => candle_core::bail!("anisoap-cuda: index tensors must be contiguous on CUDA"),
+    }
+}
+
+fn src_view<'a, T: CudaDType>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    len: usize,
+) -> candle_core::Result<CudaView<'a, T>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) if b - a == len => Ok(s.as_cuda_slice::<T>()?.slice(a..b)),
+        _ => {
+            candle_core::bail!("anisoap-cuda: gather input must be contiguous with {len} elements")
+        }
+    }
+}
+
+fn grid(total: usize) -> candle_core::Result<LaunchConfig> {
+    let blocks = u32::try_from(total.div_ceil(THREADS as usize))
+        .map_err(|_| candle_core::Error::Msg("gather grid too large".into()))?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+fn launch_gather<T: CudaDType + DeviceRepr>(
+    dev: &CudaDevice,
+    f: &CudaFunction,
+    src: CudaView<'_, T>,
+    index: &GatherIndex,
+    width: usize,
+) -> candle_core::Result<CudaSlice<T>> {
+    let total = index.n_rows * width;
+    // SAFETY: thread idx < P W writes out[idx]; the grid covers every idx.
+    let mut out = unsafe { dev.alloc::<T>(total.max(1)) }?;
+    if total == 0 {
+        return Ok(out);
+    }
+    let (storage, layout) = index.index.storage_and_layout();
+    let idx = u32_view(&storage, layout)?;
+    let (rows, w) = (index.n_rows as u32, width as u32);
+    let stream = dev.cuda_stream();
+    let mut b = stream.launch_builder(f);
+    b.arg(&src).arg(&idx).arg(&rows).arg(&w).arg(&mut out);
+    // SAFETY: matches gather_rows_<T>. Thread idx < P W reads index[q] (q < P; P entries),
+    // which GatherIndex::new checked below n_targets, so src[index[q] W + c] with c < W lies in
+    // the n_targets W elements of src (checked by the caller); it writes out[idx] only.
+    unsafe { b.launch(grid(total)?) }.w()?;
+    drop(b);
+    Ok(out)
+}
+
+fn launch_sum<T: CudaDType + DeviceRepr>(
+    dev: &CudaDevice,
+    f: &CudaFunction,
+    src: CudaView<'_, T>,
+    index: &GatherIndex,
+    width: usize,
+) -> candle_core::Result<CudaSlice<T>> {
+    let total = index.n_targets * width;
+    // SAFETY: thread idx < n_targets W writes out[idx]; the grid covers every idx.
+    let mut out = unsafe { dev.alloc::<T>(total.max(1)) }?;
+    if total == 0 {
+        return Ok(out);
+    }
+    let (ps, pl) = index.perm.storage_and_layout();
+    let (ss, sl) = index.seg.storage_and_layout();
+    let (perm, seg) = (u32_view(&ps, pl)?, u32_view(&ss, sl)?);
+    let (n, w) = (index.n_targets as u32, width as u32);
+    let stream = dev.cuda_stream();
+    let mut b = stream.launch_builder(f);
+    b.arg(&src)
+        .arg(&perm)
+        .arg(&seg)
+        .arg(&n)
+        .arg(&w)
+        .arg(&mut out);
+    // SAFETY: matches segment_sum_rows_<T>. Thread idx < n_targets W reads seg[t], seg[t + 1]
+    // (n_targets + 1 entries, a prefix sum ending at P by construction in GatherIndex::new),
+    // perm[p] for p < P (a permutation of 0..P), and src[perm[p] W + c] inside the P W
+    // elements of src (checked by the caller); it writes out[idx] only.
+    unsafe { b.launch(grid(total)?) }.w()?;
+    drop(b);
+    Ok(out)
+}
+
+/// Runs `$launch` with `$f` for the kernels' dtype (f64 or f32).
+macro_rules! by_dtype {
+    ($k:expr, $f:expr, $s:expr, $l:expr, $len:expr, $launch:ident, $index:expr, $width:expr) => {{
+        let dev = &$s.device;
+        match $k.dtype {
+            DType::F64 => CudaStorage::wrap_cuda_slice(
+                $launch(dev, $f, src_view::<f64>($s, $l, $len)?, $index, $width)?,
+                dev.clone(),
+            ),
+            _ => CudaStorage::wrap_cuda_slice(
+                $launch(dev, $f, src_view::<f32>($s, $l, $len)?, $index, $width)?,
+                dev.clone(),
+            ),
+        }
+    }};
+}
+
+impl CustomOp1 for GatherRows {
+    fn name(&self) -> &'static str {
+        "anisoap-cuda-gather-rows"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("anisoap-cuda-gather-rows runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (n, w) = l.shape().dims2()?;
+        if n != self.index.n_targets {
+            candle_core::bail!(
+                "anisoap-cuda: gather source has {n} rows, the index {} targets",
+                self.index.n_targets
+            );
+        }
+        let out = by_dtype!(
+            self.kernels,
+            &self.kernels.gather_fn,
+            s,
+            l,
+            n * w,
+            launch_gather,
+            &self.index,
+            w
+        );
+        Ok((out, Shape::from((self.index.n_rows, w))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let op = ScatterSumRows {
+            kernels: self.kernels.clone(),
+            index: self.index.clone(),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+impl CustomOp1 for ScatterSumRows {
+    fn name(&self) -> &'static str {
+        "anisoap-cuda-scatter-sum-rows"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("anisoap-cuda-scatter-sum-rows runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (p, w) = l.shape().dims2()?;
+        if p != self.index.n_rows {
+            candle_core::bail!(
+                "anisoap-cuda: scatter input has {p} rows, the index {}",
+                self.index.n_rows
+            );
+        }
+        let out = by_dtype!(
+            self.kernels,
+            &self.kernels.sum_fn,
+            s,
+            l,
+            p * w,
+            launch_sum,
+            &self.index,
+            w
+        );
+        Ok((out, Shape::from((self.index.n_targets, w))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let op = GatherRows {
+            kernels: self.kernels.clone(),
+            index: self.index.clone(),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}

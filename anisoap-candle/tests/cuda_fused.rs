@@ -374,21 +374,7 @@ fn cuda_differentiable_pair_coefficients_match_autograd() {
             .iter()
             .zip(grads.iter().zip(&grads_oracle))
         {
-            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let (g, e) = (flat(g), flat(e));
-            let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let worst = g
-                .iter()
-                .zip(&e)
-                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!(
-                "{label} d/d{name}: {:.3e} of the largest entry",
-                worst / scale
-            );
-            assert!(
-                scale > 0.0 && worst <= 1e-10 * scale,
-                "{label} d/d{name}: {worst:e} vs {scale:e}"
-            );
+            assert_gradient_close(g, e, &format!("{label} d/d{name}"));
         }
     }
 }
@@ -446,20 +432,22 @@ fn cuda_differentiable_descriptor_matches_tensor_op_autograd() {
         .iter()
         .zip(grads.iter().zip(&grads_oracle))
     {
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let (g, e) = (flat(g), flat(e));
-        let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let worst = g
-            .iter()
-            .zip(&e)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!(
-            "d energy / d {name}: {:.3e} of the largest entry",
-            worst / scale
-        );
-        assert!(
-            scale > 0.0 && worst <= 1e-10 * scale,
-            "{name}: {worst:e} vs {scale:e}"
-        );
+        assert_gradient_close(g, e, &format!("d energy / d {name}"));
     }
+}
+
+/// `got` equals `expected` to 1e-10 of `expected`'s largest entry, which must not be zero.
+fn assert_gradient_close(got: &Tensor, expected: &Tensor, what: &str) {
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let (g, e) = (flat(got), flat(expected));
+    let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = g
+        .iter()
+        .zip(&e)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{what}: {:.3e} of the largest entry", worst / scale);
+    assert!(
+        scale > 0.0 && worst <= 1e-10 * scale,
+        "{what}: {worst:e} vs {scale:e}"
+    );
 }

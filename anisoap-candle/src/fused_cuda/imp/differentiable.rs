@@ -6,6 +6,7 @@
 //! ([`crate::batched::BatchedBasis::gaussian_parameters`]), so autograd carries the gradient on
 //! to `r_ij`, the precision rows and `1/(a1 a2 a3)`.
 
+use super::ops::view;
 use crate::basis::monomials::RecurrenceStep;
 use crate::error::Result;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -182,24 +183,6 @@ impl MomentsContract {
 /// `[P, 10]`.
 struct MomentsContractBwd {
     kernels: Arc<DifferentiableKernels>,
-}
-
-fn view<'a, T: CudaDType>(
-    storage: &'a CudaStorage,
-    layout: &Layout,
-    what: &str,
-    len: usize,
-) -> candle_core::Result<CudaView<'a, T>> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("anisoap-cuda: {what} must be contiguous");
-    };
-    if end - start != len {
-        candle_core::bail!(
-            "anisoap-cuda: {what} has {} elements, expected {len}",
-            end - start
-        );
-    }
-    Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
 }
 
 fn config(kernels: &DifferentiableKernels, n_pairs: u32, shared: u32) -> LaunchConfig {

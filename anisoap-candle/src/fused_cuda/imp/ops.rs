@@ -6,7 +6,8 @@ use candle_core::cuda_backend::cudarc::driver::CudaView;
 use candle_core::cuda_backend::{CudaDType, CudaStorage};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 
-fn view<'a, T: CudaDType>(
+/// A contiguous storage's `len` elements as a view (`what` names it in errors).
+pub(super) fn view<'a, T: CudaDType>(
     storage: &'a CudaStorage,
     layout: &Layout,
     what: &str,

@@ -362,12 +362,28 @@ pub fn train_model(
         if epoch % 10 == 0 || epoch + 1 == cfg.epochs {
             let l_fit = loss(&model, &fit, &scales, cfg)?.to_scalar::<f64>()?;
             let l_val = loss(&model, &val, &scales, cfg)?.to_scalar::<f64>()?;
-            curve.push(json!({"epoch": epoch, "fit_loss": l_fit, "validation_loss": l_val}));
+            let v = evaluate(&model, &val)?;
+            let rel = |key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+            let (ve, vf, vt) = (
+                rel("energy_rmse_over_std"),
+                rel("force_rmse_over_rms"),
+                rel("torque_rmse_over_rms"),
+            );
+            curve.push(
+                json!({"epoch": epoch, "fit_loss": l_fit, "validation_loss": l_val,
+                "validation_energy_rmse_over_std": ve, "validation_force_rmse_over_rms": vf,
+                "validation_torque_rmse_over_rms": vt}),
+            );
             if l_val < best.0 {
                 best = (l_val, Some(epoch), snapshot(&model)?);
             }
-            if epoch % 100 == 0 || epoch + 1 == cfg.epochs {
-                println!("[{name}] epoch {epoch}: loss fit {l_fit:.4} validation {l_val:.4}");
+            if epoch % 20 == 0 || epoch + 1 == cfg.epochs {
+                println!(
+                    "[{name}] epoch {epoch}: loss fit {l_fit:.4} validation {l_val:.4} (energy {:.1} %, forces {:.1} %, torques {:.1} %)",
+                    100.0 * ve,
+                    100.0 * vf,
+                    100.0 * vt
+                );
             }
         }
     }

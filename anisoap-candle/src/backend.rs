@@ -154,7 +154,32 @@ struct ChunkTarget {
     out: Vec<f64>,
 }
 
+/// The sample centres of `centers` of centre type `t`, in order (one centre block's rows).
+fn block_members(system: &System, plan: &OutputPlan, centers: &Range<usize>, t: i32) -> Vec<usize> {
+    centers
+        .clone()
+        .filter(|&i| plan.row_of[i] != usize::MAX && system.particles.types[i] == t)
+        .collect()
+}
+
 impl ChunkTarget {
+    /// Copies per-centre rows (`width` features each, the block at column `offset`) of the
+    /// sample centres `members` into their output rows (per-centre outputs only).
+    fn write_center_rows(
+        &mut self,
+        plan: &OutputPlan,
+        members: &[usize],
+        offset: usize,
+        width: usize,
+        rows: &[f64],
+    ) {
+        let first = self.first_row.expect("a sample in the chunk");
+        for (k, row) in rows.chunks(width).enumerate() {
+            let start = (plan.row_of[members[k]] - first) * plan.width + offset;
+            self.out[start..start + width].copy_from_slice(row);
+        }
+    }
+
     fn new(system: &System, centers: &Range<usize>, plan: &OutputPlan) -> Self {
         let (first_frame, n_frames) = frame_span(system, centers);
         let samples = centers.clone().filter(|&i| plan.row_of[i] != usize::MAX);
@@ -455,12 +480,9 @@ impl ChunkRunner for CandleRunner<'_> {
             )?;
             return Ok(target.finish(plan));
         }
-        let (first_frame, first_row) = (target.first_frame, target.first_row);
+        let first_frame = target.first_frame;
         for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
-            let members: Vec<usize> = centers
-                .clone()
-                .filter(|&i| plan.row_of[i] != usize::MAX && system.particles.types[i] == t)
-                .collect();
+            let members = block_members(system, plan, &centers, t);
             if members.is_empty() {
                 continue;
             }
@@ -482,11 +504,7 @@ impl ChunkRunner for CandleRunner<'_> {
                 if let Some(bad) = host.iter().position(|v| !v.is_finite()) {
                     return Err(non_finite_features(system, members[bad / width]));
                 }
-                let first = first_row.expect("a sample in the chunk");
-                for (k, row) in host.chunks(width).enumerate() {
-                    let start = (plan.row_of[members[k]] - first) * plan.width + offset;
-                    target.out[start..start + width].copy_from_slice(row);
-                }
+                target.write_center_rows(plan, &members, offset, width, &host);
                 continue;
             }
             // NaN and ±inf survive the row sum: one value per centre tells whether its row is
@@ -602,10 +620,7 @@ fn device_power_spectra(
     use crate::fused_cuda::{BlockSpectrum, SEGMENT_ROWS};
     let layout = &system.layout;
     for (b, (&t, &offset)) in layout.center_types.iter().zip(&plan.offsets).enumerate() {
-        let members: Vec<usize> = centers
-            .clone()
-            .filter(|&i| plan.row_of[i] != usize::MAX && system.particles.types[i] == t)
-            .collect();
+        let members = block_members(system, plan, centers, t);
         if members.is_empty() {
             continue;
         }
@@ -630,11 +645,7 @@ fn device_power_spectra(
             if let Some(e) = first_bad(&rows, 0) {
                 return Err(e);
             }
-            let first = target.first_row.expect("a sample in the chunk");
-            for (k, row) in rows.chunks(width).enumerate() {
-                let start = (plan.row_of[members[k]] - first) * plan.width + offset;
-                target.out[start..start + width].copy_from_slice(row);
-            }
+            target.write_center_rows(plan, &members, offset, width, &rows);
             continue;
         }
         // Segments: runs of at most SEGMENT_ROWS members of one frame.

@@ -459,9 +459,10 @@ impl CudaKernels {
         src: &Tensor,
         index: &crate::fused_cuda::GatherIndex,
     ) -> Result<Tensor> {
-        let op = gather_ops::GatherRows {
+        let op = gather_ops::RowsOp {
             kernels: self.gather.clone(),
             index: index.clone(),
+            direction: gather_ops::Direction::Gather,
         };
         Ok(src.contiguous()?.apply_op1(op)?)
     }
@@ -473,9 +474,10 @@ impl CudaKernels {
         src: &Tensor,
         index: &crate::fused_cuda::GatherIndex,
     ) -> Result<Tensor> {
-        let op = gather_ops::ScatterSumRows {
+        let op = gather_ops::RowsOp {
             kernels: self.gather.clone(),
             index: index.clone(),
+            direction: gather_ops::Direction::ScatterSum,
         };
         Ok(src.contiguous()?.apply_op1(op)?)
     }

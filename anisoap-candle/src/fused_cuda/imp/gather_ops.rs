@@ -20,17 +20,20 @@ pub(crate) struct GatherKernels {
     pub(crate) dtype: DType,
 }
 
-/// `out[q] = src[index[q]]`, `[P, W]` from `[n_targets, W]`; backward: the scatter sum.
-pub(crate) struct GatherRows {
-    pub(crate) kernels: GatherKernels,
-    pub(crate) index: GatherIndex,
+/// Which way a [`RowsOp`] maps rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// `out[q] = src[index[q]]`: `[P, W]` from `[n_targets, W]`.
+    Gather,
+    /// `out[t] = Σ_{q: index[q] = t} src[q]` in row order: `[n_targets, W]` from `[P, W]`.
+    ScatterSum,
 }
 
-/// `out[t] = Σ_{q: index[q] = t} src[q]` in row order, `[n_targets, W]` from `[P, W]`;
-/// backward: the gather.
-pub(crate) struct ScatterSumRows {
+/// A gather or scatter sum over a [`GatherIndex`]; the backward of each is the other.
+pub(crate) struct RowsOp {
     pub(crate) kernels: GatherKernels,
     pub(crate) index: GatherIndex,
+    pub(crate) direction: Direction,
 }
 
 fn u32_view<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<CudaView<'a, u32>> {
@@ -124,51 +127,62 @@ fn launch_sum<T: CudaDType + DeviceRepr>(
     Ok(out)
 }
 
-/// Runs `$launch` with `$f` for the kernels' dtype (f64 or f32).
-macro_rules! by_dtype {
-    ($k:expr, $f:expr, $s:expr, $l:expr, $len:expr, $launch:ident, $index:expr, $width:expr) => {{
-        let dev = &$s.device;
-        match $k.dtype {
-            DType::F64 => CudaStorage::wrap_cuda_slice(
-                $launch(dev, $f, src_view::<f64>($s, $l, $len)?, $index, $width)?,
-                dev.clone(),
-            ),
-            _ => CudaStorage::wrap_cuda_slice(
-                $launch(dev, $f, src_view::<f32>($s, $l, $len)?, $index, $width)?,
-                dev.clone(),
-            ),
+impl RowsOp {
+    /// Rows of the input and of the output.
+    fn rows(&self) -> (usize, usize) {
+        match self.direction {
+            Direction::Gather => (self.index.n_targets, self.index.n_rows),
+            Direction::ScatterSum => (self.index.n_rows, self.index.n_targets),
         }
-    }};
+    }
+
+    fn launch<T: CudaDType + DeviceRepr>(
+        &self,
+        s: &CudaStorage,
+        l: &Layout,
+        len: usize,
+        width: usize,
+    ) -> candle_core::Result<CudaStorage> {
+        let dev = &s.device;
+        let src = src_view::<T>(s, l, len)?;
+        let out = match self.direction {
+            Direction::Gather => {
+                launch_gather(dev, &self.kernels.gather_fn, src, &self.index, width)?
+            }
+            Direction::ScatterSum => {
+                launch_sum(dev, &self.kernels.sum_fn, src, &self.index, width)?
+            }
+        };
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
 }
 
-impl CustomOp1 for GatherRows {
+impl CustomOp1 for RowsOp {
     fn name(&self) -> &'static str {
-        "anisoap-cuda-gather-rows"
+        match self.direction {
+            Direction::Gather => "anisoap-cuda-gather-rows",
+            Direction::ScatterSum => "anisoap-cuda-scatter-sum-rows",
+        }
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("anisoap-cuda-gather-rows runs on CUDA devices only")
+        candle_core::bail!("{} runs on CUDA devices only", self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (n, w) = l.shape().dims2()?;
-        if n != self.index.n_targets {
+        let (rows, w) = l.shape().dims2()?;
+        let (rows_in, rows_out) = self.rows();
+        if rows != rows_in {
             candle_core::bail!(
-                "anisoap-cuda: gather source has {n} rows, the index {} targets",
-                self.index.n_targets
+                "{}: input has {rows} rows, the index expects {rows_in}",
+                self.name()
             );
         }
-        let out = by_dtype!(
-            self.kernels,
-            &self.kernels.gather_fn,
-            s,
-            l,
-            n * w,
-            launch_gather,
-            &self.index,
-            w
-        );
-        Ok((out, Shape::from((self.index.n_rows, w))))
+        let out = match self.kernels.dtype {
+            DType::F64 => self.launch::<f64>(s, l, rows * w, w)?,
+            _ => self.launch::<f32>(s, l, rows * w, w)?,
+        };
+        Ok((out, Shape::from((rows_out, w))))
     }
 
     fn bwd(
@@ -177,54 +191,14 @@ impl CustomOp1 for GatherRows {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let op = ScatterSumRows {
+        let transposed = RowsOp {
             kernels: self.kernels.clone(),
             index: self.index.clone(),
+            direction: match self.direction {
+                Direction::Gather => Direction::ScatterSum,
+                Direction::ScatterSum => Direction::Gather,
+            },
         };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
-    }
-}
-
-impl CustomOp1 for ScatterSumRows {
-    fn name(&self) -> &'static str {
-        "anisoap-cuda-scatter-sum-rows"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("anisoap-cuda-scatter-sum-rows runs on CUDA devices only")
-    }
-
-    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (p, w) = l.shape().dims2()?;
-        if p != self.index.n_rows {
-            candle_core::bail!(
-                "anisoap-cuda: scatter input has {p} rows, the index {}",
-                self.index.n_rows
-            );
-        }
-        let out = by_dtype!(
-            self.kernels,
-            &self.kernels.sum_fn,
-            s,
-            l,
-            p * w,
-            launch_sum,
-            &self.index,
-            w
-        );
-        Ok((out, Shape::from((self.index.n_targets, w))))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let op = GatherRows {
-            kernels: self.kernels.clone(),
-            index: self.index.clone(),
-        };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&transposed)?))
     }
 }

@@ -33,15 +33,25 @@ pub(crate) struct HostTables<'a> {
     pub(crate) values: &'a [f64],
 }
 
+/// The Σ weights and `B`'s values of the recurrence, in one dtype.
+enum Coefficients {
+    F64 {
+        weights: CudaSlice<f64>,
+        values: CudaSlice<f64>,
+    },
+    F32 {
+        weights: CudaSlice<f32>,
+        values: CudaSlice<f32>,
+    },
+}
+
 /// The tables and functions of the differentiable kernels (one basis, one device, one dtype).
 pub(crate) struct DifferentiableKernels {
     fwd_fn: CudaFunction,
     bwd_fn: CudaFunction,
     plan: CudaSlice<u32>,
-    weights_f64: Option<CudaSlice<f64>>,
-    weights_f32: Option<CudaSlice<f32>>,
-    values_f64: Option<CudaSlice<f64>>,
-    values_f32: Option<CudaSlice<f32>>,
+    /// Σ weights and `B`'s values in the kernels' dtype.
+    coefficients: Coefficients,
     col_start: CudaSlice<u32>,
     rows: CudaSlice<u32>,
     lower: CudaSlice<u32>,
@@ -129,29 +139,22 @@ impl DifferentiableKernels {
         fwd_fn.set_attribute(attribute, shared as i32).w()?;
         bwd_fn.set_attribute(attribute, 2 * shared as i32).w()?;
         let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let (weights_f64, weights_f32, values_f64, values_f32) = if dtype == DType::F64 {
-            (
-                Some(dev.clone_htod(weights)?),
-                None,
-                Some(dev.clone_htod(values)?),
-                None,
-            )
+        let coefficients = if dtype == DType::F64 {
+            Coefficients::F64 {
+                weights: dev.clone_htod(weights)?,
+                values: dev.clone_htod(values)?,
+            }
         } else {
-            (
-                None,
-                Some(dev.clone_htod(&f32s(weights))?),
-                None,
-                Some(dev.clone_htod(&f32s(values))?),
-            )
+            Coefficients::F32 {
+                weights: dev.clone_htod(&f32s(weights))?,
+                values: dev.clone_htod(&f32s(values))?,
+            }
         };
         let kernels = DifferentiableKernels {
             fwd_fn,
             bwd_fn,
             plan: dev.clone_htod(plan_words)?,
-            weights_f64,
-            weights_f32,
-            values_f64,
-            values_f32,
+            coefficients,
             col_start: dev.clone_htod(col_start)?,
             rows: dev.clone_htod(rows)?,
             lower: dev.clone_htod(&lower_table(plan, threads))?,
@@ -294,16 +297,27 @@ impl CustomOp1 for MomentsContract {
         }
         let dev = &s.device;
         let t = &self.kernels;
-        let out = match (&t.weights_f64, &t.values_f64, &t.weights_f32, &t.values_f32) {
-            (Some(w), Some(v), _, _) => CudaStorage::wrap_cuda_slice(
-                t.forward(dev, view::<f64>(s, l, "parameters", p * PARAMS)?, w, v, p)?,
+        let out = match &t.coefficients {
+            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
+                t.forward(
+                    dev,
+                    view::<f64>(s, l, "parameters", p * PARAMS)?,
+                    weights,
+                    values,
+                    p,
+                )?,
                 dev.clone(),
             ),
-            (_, _, Some(w), Some(v)) => CudaStorage::wrap_cuda_slice(
-                t.forward(dev, view::<f32>(s, l, "parameters", p * PARAMS)?, w, v, p)?,
+            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
+                t.forward(
+                    dev,
+                    view::<f32>(s, l, "parameters", p * PARAMS)?,
+                    weights,
+                    values,
+                    p,
+                )?,
                 dev.clone(),
             ),
-            _ => candle_core::bail!("anisoap-cuda: tables missing"),
         };
         Ok((out, Shape::from((p, t.n_cols as usize))))
     }
@@ -353,30 +367,29 @@ impl CustomOp2 for MomentsContractBwd {
             candle_core::bail!("anisoap-cuda: backward inputs have the wrong shapes");
         }
         let dev = &s1.device;
-        let out = match (&t.weights_f64, &t.values_f64, &t.weights_f32, &t.values_f32) {
-            (Some(w), Some(v), _, _) => CudaStorage::wrap_cuda_slice(
+        let out = match &t.coefficients {
+            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
                 t.backward(
                     dev,
                     view::<f64>(s1, l1, "parameters", p * PARAMS)?,
                     view::<f64>(s2, l2, "gradient", p * k)?,
-                    w,
-                    v,
+                    weights,
+                    values,
                     p,
                 )?,
                 dev.clone(),
             ),
-            (_, _, Some(w), Some(v)) => CudaStorage::wrap_cuda_slice(
+            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
                 t.backward(
                     dev,
                     view::<f32>(s1, l1, "parameters", p * PARAMS)?,
                     view::<f32>(s2, l2, "gradient", p * k)?,
-                    w,
-                    v,
+                    weights,
+                    values,
                     p,
                 )?,
                 dev.clone(),
             ),
-            _ => candle_core::bail!("anisoap-cuda: tables missing"),
         };
         Ok((out, Shape::from((p, PARAMS))))
     }

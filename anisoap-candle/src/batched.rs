@@ -256,11 +256,7 @@ impl BatchedBasis {
         let Some(cuda) = &self.cuda else {
             return self.tensor_op_pair_coefficients(precision, inv_axes_product, r);
         };
-        let (mu, sigma, scale) = {
-            let _span = tracing::trace_span!("gaussian_parameters").entered();
-            self.gaussian_parameters(precision, inv_axes_product, r)?
-        };
-        let scale = self.smooth_cutoff(&scale, r)?;
+        let (mu, sigma, scale) = self.cutoff_gaussian_parameters(precision, inv_axes_product, r)?;
         let unique = u32_tensor([0, 1, 2, 4, 5, 8], sigma.device())?;
         let params = Tensor::cat(&[&mu, &sigma.index_select(&unique, 0)?, &scale], 0)?.t()?;
         match cuda.differentiable_coefficients(&params)? {
@@ -276,13 +272,23 @@ impl BatchedBasis {
         inv_axes_product: &Tensor,
         r: &Tensor,
     ) -> Result<Tensor> {
+        let (mu, sigma, scale) = self.cutoff_gaussian_parameters(precision, inv_axes_product, r)?;
+        let m = self.moments(&mu, &sigma)?;
+        self.contract(&m, &scale)
+    }
+
+    /// [`BatchedBasis::gaussian_parameters`] with the scalar factor times the smooth cutoff.
+    fn cutoff_gaussian_parameters(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (mu, sigma, scale) = {
             let _span = tracing::trace_span!("gaussian_parameters").entered();
             self.gaussian_parameters(precision, inv_axes_product, r)?
         };
-        let scale = self.smooth_cutoff(&scale, r)?;
-        let m = self.moments(&mu, &sigma)?;
-        self.contract(&m, &scale)
+        Ok((mu, sigma, self.smooth_cutoff(&scale, r)?))
     }
 
     /// True when chunks run through the whole-chunk CPU kernel ([`crate::fused_density`]),

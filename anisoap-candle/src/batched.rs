@@ -256,13 +256,54 @@ impl BatchedBasis {
         let Some(cuda) = &self.cuda else {
             return self.tensor_op_pair_coefficients(precision, inv_axes_product, r);
         };
-        let (mu, sigma, scale) = self.cutoff_gaussian_parameters(precision, inv_axes_product, r)?;
-        let unique = u32_tensor([0, 1, 2, 4, 5, 8], sigma.device())?;
-        let params = Tensor::cat(&[&mu, &sigma.index_select(&unique, 0)?, &scale], 0)?.t()?;
+        let params = self.parameter_rows(precision, inv_axes_product, r)?;
         match cuda.differentiable_coefficients(&params)? {
             Some(coefficients) => Ok(coefficients),
             None => self.tensor_op_pair_coefficients(precision, inv_axes_product, r),
         }
+    }
+
+    /// The density `[n_targets, K]` of the pairs' coefficients summed over `destination`
+    /// (pair `q` into target `destination.index[q]`), differentiable, with the CUDA kernels
+    /// (an error without them): the chunked fused op
+    /// ([`crate::fused_cuda::CudaKernels::pair_density`], at most `chunk_pairs` pairs'
+    /// coefficients at once), or the tensor-op coefficients and one scatter sum when that op
+    /// does not fit the basis.
+    pub fn differentiable_pair_density(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+        destination: &crate::fused_cuda::GatherIndex,
+        chunk_pairs: usize,
+    ) -> Result<Tensor> {
+        let Some(cuda) = &self.cuda else {
+            return Err(Error::Device(
+                "the chunked pair density needs the CUDA kernels".into(),
+            ));
+        };
+        let params = self.parameter_rows(precision, inv_axes_product, r)?;
+        match cuda.pair_density(&params, destination, chunk_pairs)? {
+            Some(density) => Ok(density),
+            None => {
+                let coefficients =
+                    self.tensor_op_pair_coefficients(precision, inv_axes_product, r)?;
+                cuda.scatter_sum_rows(&coefficients, destination)
+            }
+        }
+    }
+
+    /// Gaussian parameter rows `[P, 10]` (`μ`, the six entries of `Σ`, the scale times the
+    /// smooth cutoff) as the differentiable CUDA ops take them.
+    fn parameter_rows(
+        &self,
+        precision: &Tensor,
+        inv_axes_product: &Tensor,
+        r: &Tensor,
+    ) -> Result<Tensor> {
+        let (mu, sigma, scale) = self.cutoff_gaussian_parameters(precision, inv_axes_product, r)?;
+        let unique = u32_tensor([0, 1, 2, 4, 5, 8], sigma.device())?;
+        Ok(Tensor::cat(&[&mu, &sigma.index_select(&unique, 0)?, &scale], 0)?.t()?)
     }
 
     /// The tensor-op pair coefficients (the oracle), whatever kernels are loaded.

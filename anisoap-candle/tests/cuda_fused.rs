@@ -382,7 +382,9 @@ fn cuda_differentiable_pair_coefficients_match_autograd() {
 /// The differentiable descriptor on CUDA: with the fused CUDA op (default) the per-centre
 /// power spectrum and the gradients of a model energy with respect to positions and
 /// quaternions equal the tensor-op oracle (`with_fused_kernel(false)`) to 1e-10 of their
-/// largest entries; periodic, two species, GTO lmax 6.
+/// largest entries; periodic, two species, GTO lmax 6. The same with the neighbour sum in
+/// chunks of 37 and of 5 pairs (many chunks; targets with more pairs than a chunk alone in one),
+/// whose features equal the one-chunk run's to the bit (same sums, same order).
 #[test]
 fn cuda_differentiable_descriptor_matches_tensor_op_autograd() {
     use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
@@ -397,10 +399,13 @@ fn cuda_differentiable_descriptor_matches_tensor_op_autograd() {
     let mut types: Vec<i32> = frame.numbers.clone();
     types.sort();
     types.dedup();
-    let run = |fused: bool| {
-        let descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64)
+    let run = |fused: bool, chunk: Option<usize>| {
+        let mut descriptor = DifferentiableDescriptor::new(&hypers, &device, DType::F64)
             .unwrap()
             .with_fused_kernel(fused);
+        if let Some(pairs) = chunk {
+            descriptor = descriptor.with_pair_chunk(pairs);
+        }
         assert_eq!(descriptor.uses_fused_kernel(), fused);
         let positions = Var::from_tensor(&inputs.positions).unwrap();
         let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
@@ -424,15 +429,26 @@ fn cuda_differentiable_descriptor_matches_tensor_op_autograd() {
         let g = [&positions, &quaternions].map(|v| grads.get(v.as_tensor()).unwrap().clone());
         (features, g)
     };
-    let (features, grads) = run(true);
-    let (features_oracle, grads_oracle) = run(false);
-    let err = column_error(&features, &features_oracle);
-    assert!(err <= 1e-10, "features: {err:e}");
-    for (name, (g, e)) in ["positions", "quaternions"]
-        .iter()
-        .zip(grads.iter().zip(&grads_oracle))
-    {
-        assert_gradient_close(g, e, &format!("d energy / d {name}"));
+    let (features_oracle, grads_oracle) = run(false, None);
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let mut one_chunk = None;
+    for chunk in [Some(usize::MAX), Some(37), Some(5), None] {
+        let (features, grads) = run(true, chunk);
+        let err = column_error(&features, &features_oracle);
+        assert!(err <= 1e-10, "features (chunk {chunk:?}): {err:e}");
+        for (name, (g, e)) in ["positions", "quaternions"]
+            .iter()
+            .zip(grads.iter().zip(&grads_oracle))
+        {
+            assert_gradient_close(g, e, &format!("d energy / d {name} (chunk {chunk:?})"));
+        }
+        match &one_chunk {
+            None => one_chunk = Some(flat(&features)),
+            Some(whole) => assert!(
+                whole == &flat(&features),
+                "chunk {chunk:?}: features differ from the one-chunk run"
+            ),
+        }
     }
 }
 

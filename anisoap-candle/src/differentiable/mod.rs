@@ -244,7 +244,17 @@ pub struct DifferentiableDescriptor {
     /// ([`BatchedBasis::differentiable_pair_coefficients`]) has an analytic backward; `None`
     /// runs the tensor ops (the oracle).
     cuda: Option<BatchedBasis>,
+    /// Pairs per chunk of the CUDA neighbour sum (`None`: [`PAIR_CHUNK_BYTES`] of pair
+    /// coefficients).
+    pair_chunk: Option<usize>,
 }
+
+/// Bytes of pair coefficients the CUDA neighbour sum of [`DifferentiableDescriptor::density`]
+/// holds at once (forward; twice that in the backward): the chunk that bounds its memory.
+pub const PAIR_CHUNK_BYTES: usize = 256 << 20;
+
+/// The smallest default chunk (pairs), so that a chunk fills the device.
+const MIN_PAIR_CHUNK: usize = 1 << 14;
 
 /// The basis with the fused CUDA kernels on `options.device`, when it is a CUDA device and they
 /// load.
@@ -281,7 +291,17 @@ impl DifferentiableDescriptor {
             options,
             fused,
             cuda,
+            pair_chunk: None,
         })
+    }
+
+    /// Pairs per chunk of the CUDA neighbour sum (forward and backward hold the coefficients
+    /// of this many pairs at once, not of all pairs); the default holds [`PAIR_CHUNK_BYTES`].
+    /// The density does not depend on it (the sums run in the same order). No effect on other
+    /// devices (the fused CPU op chunks by itself) or with the tensor-op oracle.
+    pub fn with_pair_chunk(mut self, pairs: usize) -> Self {
+        self.pair_chunk = Some(pairs.max(1));
+        self
     }
 
     /// With `on = false`, pair coefficients and neighbour sum run as Candle tensor ops (the
@@ -625,9 +645,12 @@ impl DifferentiableDescriptor {
             let inv_j = kernels
                 .gather_rows(&inv_product.unsqueeze(1)?, &g.neighbors)?
                 .squeeze(1)?;
-            let coefficients = cuda.differentiable_pair_coefficients(&precision_j, &inv_j, &r)?;
-            return Ok(kernels
-                .scatter_sum_rows(&coefficients, &g.destination)?
+            let chunk = self.pair_chunk.unwrap_or_else(|| {
+                let elem = self.options.dtype.size_in_bytes();
+                (PAIR_CHUNK_BYTES / (k * elem).max(1)).max(MIN_PAIR_CHUNK)
+            });
+            return Ok(cuda
+                .differentiable_pair_density(&precision_j, &inv_j, &r, &g.destination, chunk)?
                 .reshape((n, n_types, k))?);
         }
         let (precision_j, inv_j) = (

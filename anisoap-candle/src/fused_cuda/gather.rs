@@ -19,6 +19,10 @@ pub struct GatherIndex {
     pub(crate) perm: Tensor,
     /// `[n_targets + 1]` u32.
     pub(crate) seg: Tensor,
+    /// `[P]` u32: `index[perm[s]]`, the target of each position of `perm`.
+    pub(crate) sorted_targets: Tensor,
+    /// `seg` on the host (the chunks of [`crate::fused_cuda::CudaKernels::pair_density`]).
+    pub(crate) host_seg: std::sync::Arc<Vec<u32>>,
     /// Number of rows `P`.
     pub(crate) n_rows: usize,
     /// Number of targets.
@@ -51,11 +55,14 @@ impl GatherIndex {
             fill[t] += 1;
         }
         let index32: Vec<u32> = index.iter().map(|&t| t as u32).collect();
+        let sorted_targets: Vec<u32> = perm.iter().map(|&q| index32[q as usize]).collect();
         let n = index.len();
         Ok(GatherIndex {
             index: Tensor::from_vec(index32, n, device)?,
             perm: Tensor::from_vec(perm, n, device)?,
-            seg: Tensor::from_vec(seg, n_targets + 1, device)?,
+            seg: Tensor::from_vec(seg.clone(), n_targets + 1, device)?,
+            sorted_targets: Tensor::from_vec(sorted_targets, n, device)?,
+            host_seg: std::sync::Arc::new(seg),
             n_rows: n,
             n_targets,
         })
@@ -70,6 +77,24 @@ impl GatherIndex {
     pub fn n_targets(&self) -> usize {
         self.n_targets
     }
+
+    /// Consecutive target ranges `[t0, t1)` covering all targets, each with at most
+    /// `max_rows` rows (`perm` positions `seg[t0] .. seg[t1]`) unless one target alone has
+    /// more; empty when there are no targets.
+    pub fn target_chunks(&self, max_rows: usize) -> Vec<std::ops::Range<usize>> {
+        let seg = &self.host_seg;
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < self.n_targets {
+            let mut end = start + 1;
+            while end < self.n_targets && (seg[end + 1] - seg[start]) as usize <= max_rows {
+                end += 1;
+            }
+            chunks.push(start..end);
+            start = end;
+        }
+        chunks
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +108,15 @@ mod tests {
         let g = GatherIndex::new(&index, 4, &Device::Cpu).unwrap();
         assert_eq!(g.seg.to_vec1::<u32>().unwrap(), vec![0, 2, 3, 6, 6]);
         assert_eq!(g.perm.to_vec1::<u32>().unwrap(), vec![1, 4, 3, 0, 2, 5]);
+        assert_eq!(
+            g.sorted_targets.to_vec1::<u32>().unwrap(),
+            vec![0, 0, 1, 2, 2, 2]
+        );
+        // Targets 0 (2 rows), 1 (1), 2 (3), 3 (0): chunks of at most 3 rows; target 2 alone
+        // fills one, the empty target 3 joins it.
+        assert_eq!(g.target_chunks(3), vec![0..2, 2..4]);
+        assert_eq!(g.target_chunks(1), vec![0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(g.target_chunks(100), vec![0..4]);
         assert!(GatherIndex::new(&[4], 4, &Device::Cpu).is_err());
     }
 }

@@ -4,6 +4,7 @@
 mod differentiable;
 mod gather_ops;
 mod ops;
+mod pair_density;
 mod spectrum;
 
 use crate::basis::monomials::RecurrenceStep;
@@ -415,6 +416,12 @@ impl CudaKernels {
             sum_fn: module
                 .load_function(&format!("segment_sum_rows_{suffix}"))
                 .w()?,
+            chunk_sum_fn: module
+                .load_function(&format!("segment_sum_chunk_{suffix}"))
+                .w()?,
+            scatter_fn: module
+                .load_function(&format!("scatter_rows_{suffix}"))
+                .w()?,
             dtype: options.dtype,
         };
         let kernels = CudaKernels {
@@ -447,6 +454,32 @@ impl CudaKernels {
         };
         let _span = tracing::trace_span!("cuda_moments_contract").entered();
         let op = differentiable::MomentsContract::new(kernels.clone());
+        Ok(Some(params.contiguous()?.apply_op1(op)?))
+    }
+
+    /// The density `[n_targets, K]` of pairs with Gaussian parameters `[P, 10]` (as
+    /// [`CudaKernels::differentiable_coefficients`] takes), pair `q` added to target
+    /// `destination.index[q]`: the coefficients summed by [`CudaKernels::scatter_sum_rows`],
+    /// to the bit, but in chunks of at most `chunk_pairs` pairs, so memory stays
+    /// `chunk_pairs · K` however many pairs there are (`fused_cuda/imp/pair_density.rs`);
+    /// differentiable in the parameters. `None` when the backward's shared memory does not fit
+    /// this basis.
+    pub fn pair_density(
+        &self,
+        params: &Tensor,
+        destination: &crate::fused_cuda::GatherIndex,
+        chunk_pairs: usize,
+    ) -> Result<Option<Tensor>> {
+        let Some(kernels) = &self.differentiable else {
+            return Ok(None);
+        };
+        let _span = tracing::trace_span!("cuda_pair_density").entered();
+        let op = pair_density::PairDensity {
+            kernels: kernels.clone(),
+            rows: self.gather.clone(),
+            destination: destination.clone(),
+            chunk_pairs: chunk_pairs.max(1),
+        };
         Ok(Some(params.contiguous()?.apply_op1(op)?))
     }
 

@@ -139,6 +139,16 @@ mod stub {
         }
 
         /// Never called (no value exists).
+        pub fn pair_density(
+            &self,
+            _params: &Tensor,
+            _destination: &super::GatherIndex,
+            _chunk_pairs: usize,
+        ) -> Result<Option<Tensor>> {
+            match *self {}
+        }
+
+        /// Never called (no value exists).
         pub fn block_power_spectrum(
             &self,
             _basis: &crate::basis::Basis,

@@ -305,6 +305,39 @@ __device__ __forceinline__ void segment_sum_rows(
     out[idx] = acc;
 }
 
+// The chunked pair density of the differentiable path (fused_cuda/imp/pair_density.rs).
+// segment_sum_chunk_<T>: out[n, c] = sum of src[p - base, c] over p = seg[n] .. seg[n + 1] in
+// order, for the n_out rows of one chunk (src holds the chunk's pair rows in the order of
+// seg, base = seg[0]); the order of the sums is segment_sum_rows's, so the chunked density
+// equals the unchunked one bit for bit. scatter_rows_<T>: out[index[q], c] = src[q, c], index
+// a permutation (each target written once: no race, no sum).
+template <typename T>
+__device__ __forceinline__ void segment_sum_chunk(
+    const T* __restrict__ src, const unsigned int* __restrict__ seg, unsigned int base,
+    unsigned int n_out, unsigned int width, T* __restrict__ out) {
+    const unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (unsigned long long)n_out * width) return;
+    const unsigned long long n = idx / width;
+    const unsigned int c = (unsigned int)(idx - n * width);
+    T acc = T(0);
+    const unsigned int end = seg[n + 1] - base;
+    for (unsigned int p = seg[n] - base; p < end; ++p) {
+        acc = acc + src[(unsigned long long)p * width + c];
+    }
+    out[idx] = acc;
+}
+
+template <typename T>
+__device__ __forceinline__ void scatter_rows(
+    const T* __restrict__ src, const unsigned int* __restrict__ index, unsigned int n_rows,
+    unsigned int width, T* __restrict__ out) {
+    const unsigned long long idx = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (unsigned long long)n_rows * width) return;
+    const unsigned long long q = idx / width;
+    const unsigned int c = (unsigned int)(idx - q * width);
+    out[(unsigned long long)index[q] * width + c] = src[idx];
+}
+
 #define ANISOAP_DIFFERENTIABLE_KERNELS(T, SUFFIX)                                              \
     extern "C" __global__ void moments_contract_##SUFFIX(                                      \
         const T* params, const unsigned int* plan, const T* weights, unsigned int n_steps,     \
@@ -330,6 +363,16 @@ __device__ __forceinline__ void segment_sum_rows(
         const T* grad, const unsigned int* perm, const unsigned int* seg, unsigned int n_out,  \
         unsigned int width, T* out) {                                                          \
         segment_sum_rows<T>(grad, perm, seg, n_out, width, out);                               \
+    }                                                                                          \
+    extern "C" __global__ void segment_sum_chunk_##SUFFIX(                                     \
+        const T* src, const unsigned int* seg, unsigned int base, unsigned int n_out,          \
+        unsigned int width, T* out) {                                                          \
+        segment_sum_chunk<T>(src, seg, base, n_out, width, out);                               \
+    }                                                                                          \
+    extern "C" __global__ void scatter_rows_##SUFFIX(const T* src, const unsigned int* index,  \
+                                                     unsigned int n_rows, unsigned int width,  \
+                                                     T* out) {                                 \
+        scatter_rows<T>(src, index, n_rows, width, out);                                       \
     }
 
 ANISOAP_DIFFERENTIABLE_KERNELS(double, f64)

@@ -34,7 +34,7 @@ pub(crate) struct HostTables<'a> {
 }
 
 /// The Σ weights and `B`'s values of the recurrence, in one dtype.
-enum Coefficients {
+pub(super) enum Coefficients {
     F64 {
         weights: CudaSlice<f64>,
         values: CudaSlice<f64>,
@@ -51,13 +51,13 @@ pub(crate) struct DifferentiableKernels {
     bwd_fn: CudaFunction,
     plan: CudaSlice<u32>,
     /// Σ weights and `B`'s values in the kernels' dtype.
-    coefficients: Coefficients,
+    pub(super) coefficients: Coefficients,
     col_start: CudaSlice<u32>,
     rows: CudaSlice<u32>,
     lower: CudaSlice<u32>,
     n_steps: u32,
     n_moments: u32,
-    n_cols: u32,
+    pub(super) n_cols: u32,
     threads: u32,
     /// Dynamic shared memory of the forward kernel (the backward takes twice as much).
     shared_bytes: u32,
@@ -197,7 +197,7 @@ fn config(kernels: &DifferentiableKernels, n_pairs: u32, shared: u32) -> LaunchC
 }
 
 impl DifferentiableKernels {
-    fn forward<T: CudaDType + DeviceRepr>(
+    pub(super) fn forward<T: CudaDType + DeviceRepr>(
         &self,
         dev: &CudaDevice,
         params: CudaView<'_, T>,
@@ -237,7 +237,7 @@ impl DifferentiableKernels {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn backward<T: CudaDType + DeviceRepr>(
+    pub(super) fn backward<T: CudaDType + DeviceRepr>(
         &self,
         dev: &CudaDevice,
         params: CudaView<'_, T>,

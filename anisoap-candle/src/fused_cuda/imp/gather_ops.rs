@@ -12,11 +12,14 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 /// Threads per block.
 const THREADS: u32 = 256;
 
-/// The two kernels of one dtype.
+/// The row kernels of one dtype.
 #[derive(Clone)]
 pub(crate) struct GatherKernels {
     pub(crate) gather_fn: CudaFunction,
     pub(crate) sum_fn: CudaFunction,
+    /// `segment_sum_chunk_<T>` and `scatter_rows_<T>` ([`super::pair_density`]).
+    pub(crate) chunk_sum_fn: CudaFunction,
+    pub(crate) scatter_fn: CudaFunction,
     pub(crate) dtype: DType,
 }
 
@@ -36,7 +39,10 @@ pub(crate) struct RowsOp {
     pub(crate) direction: Direction,
 }
 
-fn u32_view<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<CudaView<'a, u32>> {
+pub(super) fn u32_view<'a>(
+    storage: &'a Storage,
+    layout: &Layout,
+) -> candle_core::Result<CudaView<'a, u32>> {
     match (storage, layout.contiguous_offsets()) {
         (Storage::Cuda(s), Some((a, b))) => Ok(s.as_cuda_slice::<u32>()?.slice(a..b)),
         _ => candle_core::bail!("anisoap-cuda: index tensors must be contiguous on CUDA"),
@@ -56,7 +62,7 @@ fn src_view<'a, T: CudaDType>(
     }
 }
 
-fn grid(total: usize) -> candle_core::Result<LaunchConfig> {
+pub(super) fn grid(total: usize) -> candle_core::Result<LaunchConfig> {
     let blocks = u32::try_from(total.div_ceil(THREADS as usize))
         .map_err(|_| candle_core::Error::Msg("gather grid too large".into()))?;
     Ok(LaunchConfig {

@@ -120,6 +120,7 @@ use crate::reference;
 use crate::system::Layout;
 use candle_core::{DType, Device, Tensor};
 
+mod checkpoint;
 mod inputs;
 pub use inputs::{precision_rows, rotation_matrices, FrameTensors};
 
@@ -243,22 +244,30 @@ pub struct DifferentiableDescriptor {
     /// On CUDA, the basis with the fused CUDA kernels: its differentiable pair op
     /// ([`BatchedBasis::differentiable_pair_coefficients`]) has an analytic backward; `None`
     /// runs the tensor ops (the oracle).
-    cuda: Option<BatchedBasis>,
+    cuda: Option<std::sync::Arc<BatchedBasis>>,
     /// Pairs per chunk of the CUDA neighbour sum (`None`: [`PAIR_CHUNK_BYTES`] of pair
     /// coefficients).
     pair_chunk: Option<usize>,
 }
 
-/// Bytes of pair coefficients the CUDA neighbour sum of [`DifferentiableDescriptor::density`]
-/// holds at once (forward; twice that in the backward): the chunk that bounds its memory.
-pub const PAIR_CHUNK_BYTES: usize = 256 << 20;
+/// Bytes of per-pair values (coefficients and the Gaussian parameters' graph) the CUDA
+/// neighbour sum of [`DifferentiableDescriptor::density`] holds at once: the chunk that
+/// bounds its memory (`differentiable/checkpoint.rs`).
+pub const PAIR_CHUNK_BYTES: usize = 1 << 30;
+
+/// Values per pair of the Gaussian parameters' graph in a chunk's backward (measured: about
+/// 4 KB per pair in f64 before chunking).
+const PAIR_GRAPH_VALUES: usize = 512;
 
 /// The smallest default chunk (pairs), so that a chunk fills the device.
 const MIN_PAIR_CHUNK: usize = 1 << 14;
 
 /// The basis with the fused CUDA kernels on `options.device`, when it is a CUDA device and they
 /// load.
-fn cuda_kernels(basis: &Basis, options: &BatchedOptions) -> Result<Option<BatchedBasis>> {
+fn cuda_kernels(
+    basis: &Basis,
+    options: &BatchedOptions,
+) -> Result<Option<std::sync::Arc<BatchedBasis>>> {
     if !options.device.is_cuda() {
         return Ok(None);
     }
@@ -267,7 +276,9 @@ fn cuda_kernels(basis: &Basis, options: &BatchedOptions) -> Result<Option<Batche
         ..options.clone()
     };
     let batched = BatchedBasis::new(basis, &fused)?;
-    Ok(batched.uses_cuda_kernels().then_some(batched))
+    Ok(batched
+        .uses_cuda_kernels()
+        .then(|| std::sync::Arc::new(batched)))
 }
 
 impl DifferentiableDescriptor {
@@ -296,7 +307,8 @@ impl DifferentiableDescriptor {
     }
 
     /// Pairs per chunk of the CUDA neighbour sum (forward and backward hold the coefficients
-    /// of this many pairs at once, not of all pairs); the default holds [`PAIR_CHUNK_BYTES`].
+    /// and the Gaussian parameters' graph of this many pairs at once, not of all pairs); the
+    /// default holds about [`PAIR_CHUNK_BYTES`].
     /// The density does not depend on it (the sums run in the same order). No effect on other
     /// devices (the fused CPU op chunks by itself) or with the tensor-op oracle.
     pub fn with_pair_chunk(mut self, pairs: usize) -> Self {
@@ -647,10 +659,13 @@ impl DifferentiableDescriptor {
                 .squeeze(1)?;
             let chunk = self.pair_chunk.unwrap_or_else(|| {
                 let elem = self.options.dtype.size_in_bytes();
-                (PAIR_CHUNK_BYTES / (k * elem).max(1)).max(MIN_PAIR_CHUNK)
+                (PAIR_CHUNK_BYTES / ((k + PAIR_GRAPH_VALUES) * elem)).max(MIN_PAIR_CHUNK)
             });
-            return Ok(cuda
-                .differentiable_pair_density(&precision_j, &inv_j, &r, &g.destination, chunk)?
+            let orientation = Tensor::cat(&[&precision_j, &inv_j.unsqueeze(1)?], 1)?;
+            let op = checkpoint::CheckpointedDensity::new(cuda.clone(), k, &g.destination, chunk)?;
+            let values = op.evaluate(&r, &orientation)?;
+            return Ok(values
+                .apply_op3(&r.contiguous()?, &orientation, op)?
                 .reshape((n, n_types, k))?);
         }
         let (precision_j, inv_j) = (

@@ -23,6 +23,8 @@ pub struct GatherIndex {
     pub(crate) sorted_targets: Tensor,
     /// `seg` on the host (the chunks of [`crate::fused_cuda::CudaKernels::pair_density`]).
     pub(crate) host_seg: std::sync::Arc<Vec<u32>>,
+    /// `perm` on the host.
+    pub(crate) host_perm: std::sync::Arc<Vec<u32>>,
     /// Number of rows `P`.
     pub(crate) n_rows: usize,
     /// Number of targets.
@@ -59,7 +61,8 @@ impl GatherIndex {
         let n = index.len();
         Ok(GatherIndex {
             index: Tensor::from_vec(index32, n, device)?,
-            perm: Tensor::from_vec(perm, n, device)?,
+            perm: Tensor::from_vec(perm.clone(), n, device)?,
+            host_perm: std::sync::Arc::new(perm),
             seg: Tensor::from_vec(seg.clone(), n_targets + 1, device)?,
             sorted_targets: Tensor::from_vec(sorted_targets, n, device)?,
             host_seg: std::sync::Arc::new(seg),

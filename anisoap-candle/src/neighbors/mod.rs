@@ -527,22 +527,52 @@ pub fn neighbor_list_with_limit(
     self_pairs: bool,
     max_pairs: usize,
 ) -> Result<PairList> {
+    use rayon::prelude::*;
     let search = NeighborSearch::new(positions, cell, pbc, cutoff, max_pairs)?;
-    let mut list = PairList::default();
-    let mut row = Vec::new();
-    for i in 0..positions.len() {
-        search.center_pairs(i, self_pairs, &mut row)?;
-        if list.len() + row.len() > max_pairs {
-            return Err(Error::TooLarge(format!(
-                "neighbour list holds at least {} pairs ({} particles, cutoff {cutoff}), \
-                 more than the limit of {max_pairs}",
-                list.len() + row.len(),
-                positions.len()
-            )));
-        }
-        for &(j, s, r) in &row {
-            list.push(i, j, r, s);
-        }
+    let too_large = |count: usize| {
+        Error::TooLarge(format!(
+            "neighbour list holds at least {count} pairs ({} particles, cutoff {cutoff}), \
+             more than the limit of {max_pairs}",
+            positions.len()
+        ))
+    };
+    // Blocks of centres searched in parallel, each into its own list, joined in centre order:
+    // the same list as a serial search. `found` counts the pairs of all blocks so far, so a
+    // list over the limit stops every block early.
+    let found = std::sync::atomic::AtomicUsize::new(0);
+    let n = positions.len();
+    let block = n.div_ceil(4 * rayon::current_num_threads()).max(256);
+    let blocks: Vec<PairList> = (0..n.div_ceil(block))
+        .into_par_iter()
+        .map(|b| -> Result<PairList> {
+            let mut list = PairList::default();
+            let mut row = Vec::new();
+            for i in b * block..((b + 1) * block).min(n) {
+                search.center_pairs(i, self_pairs, &mut row)?;
+                let total =
+                    found.fetch_add(row.len(), std::sync::atomic::Ordering::Relaxed) + row.len();
+                if total > max_pairs {
+                    return Err(too_large(total));
+                }
+                for &(j, s, r) in &row {
+                    list.push(i, j, r, s);
+                }
+            }
+            Ok(list)
+        })
+        .collect::<Result<_>>()?;
+    let total: usize = blocks.iter().map(PairList::len).sum();
+    let mut list = PairList {
+        centers: Vec::with_capacity(total),
+        neighbors: Vec::with_capacity(total),
+        vectors: Vec::with_capacity(total),
+        shifts: Vec::with_capacity(total),
+    };
+    for b in blocks {
+        list.centers.extend(b.centers);
+        list.neighbors.extend(b.neighbors);
+        list.vectors.extend(b.vectors);
+        list.shifts.extend(b.shifts);
     }
     Ok(list)
 }

@@ -268,6 +268,23 @@ fn twenty_thousand_particles_at_liquid_density() {
             "{per_particle}"
         );
         assert!(l.vectors.iter().all(|r| dot(*r, *r) < cutoff * cutoff));
+        // The list is searched in parallel blocks of centres (20 000 centres: many blocks);
+        // joined, it is the per-centre rows in centre order.
+        let search = NeighborSearch::new(&pos, &cell, pbc, cutoff, usize::MAX).unwrap();
+        let mut row = Vec::new();
+        let mut at = 0;
+        for i in 0..n {
+            search.center_pairs(i, false, &mut row).unwrap();
+            for &(j, shift, r) in &row {
+                assert_eq!(
+                    (l.centers[at], l.neighbors[at], l.shifts[at], l.vectors[at]),
+                    (i, j, shift, r),
+                    "pair {at}"
+                );
+                at += 1;
+            }
+        }
+        assert_eq!(at, l.len());
     }
 }
 

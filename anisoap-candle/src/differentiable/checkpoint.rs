@@ -12,7 +12,7 @@
 
 use crate::batched::BatchedBasis;
 use crate::error::Result;
-use crate::fused_cuda::GatherIndex;
+use crate::fused_cuda::{GatherIndex, TargetChunk};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, Var};
 use std::ops::Range;
 use std::sync::Arc;
@@ -27,17 +27,17 @@ pub(super) struct CheckpointedDensity {
     basis: Arc<BatchedBasis>,
     /// Columns `K` of the density.
     n_cols: usize,
-    destination: GatherIndex,
-    chunks: Vec<Range<usize>>,
+    /// The chunks, built once for the forward and the backward.
+    chunks: Vec<Chunk>,
     /// `[P]` u32: the position of each pair in the destination's `perm`.
     inverse_perm: Tensor,
 }
 
-/// One chunk's pairs (in `perm` order) and their targets relative to the chunk's first.
+/// One chunk: its targets and, unless it has no pairs, its pairs (in `perm` order) with a
+/// destination index relative to the chunk's first target.
 struct Chunk {
     targets: Range<usize>,
-    pairs: Tensor,
-    local: GatherIndex,
+    pairs: Option<(Tensor, GatherIndex)>,
 }
 
 impl CheckpointedDensity {
@@ -54,32 +54,37 @@ impl CheckpointedDensity {
             inverse[q as usize] = s as u32;
         }
         let device = destination.perm.device().clone();
+        let seg = &destination.host_seg;
+        let chunks = destination
+            .target_chunks(chunk_pairs)
+            .into_iter()
+            .map(|TargetChunk { targets, pairs }| -> Result<Chunk> {
+                if pairs.is_empty() {
+                    return Ok(Chunk {
+                        targets,
+                        pairs: None,
+                    });
+                }
+                let local: Vec<usize> = targets
+                    .clone()
+                    .flat_map(|t| {
+                        std::iter::repeat_n(t - targets.start, (seg[t + 1] - seg[t]) as usize)
+                    })
+                    .collect();
+                let perm = destination.perm.narrow(0, pairs.start, pairs.len())?;
+                let local = GatherIndex::new(&local, targets.len(), &device)?;
+                Ok(Chunk {
+                    targets,
+                    pairs: Some((perm, local)),
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(CheckpointedDensity {
             basis,
             n_cols,
-            chunks: destination.target_chunks(chunk_pairs),
-            destination: destination.clone(),
+            chunks,
             inverse_perm: Tensor::from_vec(inverse, destination.n_rows, &device)?,
         })
-    }
-
-    /// The pairs of `targets` and a destination index local to the chunk; `None` when the
-    /// chunk has no pairs.
-    fn chunk(&self, targets: &Range<usize>) -> Result<Option<Chunk>> {
-        let seg = &self.destination.host_seg;
-        let (s0, s1) = (seg[targets.start] as usize, seg[targets.end] as usize);
-        if s0 == s1 {
-            return Ok(None);
-        }
-        let local_targets: Vec<usize> = (targets.start..targets.end)
-            .flat_map(|t| std::iter::repeat_n(t - targets.start, (seg[t + 1] - seg[t]) as usize))
-            .collect();
-        let device = self.inverse_perm.device();
-        Ok(Some(Chunk {
-            targets: targets.clone(),
-            pairs: self.destination.perm.narrow(0, s0, s1 - s0)?,
-            local: GatherIndex::new(&local_targets, targets.len(), device)?,
-        }))
     }
 
     /// The density `[n_targets, K]` of pairs with inputs `r` `[P, 3]` and `orientation`
@@ -88,16 +93,16 @@ impl CheckpointedDensity {
         let (r, orientation) = (r.detach(), orientation.detach());
         let k = self.n_cols;
         let mut rows = Vec::with_capacity(self.chunks.len());
-        for targets in &self.chunks {
-            rows.push(match self.chunk(targets)? {
-                Some(c) => {
+        for chunk in &self.chunks {
+            rows.push(match &chunk.pairs {
+                Some((pairs, local)) => {
                     let (r_c, o_c) = (
-                        r.index_select(&c.pairs, 0)?,
-                        orientation.index_select(&c.pairs, 0)?,
+                        r.index_select(pairs, 0)?,
+                        orientation.index_select(pairs, 0)?,
                     );
-                    self.chunk_density(&r_c, &o_c, &c.local)?.detach()
+                    self.chunk_density(&r_c, &o_c, local)?.detach()
                 }
-                None => Tensor::zeros((targets.len(), k), r.dtype(), r.device())?,
+                None => Tensor::zeros((chunk.targets.len(), k), r.dtype(), r.device())?,
             });
         }
         if rows.is_empty() {
@@ -128,14 +133,14 @@ impl CheckpointedDensity {
     ) -> Result<(Tensor, Tensor)> {
         let mut grads_r = Vec::with_capacity(self.chunks.len());
         let mut grads_o = Vec::with_capacity(self.chunks.len());
-        for targets in &self.chunks {
-            let Some(c) = self.chunk(targets)? else {
+        for chunk in &self.chunks {
+            let Some((pairs, local)) = &chunk.pairs else {
                 continue;
             };
-            let r_c = Var::from_tensor(&r.index_select(&c.pairs, 0)?)?;
-            let o_c = Var::from_tensor(&orientation.index_select(&c.pairs, 0)?)?;
-            let density = self.chunk_density(r_c.as_tensor(), o_c.as_tensor(), &c.local)?;
-            let upstream = grad_out.narrow(0, c.targets.start, c.targets.len())?;
+            let r_c = Var::from_tensor(&r.index_select(pairs, 0)?)?;
+            let o_c = Var::from_tensor(&orientation.index_select(pairs, 0)?)?;
+            let density = self.chunk_density(r_c.as_tensor(), o_c.as_tensor(), local)?;
+            let upstream = grad_out.narrow(0, chunk.targets.start, chunk.targets.len())?;
             let grads = (density * upstream)?.sum_all()?.backward()?;
             for (v, out) in [(&r_c, &mut grads_r), (&o_c, &mut grads_o)] {
                 out.push(match grads.get(v.as_tensor()) {

@@ -84,7 +84,7 @@ impl GatherIndex {
     /// Consecutive target ranges `[t0, t1)` covering all targets, each with at most
     /// `max_rows` rows (`perm` positions `seg[t0] .. seg[t1]`) unless one target alone has
     /// more; empty when there are no targets.
-    pub fn target_chunks(&self, max_rows: usize) -> Vec<std::ops::Range<usize>> {
+    pub fn target_chunks(&self, max_rows: usize) -> Vec<TargetChunk> {
         let seg = &self.host_seg;
         let mut chunks = Vec::new();
         let mut start = 0;
@@ -93,11 +93,24 @@ impl GatherIndex {
             while end < self.n_targets && (seg[end + 1] - seg[start]) as usize <= max_rows {
                 end += 1;
             }
-            chunks.push(start..end);
+            chunks.push(TargetChunk {
+                targets: start..end,
+                pairs: seg[start] as usize..seg[end] as usize,
+            });
             start = end;
         }
         chunks
     }
+}
+
+/// One chunk of [`GatherIndex::target_chunks`]: consecutive targets and their rows' positions
+/// in `perm` (the rows of these targets and no others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetChunk {
+    /// Targets `t0 .. t1`.
+    pub targets: std::ops::Range<usize>,
+    /// Positions `seg[t0] .. seg[t1]` of `perm`.
+    pub pairs: std::ops::Range<usize>,
 }
 
 #[cfg(test)]
@@ -117,9 +130,17 @@ mod tests {
         );
         // Targets 0 (2 rows), 1 (1), 2 (3), 3 (0): chunks of at most 3 rows; target 2 alone
         // fills one, the empty target 3 joins it.
-        assert_eq!(g.target_chunks(3), vec![0..2, 2..4]);
-        assert_eq!(g.target_chunks(1), vec![0..1, 1..2, 2..3, 3..4]);
-        assert_eq!(g.target_chunks(100), vec![0..4]);
+        let targets = |max: usize| -> Vec<_> {
+            g.target_chunks(max)
+                .into_iter()
+                .map(|c| c.targets)
+                .collect()
+        };
+        assert_eq!(targets(3), vec![0..2, 2..4]);
+        assert_eq!(targets(1), vec![0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(targets(100), vec![0..4]);
+        let pairs: Vec<_> = g.target_chunks(1).into_iter().map(|c| c.pairs).collect();
+        assert_eq!(pairs, vec![0..2, 2..3, 3..6, 6..6]);
         assert!(GatherIndex::new(&[4], 4, &Device::Cpu).is_err());
     }
 }

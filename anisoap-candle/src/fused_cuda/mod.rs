@@ -176,6 +176,6 @@ mod stub {
 
 pub mod baked;
 mod gather;
-pub use gather::GatherIndex;
+pub use gather::{GatherIndex, TargetChunk};
 #[cfg(feature = "cuda")]
 mod imp;

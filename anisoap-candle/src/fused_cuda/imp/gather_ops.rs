@@ -72,28 +72,30 @@ pub(super) fn grid(total: usize) -> candle_core::Result<LaunchConfig> {
     })
 }
 
-fn launch_gather<T: CudaDType + DeviceRepr>(
+/// `out[q] = src[index[q]]` for the `index.len()` rows of `index`, `width` columns; every
+/// entry of `index` must be below the rows of `src` (the callers' indices are built so:
+/// [`GatherIndex::new`] checks `index` below `n_targets`, and its `perm` and `sorted_targets`
+/// are a permutation of the rows and targets in range).
+pub(super) fn launch_gather<T: CudaDType + DeviceRepr>(
     dev: &CudaDevice,
     f: &CudaFunction,
     src: CudaView<'_, T>,
-    index: &GatherIndex,
+    index: &CudaView<'_, u32>,
     width: usize,
 ) -> candle_core::Result<CudaSlice<T>> {
-    let total = index.n_rows * width;
-    // SAFETY: thread idx < P W writes out[idx]; the grid covers every idx.
+    let total = index.len() * width;
+    // SAFETY: thread idx < n W writes out[idx]; the grid covers every idx.
     let mut out = unsafe { dev.alloc::<T>(total.max(1)) }?;
     if total == 0 {
         return Ok(out);
     }
-    let (storage, layout) = index.index.storage_and_layout();
-    let idx = u32_view(&storage, layout)?;
-    let (rows, w) = (index.n_rows as u32, width as u32);
+    let (rows, w) = (index.len() as u32, width as u32);
     let stream = dev.cuda_stream();
     let mut b = stream.launch_builder(f);
-    b.arg(&src).arg(&idx).arg(&rows).arg(&w).arg(&mut out);
-    // SAFETY: matches gather_rows_<T>. Thread idx < P W reads index[q] (q < P; P entries),
-    // which GatherIndex::new checked below n_targets, so src[index[q] W + c] with c < W lies in
-    // the n_targets W elements of src (checked by the caller); it writes out[idx] only.
+    b.arg(&src).arg(index).arg(&rows).arg(&w).arg(&mut out);
+    // SAFETY: matches gather_rows_<T>. Thread idx < n W reads index[q] (q < n; n entries),
+    // below the rows of src (the contract above), so src[index[q] W + c] with c < W lies in
+    // src; it writes out[idx] only.
     unsafe { b.launch(grid(total)?) }.w()?;
     drop(b);
     Ok(out)
@@ -153,7 +155,9 @@ impl RowsOp {
         let src = src_view::<T>(s, l, len)?;
         let out = match self.direction {
             Direction::Gather => {
-                launch_gather(dev, &self.kernels.gather_fn, src, &self.index, width)?
+                let (storage, layout) = self.index.index.storage_and_layout();
+                let index = u32_view(&storage, layout)?;
+                launch_gather(dev, &self.kernels.gather_fn, src, &index, width)?
             }
             Direction::ScatterSum => {
                 launch_sum(dev, &self.kernels.sum_fn, src, &self.index, width)?

@@ -11,9 +11,9 @@
 //! backward.
 
 use super::differentiable::{Coefficients, DifferentiableKernels, PARAMS};
-use super::gather_ops::{grid, u32_view, GatherKernels};
+use super::gather_ops::{grid, launch_gather, u32_view, GatherKernels};
 use super::ops::view;
-use crate::fused_cuda::GatherIndex;
+use crate::fused_cuda::{GatherIndex, TargetChunk};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, CudaViewMut, DeviceRepr, PushKernelArg, ValidAsZeroBits,
 };
@@ -36,29 +36,6 @@ pub(crate) struct PairDensity {
 /// `[P, 10]`.
 struct PairDensityBwd(PairDensity);
 
-/// `out[q] = src[index[q]]` for the `index.len()` rows of `index`, `width` columns.
-fn gather<T: CudaDType + DeviceRepr>(
-    dev: &CudaDevice,
-    rows: &GatherKernels,
-    src: &CudaView<'_, T>,
-    index: &CudaView<'_, u32>,
-    width: usize,
-) -> candle_core::Result<CudaSlice<T>> {
-    let n = index.len();
-    // SAFETY: thread idx < n width writes out[idx]; the grid covers every idx.
-    let mut out = unsafe { dev.alloc::<T>((n * width).max(1)) }?;
-    let (n32, w32) = (n as u32, width as u32);
-    let stream = dev.cuda_stream();
-    let mut b = stream.launch_builder(&rows.gather_fn);
-    b.arg(src).arg(index).arg(&n32).arg(&w32).arg(&mut out);
-    // SAFETY: matches gather_rows_<T>. The callers pass index entries below the number of rows
-    // of src (perm entries < P for the [P, 10] parameters; sorted_targets entries < n_targets
-    // for the [n_targets, K] gradient: GatherIndex::new builds both so), so src[index[q] W + c]
-    // with c < W is in bounds; thread idx < n W writes out[idx] of the n W allocated.
-    unsafe { b.launch(grid(n * width)?) }.w()?;
-    Ok(out)
-}
-
 impl PairDensity {
     fn n_cols(&self) -> usize {
         self.kernels.n_cols as usize
@@ -77,15 +54,18 @@ impl PairDensity {
         let (ss, sl) = index.seg.storage_and_layout();
         let (perm, seg) = (u32_view(&ps, pl)?, u32_view(&ss, sl)?);
         let stream = dev.cuda_stream();
-        for targets in index.target_chunks(self.chunk_pairs) {
-            let (s0, s1) = (
-                index.host_seg[targets.start] as usize,
-                index.host_seg[targets.end] as usize,
-            );
-            if s0 == s1 {
+        for TargetChunk { targets, pairs } in index.target_chunks(self.chunk_pairs) {
+            if pairs.is_empty() {
                 continue; // targets without pairs keep their zeros
             }
-            let chunk_params = gather(dev, &self.rows, &params, &perm.slice(s0..s1), PARAMS)?;
+            let (s0, s1) = (pairs.start, pairs.end);
+            let chunk_params = launch_gather(
+                dev,
+                &self.rows.gather_fn,
+                params.slice(..),
+                &perm.slice(s0..s1),
+                PARAMS,
+            )?;
             let coefficients =
                 self.kernels
                     .forward(dev, chunk_params.slice(..), weights, values, s1 - s0)?;
@@ -124,17 +104,26 @@ impl PairDensity {
         let (ts, tl) = index.sorted_targets.storage_and_layout();
         let (perm, targets_of) = (u32_view(&ps, pl)?, u32_view(&ts, tl)?);
         let stream = dev.cuda_stream();
-        for targets in index.target_chunks(self.chunk_pairs) {
-            let (s0, s1) = (
-                index.host_seg[targets.start] as usize,
-                index.host_seg[targets.end] as usize,
-            );
-            if s0 == s1 {
+        for TargetChunk { pairs, .. } in index.target_chunks(self.chunk_pairs) {
+            if pairs.is_empty() {
                 continue;
             }
+            let (s0, s1) = (pairs.start, pairs.end);
             let chunk_perm = perm.slice(s0..s1);
-            let chunk_params = gather(dev, &self.rows, &params, &chunk_perm, PARAMS)?;
-            let chunk_grad = gather(dev, &self.rows, &grad_out, &targets_of.slice(s0..s1), k)?;
+            let chunk_params = launch_gather(
+                dev,
+                &self.rows.gather_fn,
+                params.slice(..),
+                &chunk_perm,
+                PARAMS,
+            )?;
+            let chunk_grad = launch_gather(
+                dev,
+                &self.rows.gather_fn,
+                grad_out.slice(..),
+                &targets_of.slice(s0..s1),
+                k,
+            )?;
             let grad_params = self.kernels.backward(
                 dev,
                 chunk_params.slice(..),

@@ -16,60 +16,26 @@
 // Index loops over components read most clearly here.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use anisoap_candle::cutoff::CutoffFunction;
 use anisoap_candle::differentiable::{
     DifferentiableDescriptor, FrameTensors, SpeciesLayout, TensorNeighbors,
 };
 use anisoap_candle::hypers::MaxRadial;
-use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
 use anisoap_candle::{Frame, Hypers};
 use candle_core::{DType, Device, Tensor, Var};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use common::fd::{self, scale_quaternions, triclinic, weights};
 
 const ORACLE_TOLERANCE: f64 = 1e-10;
 const FD_STEP: f64 = 1e-5;
 const FD_TOLERANCE: f64 = 1e-6;
 const GRADIENT_FLOOR: f64 = 1e-4;
 
+/// A liquid frame with non-unit quaternions (only their direction matters, the gradient
+/// must know it).
 fn liquid(n: usize, species: usize, periodic: bool, density: f64, seed: u64) -> Frame {
-    let mut frame = generate_frame(
-        &SyntheticSpec {
-            kind: SystemKind::EllipsoidLiquid,
-            n_particles: n,
-            n_species: species,
-            periodic,
-            density,
-            seed,
-        },
-        0,
-    );
-    // Non-unit quaternions: only their direction matters, the gradient must know it.
-    let q = frame.arrays.get_mut("c_q").unwrap();
-    for (k, v) in q.values.iter_mut().enumerate() {
-        *v *= 0.7 + 0.1 * ((k / 4) % 5) as f64;
-    }
-    frame
-}
-
-fn triclinic(mut frame: Frame) -> Frame {
-    let side = frame.cell[0][0];
-    let cell = [
-        [side, 0.0, 0.0],
-        [0.35 * side, 0.9 * side, 0.0],
-        [-0.2 * side, 0.3 * side, 1.1 * side],
-    ];
-    for p in &mut frame.positions {
-        let s = [p[0] / side, p[1] / side, p[2] / side];
-        *p = [0, 1, 2].map(|d| (0..3).map(|k| s[k] * cell[k][d]).sum());
-    }
-    frame.cell = cell;
-    frame
-}
-
-fn weights(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    scale_quaternions(fd::liquid(n, species, periodic, density, seed))
 }
 
 /// One evaluation's value, scale `Σ |w X|` and gradients: positions, quaternions, semi-axes,

@@ -24,10 +24,12 @@ mod common;
 
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::hypers::MaxRadial;
-use anisoap_candle::neighbors::neighbor_list;
-use anisoap_candle::synthetic::{generate_frame, SyntheticSpec, SystemKind};
-use anisoap_candle::{Backend, Calculator, Features, Frame, Hypers, Quantity};
-use candle_core::{DType, Device, Tensor, Var};
+use anisoap_candle::{Features, Frame, Hypers, Quantity};
+use candle_core::{DType, Device, Var};
+use common::fd::{
+    central_differences, cutoff_margin, liquid, reference_features, scale_quaternions, triclinic,
+    weighted_loss, weighted_sum, weights,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Mutex;
@@ -75,85 +77,8 @@ fn record(entry: serde_json::Value) {
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
 }
 
-/// A synthetic frame of the Gay-Berne-like liquid.
-fn liquid(n: usize, species: usize, periodic: bool, density: f64, seed: u64) -> Frame {
-    generate_frame(
-        &SyntheticSpec {
-            kind: SystemKind::EllipsoidLiquid,
-            n_particles: n,
-            n_species: species,
-            periodic,
-            density,
-            seed,
-        },
-        0,
-    )
-}
-
-/// Maps a cubic periodic frame onto a triclinic cell (same fractional coordinates).
-fn make_triclinic(mut frame: Frame) -> Frame {
-    let side = frame.cell[0][0];
-    let cell = [
-        [side, 0.0, 0.0],
-        [0.35 * side, 0.9 * side, 0.0],
-        [-0.2 * side, 0.3 * side, 1.1 * side],
-    ];
-    for p in &mut frame.positions {
-        let s = [p[0] / side, p[1] / side, p[2] / side];
-        *p = [0, 1, 2].map(|d| (0..3).map(|k| s[k] * cell[k][d]).sum());
-    }
-    frame.cell = cell;
-    frame
-}
-
-/// Gives every quaternion a non-unit norm (only the direction matters).
-fn scale_quaternions(mut frame: Frame) -> Frame {
-    let q = frame.arrays.get_mut("c_q").unwrap();
-    for (k, v) in q.values.iter_mut().enumerate() {
-        *v *= 0.7 + 0.1 * ((k / 4) % 5) as f64;
-    }
-    frame
-}
-
 fn reference(hypers: &Hypers, frame: &Frame, quantity: Quantity) -> Features {
-    Calculator::new(hypers, Backend::Reference)
-        .unwrap()
-        .compute(std::slice::from_ref(frame), quantity, &mut |_, _| {})
-        .unwrap()
-}
-
-/// Smallest `| |r_ij| - r_c |` over all pairs found with a slightly larger cutoff.
-fn cutoff_margin(frame: &Frame, cutoff: f64) -> f64 {
-    let (cell, pbc) = if frame.is_periodic() {
-        (frame.cell, frame.pbc)
-    } else {
-        ([[0.0; 3]; 3], [false; 3])
-    };
-    let list = neighbor_list(&frame.positions, &cell, pbc, cutoff + 0.01, false).unwrap();
-    list.vectors
-        .iter()
-        .map(|r| ((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt() - cutoff).abs())
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn weights(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
-
-fn weighted_sum(features: &Features, w: &[f64]) -> f64 {
-    let v = &features.values;
-    assert_eq!(v.cols, w.len());
-    v.data
-        .chunks(v.cols)
-        .map(|row| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>())
-        .sum()
-}
-
-/// `L = Σ w·X` as a graph node (`w` one weight per feature column).
-fn weighted_loss(x: &Tensor, w: &[f64]) -> Tensor {
-    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), x.device()).unwrap();
-    x.broadcast_mul(&wt).unwrap().sum_all().unwrap()
+    reference_features(hypers, std::slice::from_ref(frame), quantity)
 }
 
 /// Autograd gradients of `L` w.r.t. positions, quaternions and semi-axes (flattened).
@@ -195,34 +120,9 @@ fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, [Vec<f64>; 3]) {
 
 /// Central finite differences of `L` (reference backend) for the three inputs.
 fn finite_differences(hypers: &Hypers, frame: &Frame, w: &[f64]) -> [Vec<f64>; 3] {
-    let value =
-        |f: &Frame| weighted_sum(&reference(hypers, f, Quantity::PowerSpectrumPerCenter), w);
-    let central = |edit: &dyn Fn(&mut Frame, f64)| {
-        let (mut plus, mut minus) = (frame.clone(), frame.clone());
-        edit(&mut plus, FD_STEP);
-        edit(&mut minus, -FD_STEP);
-        (value(&plus) - value(&minus)) / (2.0 * FD_STEP)
-    };
-    let n = frame.len();
-    let mut out: [Vec<f64>; 3] = Default::default();
-    for i in 0..n {
-        for d in 0..3 {
-            out[0].push(central(&|f: &mut Frame, h| f.positions[i][d] += h));
-        }
-        for k in 0..4 {
-            out[1].push(central(&|f: &mut Frame, h| {
-                f.arrays.get_mut("c_q").unwrap().values[4 * i + k] += h
-            }));
-        }
-        for k in 0..3 {
-            let name = format!("c_diameter[{}]", k + 1);
-            // Semi-axis a = diameter / 2: a step h in a is 2h in the diameter.
-            out[2].push(central(&|f: &mut Frame, h| {
-                f.arrays.get_mut(&name).unwrap().values[i] += 2.0 * h
-            }));
-        }
-    }
-    out
+    central_differences(frame, FD_STEP, |f: &Frame| {
+        weighted_sum(&reference(hypers, f, Quantity::PowerSpectrumPerCenter), w)
+    })
 }
 
 fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
@@ -381,7 +281,7 @@ fn forward_matches_reference_per_center() {
         &Hypers::gto(5, 3.0, 0.8),
         &periodic,
     );
-    let triclinic = make_triclinic(liquid(8, 3, true, 0.2, 13));
+    let triclinic = triclinic(liquid(8, 3, true, 0.2, 13));
     check_forward(
         "triclinic gto 3 species max_radial 2",
         &gto_radial(3, 3.2, 0.9, MaxRadial::Uniform(2)),
@@ -517,7 +417,7 @@ fn gradients_periodic_cubic_gto_two_species() {
 
 #[test]
 fn gradients_periodic_triclinic_three_species() {
-    let frame = make_triclinic(liquid(8, 3, true, 0.2, 34));
+    let frame = triclinic(liquid(8, 3, true, 0.2, 34));
     check_gradients(
         "periodic triclinic, GTO lmax 3, 3 species",
         &Hypers::gto(3, 3.2, 0.9),
@@ -776,94 +676,5 @@ fn gay_berne_forces_match_finite_differences() {
     assert!(
         worst.1 <= 1e-6 * scale.1,
         "quaternion gradient {worst:?} {scale:?}"
-    );
-}
-
-/// Autograd of `L = Σ w·X` with respect to a homogeneous strain `ε` at `ε = 0`
-/// (`DifferentiableDescriptor::density_with_strain`), row-major `[3, 3]`.
-fn strain_autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> Vec<f64> {
-    let device = Device::Cpu;
-    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
-    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
-    let strain = Var::zeros((3, 3), DType::F64, &device).unwrap();
-    let neighbors = descriptor
-        .neighbors(
-            &inputs.positions,
-            &inputs.types,
-            &inputs.cell,
-            inputs.pbc,
-            &SpeciesLayout::FromPairs,
-        )
-        .unwrap();
-    let density = descriptor
-        .density_with_strain(
-            &inputs.positions,
-            &inputs.quaternions,
-            &inputs.semi_axes,
-            &neighbors,
-            &strain,
-        )
-        .unwrap();
-    let x = descriptor
-        .power_spectrum_of_density(&density, &neighbors)
-        .unwrap();
-    let loss = weighted_loss(&x, w);
-    let grads = loss.backward().unwrap();
-    grads
-        .get(&strain)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
-
-/// The strain derivative (the virial, times the volume) of a periodic triclinic system against
-/// central finite differences of the reference backend, straining positions and cell together
-/// (`x → (I + h E_ab) x`, each cell vector likewise; the pair list is rebuilt each time).
-#[test]
-fn strain_derivative_matches_finite_differences_of_the_cell() {
-    let hypers = gto_radial(4, 2.6, 0.7, MaxRadial::Uniform(3));
-    let frame = make_triclinic(liquid(14, 2, true, 0.3, 41));
-    let margin = cutoff_margin(&frame, hypers.cutoff_radius);
-    assert!(margin > 1e-3, "a pair lies {margin:e} from the cutoff");
-    let expected = reference(&hypers, &frame, Quantity::PowerSpectrumPerCenter);
-    let w = weights(expected.values.cols, 43);
-    let ad = strain_autograd(&hypers, &frame, &w);
-    let value =
-        |f: &Frame| weighted_sum(&reference(&hypers, f, Quantity::PowerSpectrumPerCenter), &w);
-    let strained = |a: usize, b: usize, h: f64| {
-        let mut f = frame.clone();
-        for p in &mut f.positions {
-            p[a] += h * p[b];
-        }
-        for row in &mut f.cell {
-            row[a] += h * row[b];
-        }
-        f
-    };
-    let mut fd = Vec::new();
-    for a in 0..3 {
-        for b in 0..3 {
-            fd.push(
-                (value(&strained(a, b, FD_STEP)) - value(&strained(a, b, -FD_STEP)))
-                    / (2.0 * FD_STEP),
-            );
-        }
-    }
-    let scale = fd.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(scale > 1e-3, "strain derivative too small to test: {fd:?}");
-    let worst = ad
-        .iter()
-        .zip(&fd)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    println!(
-        "strain derivative: autograd {ad:?}\n  FD {fd:?}\n  worst {:.3e} relative",
-        worst / scale
-    );
-    assert!(
-        worst <= 1e-6 * scale,
-        "strain derivative: autograd {ad:?} vs FD {fd:?} (worst {worst:e}, scale {scale:e})"
     );
 }

@@ -23,6 +23,7 @@ use anisoap_candle::neighbors::neighbor_list;
 use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
 use candle_core::{DType, Device, Tensor, Var};
+use common::fd::{central_differences, weighted_sum, weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -416,14 +417,6 @@ fn bad_width_in_code_is_refused_by_every_constructor() {
 const FD_STEP: f64 = 1e-5;
 const FD_TOLERANCE: f64 = 1e-6;
 
-fn weighted_sum(features: &Features, w: &[f64]) -> f64 {
-    let v = &features.values;
-    v.data
-        .chunks(v.cols)
-        .map(|row| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>())
-        .sum()
-}
-
 /// `L = Σ w X` and its autograd gradients (positions, quaternions, semi-axes).
 fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let device = Device::Cpu;
@@ -464,41 +457,17 @@ fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, Vec<Vec<f64>>, V
     )
 }
 
+/// Central finite differences of `L` (reference backend): positions, quaternions, semi-axes.
 fn finite_differences(hypers: &Hypers, frame: &Frame, w: &[f64]) -> Vec<Vec<f64>> {
     let value = |f: &Frame| {
-        weighted_sum(
-            &reference(
-                hypers,
-                std::slice::from_ref(f),
-                Quantity::PowerSpectrumPerCenter,
-            ),
-            w,
-        )
+        let x = reference(
+            hypers,
+            std::slice::from_ref(f),
+            Quantity::PowerSpectrumPerCenter,
+        );
+        weighted_sum(&x, w)
     };
-    let central = |edit: &dyn Fn(&mut Frame, f64)| {
-        let (mut plus, mut minus) = (frame.clone(), frame.clone());
-        edit(&mut plus, FD_STEP);
-        edit(&mut minus, -FD_STEP);
-        (value(&plus) - value(&minus)) / (2.0 * FD_STEP)
-    };
-    let mut out = vec![Vec::new(), Vec::new(), Vec::new()];
-    for i in 0..frame.len() {
-        for d in 0..3 {
-            out[0].push(central(&|f: &mut Frame, h| f.positions[i][d] += h));
-        }
-        for k in 0..4 {
-            out[1].push(central(&|f: &mut Frame, h| {
-                f.arrays.get_mut("c_q").unwrap().values[4 * i + k] += h
-            }));
-        }
-        for k in 0..3 {
-            let name = format!("c_diameter[{}]", k + 1);
-            out[2].push(central(&|f: &mut Frame, h| {
-                f.arrays.get_mut(&name).unwrap().values[i] += 2.0 * h
-            }));
-        }
-    }
-    out
+    central_differences(frame, FD_STEP, value).into()
 }
 
 fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
@@ -513,10 +482,7 @@ fn check_gradients(label: &str, hypers: &Hypers, frame: &Frame, seed: u64) {
         std::slice::from_ref(frame),
         Quantity::PowerSpectrumPerCenter,
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let w: Vec<f64> = (0..expected.values.cols)
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect();
+    let w = weights(expected.values.cols, seed);
     let (loss, ad, rows) = autograd(hypers, frame, &w);
     // Forward: the differentiable rows equal the reference's (every particle is a sample).
     assert_eq!(rows.len(), expected.values.rows);
@@ -612,8 +578,7 @@ fn differentiable_force_vanishes_at_the_cutoff() {
         let n = reference(&hypers, &[dimer(2.0)], Quantity::PowerSpectrumPerCenter)
             .values
             .cols;
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+        weights(n, 7)
     };
     let force = |h: &Hypers, d: f64| {
         let g = autograd(h, &dimer(d), &w).1.remove(0);

@@ -36,26 +36,11 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-/// Row-major rotation matrix of a unit quaternion (body → lab).
+/// Row-major rotation matrix of a unit quaternion (body → lab), the library's convention
+/// ([`anisoap_candle::rotation::quaternion_to_matrix`]); NaN entries for a zero or non-finite
+/// quaternion, so a broken state shows up in the integrator's finite checks.
 pub fn rotation(q: [f64; 4]) -> [[f64; 3]; 3] {
-    let [w, x, y, z] = q;
-    [
-        [
-            w * w + x * x - y * y - z * z,
-            2.0 * (x * y - z * w),
-            2.0 * (x * z + y * w),
-        ],
-        [
-            2.0 * (x * y + z * w),
-            w * w - x * x + y * y - z * z,
-            2.0 * (y * z - x * w),
-        ],
-        [
-            2.0 * (x * z - y * w),
-            2.0 * (y * z + x * w),
-            w * w - x * x - y * y + z * z,
-        ],
-    ]
+    anisoap_candle::rotation::quaternion_to_matrix(q).unwrap_or([[f64::NAN; 3]; 3])
 }
 
 /// Lab torque `τ = −∂E/∂θ` from the gradient `g = ∂E/∂q` at the unit quaternion `q`.

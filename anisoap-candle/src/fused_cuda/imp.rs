@@ -1,6 +1,46 @@
 //! The fused CUDA kernels (built with the `cuda` feature): NVRTC compilation, the uploaded
 //! tables, staging and launches. `ops` holds the `CustomOp3` implementations.
 
+/// `match` on a [`FloatTables`] with one body for both element types: `$body` sees `$T`
+/// (`f64` or `f32`) and `$t` (the typed [`Tables`]), so an op states its launch once.
+macro_rules! with_float_tables {
+    ($tables:expr, |$T:ident, $t:ident| $body:expr) => {
+        match $tables {
+            FloatTables::F64($t) => {
+                type $T = f64;
+                $body
+            }
+            FloatTables::F32($t) => {
+                type $T = f32;
+                $body
+            }
+        }
+    };
+}
+
+/// `match` on a `differentiable::Coefficients` with one body for both element types:
+/// `$body` sees `$T` (`f64` or `f32`) and the typed slices `$weights`, `$values`.
+macro_rules! with_coefficients {
+    ($coefficients:expr, |$T:ident, $weights:ident, $values:ident| $body:expr) => {
+        match $coefficients {
+            Coefficients::F64 {
+                weights: $weights,
+                values: $values,
+            } => {
+                type $T = f64;
+                $body
+            }
+            Coefficients::F32 {
+                weights: $weights,
+                values: $values,
+            } => {
+                type $T = f32;
+                $body
+            }
+        }
+    };
+}
+
 mod differentiable;
 mod gather_ops;
 mod ops;

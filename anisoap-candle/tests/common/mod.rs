@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+pub mod fd;
+
 pub use anisoap_candle::npy::NpyArray;
 
 /// Reads an NPY file (fixtures are `<f8` or `<i8`), panicking with the path on failure.

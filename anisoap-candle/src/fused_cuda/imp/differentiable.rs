@@ -297,28 +297,10 @@ impl CustomOp1 for MomentsContract {
         }
         let dev = &s.device;
         let t = &self.kernels;
-        let out = match &t.coefficients {
-            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
-                t.forward(
-                    dev,
-                    view::<f64>(s, l, "parameters", p * PARAMS)?,
-                    weights,
-                    values,
-                    p,
-                )?,
-                dev.clone(),
-            ),
-            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
-                t.forward(
-                    dev,
-                    view::<f32>(s, l, "parameters", p * PARAMS)?,
-                    weights,
-                    values,
-                    p,
-                )?,
-                dev.clone(),
-            ),
-        };
+        let out = with_coefficients!(&t.coefficients, |T, weights, values| {
+            let params = view::<T>(s, l, "parameters", p * PARAMS)?;
+            CudaStorage::wrap_cuda_slice(t.forward(dev, params, weights, values, p)?, dev.clone())
+        });
         Ok((out, Shape::from((p, t.n_cols as usize))))
     }
 
@@ -367,30 +349,12 @@ impl CustomOp2 for MomentsContractBwd {
             candle_core::bail!("anisoap-cuda: backward inputs have the wrong shapes");
         }
         let dev = &s1.device;
-        let out = match &t.coefficients {
-            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
-                t.backward(
-                    dev,
-                    view::<f64>(s1, l1, "parameters", p * PARAMS)?,
-                    view::<f64>(s2, l2, "gradient", p * k)?,
-                    weights,
-                    values,
-                    p,
-                )?,
-                dev.clone(),
-            ),
-            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
-                t.backward(
-                    dev,
-                    view::<f32>(s1, l1, "parameters", p * PARAMS)?,
-                    view::<f32>(s2, l2, "gradient", p * k)?,
-                    weights,
-                    values,
-                    p,
-                )?,
-                dev.clone(),
-            ),
-        };
+        let out = with_coefficients!(&t.coefficients, |T, weights, values| {
+            let params = view::<T>(s1, l1, "parameters", p * PARAMS)?;
+            let gradient = view::<T>(s2, l2, "gradient", p * k)?;
+            let out = t.backward(dev, params, gradient, weights, values, p)?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        });
         Ok((out, Shape::from((p, PARAMS))))
     }
 }

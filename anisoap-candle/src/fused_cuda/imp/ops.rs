@@ -64,24 +64,14 @@ impl CustomOp3 for CudaKernels {
             candle_core::bail!("anisoap-cuda: too many pairs in one call");
         }
         let dev = &s1.device;
-        let storage = match &self.tables {
-            FloatTables::F64(t) => {
-                let inputs = [
-                    view::<f64>(s1, l1, "precision", 6 * p)?,
-                    view::<f64>(s2, l2, "inv_axes_product", p)?,
-                    view::<f64>(s3, l3, "r", 3 * p)?,
-                ];
-                CudaStorage::wrap_cuda_slice(self.launch_pairs(dev, inputs, t, p)?, dev.clone())
-            }
-            FloatTables::F32(t) => {
-                let inputs = [
-                    view::<f32>(s1, l1, "precision", 6 * p)?,
-                    view::<f32>(s2, l2, "inv_axes_product", p)?,
-                    view::<f32>(s3, l3, "r", 3 * p)?,
-                ];
-                CudaStorage::wrap_cuda_slice(self.launch_pairs(dev, inputs, t, p)?, dev.clone())
-            }
-        };
+        let storage = with_float_tables!(&self.tables, |T, t| {
+            let inputs = [
+                view::<T>(s1, l1, "precision", 6 * p)?,
+                view::<T>(s2, l2, "inv_axes_product", p)?,
+                view::<T>(s3, l3, "r", 3 * p)?,
+            ];
+            CudaStorage::wrap_cuda_slice(self.launch_pairs(dev, inputs, t, p)?, dev.clone())
+        });
         Ok((storage, Shape::from((p, self.n_cols as usize))))
     }
 }
@@ -129,22 +119,13 @@ impl CustomOp3 for NeighborSum<'_> {
         let dev = &s1.device;
         let seg = view::<u32>(s2, l2, "segments", c + 1)?;
         let slot = view::<u32>(s3, l3, "slots", p)?;
-        let storage = match &self.kernels.tables {
-            FloatTables::F64(tables) => {
-                let coef = view::<f64>(s1, l1, "coefficients", p * k)?;
-                let out = self
-                    .kernels
-                    .launch_sum(dev, (coef, seg, slot), &tables.sum_fn, c, t)?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }
-            FloatTables::F32(tables) => {
-                let coef = view::<f32>(s1, l1, "coefficients", p * k)?;
-                let out = self
-                    .kernels
-                    .launch_sum(dev, (coef, seg, slot), &tables.sum_fn, c, t)?;
-                CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }
-        };
+        let storage = with_float_tables!(&self.kernels.tables, |T, tables| {
+            let coef = view::<T>(s1, l1, "coefficients", p * k)?;
+            let out = self
+                .kernels
+                .launch_sum(dev, (coef, seg, slot), &tables.sum_fn, c, t)?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        });
         Ok((storage, Shape::from((c * t, k))))
     }
 }

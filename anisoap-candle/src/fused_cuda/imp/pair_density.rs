@@ -174,26 +174,10 @@ impl CustomOp1 for PairDensity {
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
         let p = self.check_params(l)?;
         let dev = &s.device;
-        let out = match &self.kernels.coefficients {
-            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
-                self.forward(
-                    dev,
-                    view::<f64>(s, l, "parameters", p * PARAMS)?,
-                    weights,
-                    values,
-                )?,
-                dev.clone(),
-            ),
-            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
-                self.forward(
-                    dev,
-                    view::<f32>(s, l, "parameters", p * PARAMS)?,
-                    weights,
-                    values,
-                )?,
-                dev.clone(),
-            ),
-        };
+        let out = with_coefficients!(&self.kernels.coefficients, |T, weights, values| {
+            let params = view::<T>(s, l, "parameters", p * PARAMS)?;
+            CudaStorage::wrap_cuda_slice(self.forward(dev, params, weights, values)?, dev.clone())
+        });
         Ok((
             out,
             Shape::from((self.destination.n_targets, self.n_cols())),
@@ -245,28 +229,14 @@ impl CustomOp2 for PairDensityBwd {
             );
         }
         let dev = &s1.device;
-        let out = match &op.kernels.coefficients {
-            Coefficients::F64 { weights, values } => CudaStorage::wrap_cuda_slice(
-                op.backward(
-                    dev,
-                    view::<f64>(s1, l1, "parameters", p * PARAMS)?,
-                    view::<f64>(s2, l2, "gradient", t * k)?,
-                    weights,
-                    values,
-                )?,
+        let out = with_coefficients!(&op.kernels.coefficients, |T, weights, values| {
+            let params = view::<T>(s1, l1, "parameters", p * PARAMS)?;
+            let gradient = view::<T>(s2, l2, "gradient", t * k)?;
+            CudaStorage::wrap_cuda_slice(
+                op.backward(dev, params, gradient, weights, values)?,
                 dev.clone(),
-            ),
-            Coefficients::F32 { weights, values } => CudaStorage::wrap_cuda_slice(
-                op.backward(
-                    dev,
-                    view::<f32>(s1, l1, "parameters", p * PARAMS)?,
-                    view::<f32>(s2, l2, "gradient", t * k)?,
-                    weights,
-                    values,
-                )?,
-                dev.clone(),
-            ),
-        };
+            )
+        });
         Ok((out, Shape::from((p, PARAMS))))
     }
 }

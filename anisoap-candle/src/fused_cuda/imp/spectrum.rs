@@ -146,41 +146,23 @@ impl CudaKernels {
             .checked_mul(n_features)
             .ok_or_else(|| Error::TooLarge("power spectrum too large".into()))?;
         let (storage, layout) = density.storage_and_layout();
-        match &self.tables {
-            FloatTables::F64(t) => {
-                let d = device_view::<f64>(&storage, layout)?;
-                launch(
-                    dev,
-                    &t.spectrum,
-                    d,
-                    members,
-                    &words,
-                    &factor,
-                    n_members,
-                    row_len,
-                    rows_len,
-                    segments,
-                    n_features,
-                )
-            }
-            FloatTables::F32(t) => {
-                let d = device_view::<f32>(&storage, layout)?;
-                let factor: Vec<f32> = factor.iter().map(|&v| v as f32).collect();
-                launch(
-                    dev,
-                    &t.spectrum,
-                    d,
-                    members,
-                    &words,
-                    &factor,
-                    n_members,
-                    row_len,
-                    rows_len,
-                    segments,
-                    n_features,
-                )
-            }
-        }
+        with_float_tables!(&self.tables, |T, t| {
+            let d = device_view::<T>(&storage, layout)?;
+            let factor: Vec<T> = factor.iter().map(|&v| T::from_f64(v)).collect();
+            launch(
+                dev,
+                &t.spectrum,
+                d,
+                members,
+                &words,
+                &factor,
+                n_members,
+                row_len,
+                rows_len,
+                segments,
+                n_features,
+            )
+        })
     }
 }
 

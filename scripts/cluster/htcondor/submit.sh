@@ -31,16 +31,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 
-die() { echo "submit.sh: error: $*" >&2; exit 2; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
-abspath() {
-    [ -e "$1" ] || die "no such file: $1"
-    echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
-}
+# shellcheck source=../common.sh
+. "$here/../common.sh"
 
 shards="" out="" config="" species="auto" format="npz" merged="" bin="${ANISOAP_CANDLE_BIN:-}" dry=0
 inputs=() extra=() vars=()
-need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --shards) need "$@"; shards=$2; shift 2 ;;
@@ -70,20 +65,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-[ -n "$shards" ] || die "--shards N is required (see --help)"
-[[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "--shards must be a positive integer, not '$shards'"
-[ -n "$out" ] || die "--out DIR is required"
-[ ${#inputs[@]} -gt 0 ] || die "at least one --input FILE is required"
-case "$format" in npz|npy|safetensors|csv) ;; *) die "--format must be npz, npy, safetensors or csv" ;; esac
-[ -n "$species" ] || die "--species needs a list or auto: shards need fixed columns"
-
-if [ -z "$bin" ]; then
-    if command -v anisoap-candle >/dev/null 2>&1; then bin=$(command -v anisoap-candle)
-    elif [ -x "$repo/target/release/anisoap-candle" ]; then bin=$repo/target/release/anisoap-candle
-    else die "no anisoap-candle binary: build it (cargo build --release -p anisoap-candle-cli) or pass --bin"
-    fi
-fi
-bin=$(abspath "$bin")
+check_shard_options
+find_binary
 
 # Files sent with every shard job, named in the job by their base names.
 sent=() names=()

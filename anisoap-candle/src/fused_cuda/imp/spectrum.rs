@@ -14,6 +14,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
+use candle_core::WithDType;
 use candle_core::{Storage, Tensor};
 use std::sync::Arc;
 

@@ -25,10 +25,10 @@ mod common;
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::hypers::MaxRadial;
 use anisoap_candle::{Features, Frame, Hypers, Quantity};
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Device};
 use common::fd::{
-    central_differences, cutoff_margin, liquid, reference_features, scale_quaternions, triclinic,
-    weighted_loss, weighted_sum, weights,
+    central_differences, cutoff_margin, liquid, power_spectrum_autograd, reference_features,
+    scale_quaternions, triclinic, weighted_sum, weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -83,39 +83,8 @@ fn reference(hypers: &Hypers, frame: &Frame, quantity: Quantity) -> Features {
 
 /// Autograd gradients of `L` w.r.t. positions, quaternions and semi-axes (flattened).
 fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, [Vec<f64>; 3]) {
-    let device = Device::Cpu;
-    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
-    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
-    let positions = Var::from_tensor(&inputs.positions).unwrap();
-    let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
-    let axes = Var::from_tensor(&inputs.semi_axes).unwrap();
-    let neighbors = descriptor
-        .neighbors(
-            &positions,
-            &inputs.types,
-            &inputs.cell,
-            inputs.pbc,
-            &SpeciesLayout::FromPairs,
-        )
-        .unwrap();
-    let x = descriptor
-        .power_spectrum(&positions, &quaternions, &axes, &neighbors)
-        .unwrap();
-    let loss = weighted_loss(&x, w);
-    let grads = loss.backward().unwrap();
-    let flat = |v: &Var| {
-        grads
-            .get(v)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
-    (
-        loss.to_scalar::<f64>().unwrap(),
-        [flat(&positions), flat(&quaternions), flat(&axes)],
-    )
+    let (loss, grads, _) = power_spectrum_autograd(hypers, frame, w);
+    (loss, grads)
 }
 
 /// Central finite differences of `L` (reference backend) for the three inputs.

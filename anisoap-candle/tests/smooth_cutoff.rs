@@ -17,13 +17,13 @@
 mod common;
 
 use anisoap_candle::cutoff::CutoffFunction;
-use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+use anisoap_candle::differentiable::DifferentiableDescriptor;
 use anisoap_candle::hypers::MaxRadial;
 use anisoap_candle::neighbors::neighbor_list;
 use anisoap_candle::synthetic::{generate, SyntheticSpec, SystemKind};
 use anisoap_candle::{Backend, BatchedOptions, Calculator, Features, Frame, Hypers, Quantity};
-use candle_core::{DType, Device, Tensor, Var};
-use common::fd::{central_differences, weighted_sum, weights};
+use candle_core::{DType, Device};
+use common::fd::{central_differences, power_spectrum_autograd, weighted_sum, weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -417,44 +417,10 @@ fn bad_width_in_code_is_refused_by_every_constructor() {
 const FD_STEP: f64 = 1e-5;
 const FD_TOLERANCE: f64 = 1e-6;
 
-/// `L = Σ w X` and its autograd gradients (positions, quaternions, semi-axes).
+/// `L = Σ w X`, its autograd gradients (positions, quaternions, semi-axes) and the rows.
 fn autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> (f64, Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let device = Device::Cpu;
-    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
-    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
-    let positions = Var::from_tensor(&inputs.positions).unwrap();
-    let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
-    let axes = Var::from_tensor(&inputs.semi_axes).unwrap();
-    let neighbors = descriptor
-        .neighbors(
-            &positions,
-            &inputs.types,
-            &inputs.cell,
-            inputs.pbc,
-            &SpeciesLayout::FromPairs,
-        )
-        .unwrap();
-    let x = descriptor
-        .power_spectrum(&positions, &quaternions, &axes, &neighbors)
-        .unwrap();
-    let rows = x.to_vec2::<f64>().unwrap();
-    let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), &device).unwrap();
-    let loss = x.broadcast_mul(&wt).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    let flat = |v: &Var| {
-        grads
-            .get(v)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
-    (
-        loss.to_scalar::<f64>().unwrap(),
-        vec![flat(&positions), flat(&quaternions), flat(&axes)],
-        rows,
-    )
+    let (loss, grads, rows) = power_spectrum_autograd(hypers, frame, w);
+    (loss, grads.into(), rows)
 }
 
 /// Central finite differences of `L` (reference backend): positions, quaternions, semi-axes.

@@ -133,3 +133,50 @@ pub fn scale_quaternions(mut frame: Frame) -> Frame {
     }
     frame
 }
+
+/// `L = Σ w·X` of the differentiable descriptor's per-centre power spectrum (CPU, f64, the
+/// pair-type layout) and its autograd gradients: `(L, [positions, quaternions, semi-axes]
+/// flattened, the feature rows)`.
+pub fn power_spectrum_autograd(
+    hypers: &anisoap_candle::Hypers,
+    frame: &Frame,
+    w: &[f64],
+) -> (f64, [Vec<f64>; 3], Vec<Vec<f64>>) {
+    use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
+    use candle_core::{DType, Device, Var};
+    let device = Device::Cpu;
+    let descriptor = DifferentiableDescriptor::new(hypers, &device, DType::F64).unwrap();
+    let inputs = FrameTensors::from_frame(frame, "c_q", &device, DType::F64).unwrap();
+    let positions = Var::from_tensor(&inputs.positions).unwrap();
+    let quaternions = Var::from_tensor(&inputs.quaternions).unwrap();
+    let axes = Var::from_tensor(&inputs.semi_axes).unwrap();
+    let neighbors = descriptor
+        .neighbors(
+            &positions,
+            &inputs.types,
+            &inputs.cell,
+            inputs.pbc,
+            &SpeciesLayout::FromPairs,
+        )
+        .unwrap();
+    let x = descriptor
+        .power_spectrum(&positions, &quaternions, &axes, &neighbors)
+        .unwrap();
+    let rows = x.to_vec2::<f64>().unwrap();
+    let loss = weighted_loss(&x, w);
+    let grads = loss.backward().unwrap();
+    let flat = |v: &Var| {
+        grads
+            .get(v)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    (
+        loss.to_scalar::<f64>().unwrap(),
+        [flat(&positions), flat(&quaternions), flat(&axes)],
+        rows,
+    )
+}

@@ -9,17 +9,19 @@
 //!     [--baseline none|iso|anisoD] [--radial "g0.7:3.5:0.2+e0.1"] [--ridge R] [--no-gap]
 //!     [--train "hidden=64,64 act=tanh wf=10 wt=2 lr=1e-3 batch=48 epochs=200 decay=1e-4"]
 //!     [--sweep "SETTINGS;SETTINGS;..."] [--diagnose] [--baseline-structures B]
+//!     [--particles N]
 //! ```
 //!
-//! 1. Data (seeded): open clusters of 12 Gay-Berne ellipsoids (σ0 = 1, κ = 3, κ' = 5, μ = 2,
-//!    ν = 1; AniSOAP semi-axes 0.5, 0.5, 1.5 along the body x, y, z axes). `thermal` (the
-//!    default): each structure the end of its own GB-MD run (`--data-steps` steps of dt
-//!    0.002, kinetic energy rescaled to T every 10 steps, T uniform in `--temperatures`) from
-//!    a random insertion in a cube of side 3.6 to 5.6. `mixed` (the earlier set): a third as
-//!    inserted, a third after a short NVE stretch at T = 0.1 to 0.6, a third perturbed at
-//!    random. Structures with a force component above `--max-force` are redrawn. Split by
-//!    structure (seeded shuffle): 80 % training (of which 15 % validation, for early
-//!    stopping and for every choice of settings), 20 % held out.
+//! 1. Data (seeded): open clusters of 12 (`--particles N`) Gay-Berne ellipsoids (σ0 = 1,
+//!    κ = 3, κ' = 5, μ = 2, ν = 1; AniSOAP semi-axes 0.5, 0.5, 1.5 along the body x, y, z
+//!    axes). `thermal` (the default): each structure the end of its own GB-MD run
+//!    (`--data-steps` steps of dt 0.002, kinetic energy rescaled to T every 10 steps, T
+//!    uniform in `--temperatures`) from a random insertion in a cube of side 3.6 to 5.6
+//!    (× (N/12)^⅓ for other sizes). `mixed` (the earlier set): a third as inserted, a third
+//!    after a short NVE stretch at T = 0.1 to 0.6, a third perturbed at random. Structures
+//!    with a force component above `--max-force` are redrawn. Split by structure (seeded
+//!    shuffle): 80 % training (of which 15 % validation, for early stopping and for every
+//!    choice of settings), 20 % held out.
 //! 2. Pair baseline (`gay_berne/baseline.rs`): radial functions of the shape-shifted centre
 //!    distance times invariant monomials of the pair's orientations, fitted by weighted least
 //!    squares on the fit structures (on the first `--baseline-structures` of them only when
@@ -66,7 +68,7 @@ use baseline::PairBaseline;
 use candle_core::{DType, Device, Var};
 use data::{DataKind, DataSpec, Sample};
 use fit::{
-    frame_tensors, particles_of, prepare, rms, rmse, species, train_model, Prepared, N_PARTICLES,
+    frame_tensors, n_particles, particles_of, prepare, rms, rmse, species, train_model, Prepared,
     SEED, SEMI_AXES,
 };
 use mlp::MlpPotential;
@@ -210,6 +212,15 @@ fn args() -> Res<Args> {
             "--no-gap" => a.gap = false,
             "--baseline-structures" => a.baseline_structures = number("--baseline-structures")?,
             "--ridge" => a.ridge = list::<f64>("--ridge", &it.next().ok_or("--ridge")?)?[0],
+            "--particles" => {
+                let n = number("--particles")?;
+                if n < 2 {
+                    return Err("--particles needs at least 2 (a pair)".into());
+                }
+                fit::PARTICLES
+                    .set(n)
+                    .map_err(|_| "--particles given twice")?;
+            }
             "--density-scale" => {
                 let v: Vec<f64> = list("--density-scale", &it.next().ok_or("--density-scale")?)?;
                 fit::DENSITY_SCALE
@@ -312,7 +323,7 @@ fn nve(
         .fold(0.0, f64::max);
     let radius = {
         let c: Vec<f64> = (0..3)
-            .map(|d| state.positions.iter().map(|p| p[d]).sum::<f64>() / N_PARTICLES as f64)
+            .map(|d| state.positions.iter().map(|p| p[d]).sum::<f64>() / n_particles() as f64)
             .collect();
         state
             .positions
@@ -324,7 +335,7 @@ fn nve(
         "steps": steps, "dt_tau": MD_DT, "duration_tau": steps as f64 * MD_DT,
         "duration_ns_equivalent": steps as f64 * MD_DT / TAU_PER_NS,
         "drift_per_tau": per_tau, "drift_per_ns_equivalent": per_tau * TAU_PER_NS,
-        "drift_per_ns_equivalent_per_particle": per_tau * TAU_PER_NS / N_PARTICLES as f64,
+        "drift_per_ns_equivalent_per_particle": per_tau * TAU_PER_NS / n_particles() as f64,
         "max_abs_total_energy_deviation": max_dev,
         "final_max_distance_from_centre": radius,
         "seconds": seconds, "seconds_per_step": seconds / steps.max(1) as f64,
@@ -350,7 +361,7 @@ fn consistency(
         let q: Vec<_> = s.particles.iter().map(|p| p.quaternion).collect();
         let (_, f, t) = model_field(descriptor, model, None, &x, &q, device)?;
         let scale = g[k].iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-        for i in 0..N_PARTICLES {
+        for i in 0..n_particles() {
             for d in 0..3 {
                 worst = worst.max((f[i][d] - g[k][i][d]).abs() / scale);
                 worst = worst.max((t[i][d] - g[k][i][3 + d]).abs() / scale);
@@ -470,9 +481,13 @@ fn main() -> Res<()> {
     let spec = DataSpec {
         kind: args.data,
         md_steps: args.data_steps,
-        n_particles: N_PARTICLES,
+        n_particles: n_particles(),
         n_structures: args.structures,
-        side_range: (3.6, 5.6),
+        // The insertion box keeps the default's density for other cluster sizes.
+        side_range: {
+            let scale = (n_particles() as f64 / fit::DEFAULT_PARTICLES as f64).cbrt();
+            (3.6 * scale, 5.6 * scale)
+        },
         temperature_range: match args.data {
             DataKind::Mixed => (0.1, 0.6),
             DataKind::Thermal => args.temperatures,
@@ -489,8 +504,9 @@ fn main() -> Res<()> {
     let train: Vec<&Sample> = train.iter().collect();
     let test: Vec<&Sample> = test.iter().collect();
     println!(
-        "{} structures of {N_PARTICLES} GB ellipsoids ({:.1} s): {} train, {} held out",
+        "{} structures of {} GB ellipsoids ({:.1} s): {} train, {} held out",
         samples.len(),
+        n_particles(),
         clock.elapsed().as_secs_f64(),
         train.len(),
         test.len()
@@ -615,7 +631,7 @@ fn main() -> Res<()> {
             "inertia": rigid::ellipsoid_inertia(1.0, SEMI_AXES)},
         "units": {"length": "sigma0 = 0.5 nm", "energy": "eps0 = 1 kJ/mol", "mass": "100 g/mol",
             "tau_ps": TAU_PS, "tau_per_ns_equivalent": TAU_PER_NS},
-        "data": {"kind": args.data.name(), "particles_per_structure": N_PARTICLES,
+        "data": {"kind": args.data.name(), "particles_per_structure": n_particles(),
             "structures": samples.len(), "train": train.len(), "test": test.len(), "seed": SEED,
             "split": "by structure (each thermal structure from its own MD run), seeded shuffle, 80/20; 15 % of the training structures validate",
             "box_side_range": spec.side_range, "thermal_temperature_range": spec.temperature_range,

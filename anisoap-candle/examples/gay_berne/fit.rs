@@ -19,8 +19,15 @@ use std::time::Instant;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Particles per structure by default.
+pub const DEFAULT_PARTICLES: usize = 12;
+/// Particles per structure (set once from the command line; [`DEFAULT_PARTICLES`] when unset).
+pub static PARTICLES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// Particles per structure.
-pub const N_PARTICLES: usize = 12;
+pub fn n_particles() -> usize {
+    *PARTICLES.get().unwrap_or(&DEFAULT_PARTICLES)
+}
 /// AniSOAP semi-axes of every ellipsoid.
 pub const SEMI_AXES: [f64; 3] = [0.5, 0.5, 1.5];
 /// Scale of the descriptor's density widths relative to [`SEMI_AXES`] (set once from the
@@ -126,7 +133,7 @@ fn field_tensors<'a>(
     let k = e.len();
     Ok((
         Tensor::from_vec(e, k, device)?,
-        Tensor::from_vec(gen, (k, N_PARTICLES, 6), device)?,
+        Tensor::from_vec(gen, (k, n_particles(), 6), device)?,
     ))
 }
 
@@ -148,7 +155,7 @@ pub fn prepare(
     })?;
     let features = Tensor::cat(&parts, 0)?;
     let jac = descriptor.feature_jacobians(&frames, &species(), FD_STEP, GROUP_PARTICLES)?;
-    let n = N_PARTICLES;
+    let n = n_particles();
     let f = features.dim(1)?;
     let flat: Vec<f64> = jac.into_iter().flatten().collect();
     let jacobians = Tensor::from_vec(flat, (set.len(), n * f, 6 * n), device)?;
@@ -176,7 +183,7 @@ pub fn prepare(
 impl Prepared {
     /// The structures `idx` (features rows, Jacobians, targets).
     fn select(&self, idx: &[u32], device: &Device) -> Res<Prepared> {
-        let n = N_PARTICLES as u32;
+        let n = n_particles() as u32;
         let rows: Vec<u32> = idx.iter().flat_map(|&k| k * n..(k + 1) * n).collect();
         let rows_len = rows.len();
         let rows = Tensor::from_vec(rows, rows_len, device)?;
@@ -205,7 +212,10 @@ pub struct Scales {
 impl Scales {
     /// The scales of the reference data of `set`.
     pub fn of(set: &[&Sample]) -> Scales {
-        let per_particle: Vec<f64> = set.iter().map(|s| s.energy / N_PARTICLES as f64).collect();
+        let per_particle: Vec<f64> = set
+            .iter()
+            .map(|s| s.energy / n_particles() as f64)
+            .collect();
         let all = |g: fn(&Sample) -> &Vec<[f64; 3]>| -> Vec<f64> {
             set.iter()
                 .flat_map(|s| g(s).iter().flatten().copied())
@@ -254,7 +264,7 @@ pub fn baseline_errors(baseline: &PairBaseline, set: &[&Sample]) -> Value {
 
 fn loss(model: &MlpPotential, batch: &Prepared, s: &Scales, cfg: &Train) -> Res<Tensor> {
     let (e, g) = model.predict_from_jacobians(&batch.features, &batch.jacobians)?;
-    let n = N_PARTICLES as f64;
+    let n = n_particles() as f64;
     let de = (e - &batch.energies)?.affine(1.0 / n, 0.0)?;
     let dg = (g - &batch.generalised)?;
     let le = de.sqr()?.mean_all()?.affine(W_ENERGY / s.energy_var, 0.0)?;
@@ -290,7 +300,7 @@ pub fn evaluate(model: &MlpPotential, set: &Prepared) -> Res<Value> {
     Ok(json!({
         "structures": true_e.len(),
         "energy_rmse": e_rmse, "energy_std": e_std, "energy_rmse_over_std": e_rmse / e_std,
-        "energy_rmse_per_particle": e_rmse / N_PARTICLES as f64,
+        "energy_rmse_per_particle": e_rmse / n_particles() as f64,
         "force_component_rmse": f_rmse, "force_component_rms": f_rms,
         "force_rmse_over_rms": f_rmse / f_rms,
         "torque_component_rmse": rmse(&t, &tt), "torque_component_rms": rms(&tt),

@@ -285,9 +285,9 @@ fn loss(model: &MlpPotential, batch: &Prepared, s: &Scales, cfg: &Train) -> Res<
 fn below_quantile(predicted: &[f64], truth: &[f64], q: f64) -> (Vec<f64>, Vec<f64>) {
     let mut sorted: Vec<f64> = truth.iter().map(|v| v.abs()).collect();
     sorted.sort_by(f64::total_cmp);
-    let Some(&limit) =
-        sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
-    else {
+    // The q quantile's entry, or the largest when q·len runs past the end; none when empty.
+    let k = (sorted.len() as f64 * q) as usize;
+    let Some(&limit) = sorted.get(k).or(sorted.last()) else {
         return (Vec::new(), Vec::new());
     };
     predicted

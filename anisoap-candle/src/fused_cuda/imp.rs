@@ -68,6 +68,15 @@ const MAX_THREADS: usize = 256;
 /// Threads per block of the neighbour-sum kernel.
 const SUM_THREADS: u32 = 256;
 
+/// Launch shape of the pair kernel: `(blockDim.x, blockDim.y)` and dynamic shared bytes. The
+/// table kernel runs one pair per thread in `(threads, 1)` blocks; the baked one 32 pairs per
+/// block over `(32, parts)` threads (`super::baked`).
+#[derive(Debug, Clone, Copy)]
+struct PairLaunch {
+    block: (u32, u32),
+    shared_bytes: u32,
+}
+
 /// PTX per (kernel file, compute capability): NVRTC runs once per process, file and
 /// architecture.
 static PTX: Mutex<Vec<(PtxKey, String)>> = Mutex::new(Vec::new());
@@ -269,7 +278,8 @@ pub struct CudaKernels {
     rows: CudaSlice<u32>,
     tables: FloatTables,
     threads: u32,
-    shared_bytes: u32,
+    /// Block shape and shared memory of the pair kernel in use.
+    pair_launch: PairLaunch,
     /// The differentiable pair kernel and its backward (None when its shared memory does not
     /// fit).
     differentiable: Option<Arc<differentiable::DifferentiableKernels>>,
@@ -324,15 +334,25 @@ impl CudaKernels {
         } else {
             "f32"
         };
-        // The basis baked into the pair kernel's source (super::baked) unless it is too large
-        // or ANISOAP_CUDA_KERNEL=tables asks for the table-driven kernel.
+        // The basis baked into the pair kernel's source (super::baked) unless it is too large,
+        // its block's shared memory does not fit, or ANISOAP_CUDA_KERNEL=tables asks for the
+        // table-driven kernel.
         let tables_only = std::env::var("ANISOAP_CUDA_KERNEL").is_ok_and(|v| v == "tables");
         let baked = (!tables_only)
-            .then(|| super::baked::source(plan, dense_b, n_cols, threads, suffix))
-            .flatten();
-        let (module, pair_name) = match baked {
-            Some(extra) => {
-                let source = format!("{}\n{extra}", super::SOURCE);
+            .then(|| {
+                super::baked::source(
+                    plan,
+                    dense_b,
+                    n_cols,
+                    super::baked::parts_from_env(),
+                    suffix,
+                )
+            })
+            .flatten()
+            .filter(|b| b.shared_values * elem <= optin);
+        let (module, pair_name, pair_launch) = match baked {
+            Some(baked) => {
+                let source = format!("{}\n{}", super::SOURCE, baked.source);
                 let ptx = compiled_ptx(
                     "pair_coefficients_baked.cu",
                     &source,
@@ -341,7 +361,11 @@ impl CudaKernels {
                     "--tensor-op-moments",
                 )?;
                 let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
-                (module, super::baked::kernel_name(suffix))
+                let launch = PairLaunch {
+                    block: (super::baked::PAIRS_PER_BLOCK as u32, baked.parts as u32),
+                    shared_bytes: (baked.shared_values * elem) as u32,
+                };
+                (module, super::baked::kernel_name(suffix), launch)
             }
             None => {
                 let ptx = compiled_ptx(
@@ -352,17 +376,29 @@ impl CudaKernels {
                     "--tensor-op-moments",
                 )?;
                 let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
-                (module, format!("pair_coefficients_{suffix}"))
+                let launch = PairLaunch {
+                    block: (threads as u32, 1),
+                    shared_bytes: shared_bytes as u32,
+                };
+                (module, format!("pair_coefficients_{suffix}"), launch)
             }
         };
         let sum_name = format!("neighbor_sum_{suffix}");
-        tracing::debug!(kernel = %pair_name, threads, "fused CUDA pair kernel");
+        tracing::debug!(kernel = %pair_name, block = ?pair_launch.block, "fused CUDA pair kernel");
         let pair_fn = module.load_function(&pair_name).w()?;
         let sum_fn = module.load_function(&sum_name).w()?;
         pair_fn
             .set_attribute(
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                shared_bytes as i32,
+                pair_launch.shared_bytes as i32,
+            )
+            .w()?;
+        // Shared memory bounds how many blocks share a multiprocessor: ask for all of it
+        // (a hint; L1 keeps the rest).
+        pair_fn
+            .set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                100,
             )
             .w()?;
 
@@ -474,7 +510,7 @@ impl CudaKernels {
             rows: dev.clone_htod(&rows)?,
             tables,
             threads: threads as u32,
-            shared_bytes: shared_bytes as u32,
+            pair_launch,
             differentiable,
             gather,
         };
@@ -723,10 +759,11 @@ impl CudaKernels {
         let stream = dev.cuda_stream();
         let n_pairs_u32 = n_pairs as u32;
         let [precision, inv, r] = inputs;
+        let (pairs_per_block, parts) = self.pair_launch.block;
         let config = LaunchConfig {
-            grid_dim: (n_pairs_u32.div_ceil(self.threads), 1, 1),
-            block_dim: (self.threads, 1, 1),
-            shared_mem_bytes: self.shared_bytes,
+            grid_dim: (n_pairs_u32.div_ceil(pairs_per_block), 1, 1),
+            block_dim: (pairs_per_block, parts, 1),
+            shared_mem_bytes: self.pair_launch.shared_bytes,
         };
         let mut builder = stream.launch_builder(&tables.pair_fn);
         builder
@@ -757,11 +794,15 @@ impl CudaKernels {
         // i * threads + tid has i < n_moments and tid < threads, inside the shared_bytes =
         // threads * n_moments * size_of::<T>() requested here (and allowed by the function
         // attribute set in `new`).
-        // The baked kernel (super::baked, chosen in `new`) has the same signature and reads
-        // the same inputs; its shared-memory indices are i * threads + tid with the block size
-        // `threads` written into its source in `new` (the one launched here, self.threads) and
-        // i < n_moments (baked::source checked the plan as above).
-        // out holds n_pairs * K elements and thread q writes row q only.
+        // For the table kernel pair_launch is (threads, 1) blocks with that shared memory.
+        // The baked kernel (super::baked, chosen in `new`, launched as (32, parts) blocks with
+        // pair_launch.shared_bytes = max(32 n_moments, 33 K) values, checked against the
+        // opt-in limit there) has the same signature and reads the same inputs, at the clamped
+        // pair min(q, n_pairs - 1) (n_pairs >= 1 here); its shared-memory indices are
+        // i * 32 + lane with i < n_moments (baked::source checked the plan) and
+        // c * 33 + i with c < K, i < 32, both inside the block's shared memory; block b writes
+        // out[32 b K .. (32 b + n_live) K) with n_live = min(32, n_pairs - 32 b), inside out.
+        // out holds n_pairs * K elements and pair q's row is written by its own block only.
         unsafe { builder.launch(config) }.w()?;
         drop(builder);
         Ok(out)
@@ -844,7 +885,7 @@ impl std::fmt::Debug for CudaKernels {
             .field("moments", &self.n_moments)
             .field("columns", &self.n_cols)
             .field("threads", &self.threads)
-            .field("shared_bytes", &self.shared_bytes)
+            .field("pair_launch", &self.pair_launch)
             .finish()
     }
 }

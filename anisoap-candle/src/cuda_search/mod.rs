@@ -142,7 +142,8 @@ mod imp {
     use candle_core::{DType, Shape, Storage, Tensor};
     use std::sync::Arc;
 
-    /// Threads (centres) per block of the search kernels.
+    /// Threads per block of the search kernels: `SEARCH_WARPS` (4) warps of 32, one centre
+    /// per warp (`kernels/neighbor_search.cu` sizes its shared memory for this block).
     const THREADS: u32 = 128;
 
     /// The search kernels compiled (once per process) and loaded for one CUDA device and
@@ -393,7 +394,7 @@ mod imp {
             if n > 0 {
                 let stream = dev.cuda_stream();
                 let config = LaunchConfig {
-                    grid_dim: (n32.div_ceil(THREADS), 1, 1),
+                    grid_dim: (n32.div_ceil(THREADS / 32), 1, 1),
                     block_dim: (THREADS, 1, 1),
                     shared_mem_bytes: 0,
                 };
@@ -409,7 +410,9 @@ mod imp {
                     .arg(&mut first_singular)
                     .arg(&mut error);
                 // SAFETY: the arguments match count_pairs_all in kernels/neighbor_search.cu in
-                // order and type. Thread i < n (guarded in the kernel) reads the table rows of
+                // order and type. Blocks of THREADS = 128 threads, one warp per particle: the
+                // warp of particle i < n (guarded in the kernel; the grid has n / 4 blocks,
+                // rounded up) reads the table rows of
                 // particle i and of the slots and particles its walk visits (all inside the
                 // tables, see the SAFETY note of CudaNeighborSearch::stage_typed: the same
                 // walk), type_slot and singular at particles < n (n entries each), and writes
@@ -648,7 +651,7 @@ mod imp {
             let mut error = dev.alloc_zeros::<u32>(1)?;
             let stream = dev.cuda_stream();
             let config = LaunchConfig {
-                grid_dim: (c32.div_ceil(THREADS), 1, 1),
+                grid_dim: (c32.div_ceil(THREADS / 32), 1, 1),
                 block_dim: (THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
@@ -669,8 +672,11 @@ mod imp {
                 .arg(&mut slot_out)
                 .arg(&mut error);
             // SAFETY: the arguments match stage_pairs_<T> in kernels/neighbor_search.cu in
-            // order and type (tables first, as DeviceTables::push_args pushes them). Reads:
-            // thread c < n_centers (guarded in the kernel) handles centre i = first_center + c
+            // order and type (tables first, as DeviceTables::push_args pushes them). Blocks of
+            // THREADS = 128 threads (the 4 warps the kernel's static shared memory is sized
+            // for), one warp per centre; shared-memory keys are stored at positions below
+            // WARP_CAP only (a centre with more pairs is staged by one lane). Reads:
+            // warp c < n_centers (guarded in the kernel) handles centre i = first_center + c
             // < centers.end <= N (checked above); it reads seg[c], seg[c+1] (seg holds
             // n_centers + 1 entries); frame_of[i] = f < F, the frame rows (8, 3 and 10 entries
             // per frame); bin_of / image / positions rows of i and slot[i]; all of these were
@@ -681,8 +687,9 @@ mod imp {
             // entries of bin_start, whose values are slots of frame f (< N): wrapped,
             // slot_image, slot_particle are read at those slots only, and slot_particle gives a
             // particle j < N for positions, precision_all (6N), inv_all (N) and type_slot (N).
-            // Writes: rows q in seg[c] .. seg[c + 1] only (q < seg[c + 1] is tested before
-            // every write; seg[C] = n_pairs, the length of neighbor_out, inv_out and slot_out,
+            // Writes: rows q in seg[c] .. seg[c + 1] only (the serial path tests q < seg[c + 1]
+            // before every write; the warp path writes row seg[c] + rank with rank < n =
+            // seg[c + 1] - seg[c], after checking it found exactly n pairs; seg[C] = n_pairs, the length of neighbor_out, inv_out and slot_out,
             // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
             unsafe { builder.launch(config) }.w()?;
             drop(builder);

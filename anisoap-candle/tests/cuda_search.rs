@@ -67,7 +67,18 @@ fn systems() -> Vec<(&'static str, Vec<Frame>)> {
             "benzene-like, 3000 particles",
             common::synthetic_frames(SystemKind::BenzeneLike, 3000, 1, true, 4),
         ),
+        (
+            // Cutoff 7 in a small periodic liquid: every centre has more than the 128 pairs
+            // one warp sorts in shared memory, so the kernel's one-lane path stages them.
+            "dense liquid, more than 128 pairs per centre",
+            common::synthetic_frames(SystemKind::EllipsoidLiquid, 30, 2, true, 6),
+        ),
     ]
+}
+
+/// Systems searched with cutoff 7 (the others with 4).
+fn wide_cutoff(label: &str) -> bool {
+    label.starts_with("benzene") || label.starts_with("dense")
 }
 
 /// Every chunk's device pairs equal the host's: centres, neighbours, order, and `r_ij` bit for
@@ -79,7 +90,7 @@ fn cuda_search_finds_the_host_pairs_bit_for_bit() {
     };
     for (label, frames) in systems() {
         for subtract_center in [false, true] {
-            let mut hypers = if label.starts_with("benzene") {
+            let mut hypers = if wide_cutoff(label) {
                 Hypers::gto(2, 7.0, 1.5)
             } else {
                 Hypers::gto(2, 4.0, 1.2)
@@ -88,6 +99,10 @@ fn cuda_search_finds_the_host_pairs_bit_for_bit() {
             let basis = Basis::new(&hypers).unwrap();
             let system = System::new(&frames, &basis).unwrap();
             assert!(system.n_pairs() > 0, "{label}: no pairs");
+            let most = system.pair_counts.iter().copied().max().unwrap_or(0);
+            if label.starts_with("dense") {
+                assert!(most > 128, "{label}: at most {most} pairs per centre");
+            }
             for dtype in [DType::F64, DType::F32] {
                 let search = CudaNeighborSearch::new(&system, &options(&device, dtype, 0, true))
                     .unwrap()
@@ -129,7 +144,7 @@ fn cuda_search_features_equal_the_host_search_path() {
         return;
     };
     for (label, frames) in systems() {
-        let hypers = if label.starts_with("benzene") {
+        let hypers = if wide_cutoff(label) {
             Hypers::gto(4, 7.0, 1.5)
         } else {
             Hypers::gto(4, 4.0, 1.2)
@@ -178,15 +193,7 @@ fn cuda_counting_pass_equals_the_hosts() {
     };
     for (label, frames) in systems() {
         for subtract_center in [false, true] {
-            let mut hypers = Hypers::gto(
-                2,
-                if label.starts_with("benzene") {
-                    7.0
-                } else {
-                    4.0
-                },
-                1.2,
-            );
+            let mut hypers = Hypers::gto(2, if wide_cutoff(label) { 7.0 } else { 4.0 }, 1.2);
             hypers.subtract_center_contribution = subtract_center;
             let basis = Basis::new(&hypers).unwrap();
             let host = System::new(&frames, &basis).unwrap();

@@ -1,10 +1,11 @@
-//! Device time of the pair-coefficient stage alone on a GPU: the fused CUDA kernel
-//! (`fused_cuda`) against the tensor ops, for lmax 4, 6, 8 in f64 and f32, and the fused kernel
-//! at several block sizes. Inputs are already on the device; each timing is the median of 5
-//! synchronised calls on `PAIRS` pairs (default 2^20, like one GPU chunk).
+//! Device time of the pair-coefficient stage alone on a GPU: the baked CUDA kernel
+//! (`fused_cuda::baked`) against the table-driven kernel and the tensor ops, for lmax 4, 6, 8
+//! in f64 and f32, and the baked kernel at several warps per block (`ANISOAP_CUDA_PARTS`,
+//! lmax 6). Inputs are already on the device; each timing is the median of 5 synchronised
+//! calls on `PAIRS` pairs (default 2^20, like one GPU chunk).
 //!
 //! `cargo run --release -p anisoap-candle --features cuda --example cuda_kernel_bench [PAIRS]`
-//! prints CSV: `path,lmax,dtype,threads,pairs,ms,pairs_per_s`.
+//! prints CSV: `path,lmax,dtype,parts,pairs,ms,pairs_per_s`.
 
 use anisoap_candle::basis::Basis;
 use anisoap_candle::batched::BatchedBasis;
@@ -39,34 +40,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?)?;
     let inv = uniform(2, 0.5, 0.6, &[p]);
     let r = uniform(3, -4.0, 4.0, &[p, 3]);
-    println!("path,lmax,dtype,threads,pairs,ms,pairs_per_s");
+    println!("path,lmax,dtype,parts,pairs,ms,pairs_per_s");
     for lmax in [4, 6, 8] {
         let basis = Basis::new(&Hypers::gto(lmax, 7.0, 1.5))?;
         for dtype in [DType::F64, DType::F32] {
             let t = |x: &Tensor| x.to_dtype(dtype)?.to_device(&device);
             let (a, i, x) = (t(&precision)?, t(&inv)?, t(&r)?);
-            let threads: &[Option<usize>] = if lmax == 6 {
-                &[None, Some(32), Some(64), Some(128), Some(256)]
+            // The baked kernel with its default and other warps per block (lmax 6), the
+            // table-driven kernel, the tensor ops.
+            let parts: &[Option<usize>] = if lmax == 6 {
+                &[None, Some(1), Some(2), Some(8)]
             } else {
                 &[None]
             };
             let mut runs: Vec<(&str, Option<usize>)> =
-                threads.iter().map(|&t| ("fused", t)).collect();
+                parts.iter().map(|&t| ("baked", t)).collect();
+            runs.push(("tables", None));
             runs.push(("tensor-op", None));
-            for (path, threads) in runs {
-                match threads {
-                    Some(t) => std::env::set_var("ANISOAP_CUDA_THREADS", t.to_string()),
-                    None => std::env::remove_var("ANISOAP_CUDA_THREADS"),
+            for (path, parts) in runs {
+                match parts {
+                    Some(t) => std::env::set_var("ANISOAP_CUDA_PARTS", t.to_string()),
+                    None => std::env::remove_var("ANISOAP_CUDA_PARTS"),
+                }
+                if path == "tables" {
+                    std::env::set_var("ANISOAP_CUDA_KERNEL", "tables");
+                } else {
+                    std::env::remove_var("ANISOAP_CUDA_KERNEL");
                 }
                 let options = BatchedOptions {
                     device: device.clone(),
                     dtype,
                     chunk_pairs: p,
-                    fused_cpu_moments: path == "fused",
+                    fused_cpu_moments: path != "tensor-op",
                     cuda_neighbor_search: true,
                 };
                 let batched = BatchedBasis::new(&basis, &options)?;
-                if (path == "fused") != batched.uses_cuda_kernels() {
+                if (path != "tensor-op") != batched.uses_cuda_kernels() {
                     return Err(format!("lmax {lmax} {dtype:?}: {path} path not in use").into());
                 }
                 let mut times = Vec::new();
@@ -83,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 times.sort_by(|a, b| a.total_cmp(b));
                 let median = times[times.len() / 2];
-                let label = threads.map_or("default".to_string(), |t| t.to_string());
+                let label = parts.map_or("default".to_string(), |t| t.to_string());
                 println!(
                     "{path},{lmax},{},{label},{p},{:.3},{:.4e}",
                     if dtype == DType::F64 { "f64" } else { "f32" },
@@ -93,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    std::env::remove_var("ANISOAP_CUDA_THREADS");
+    std::env::remove_var("ANISOAP_CUDA_PARTS");
+    std::env::remove_var("ANISOAP_CUDA_KERNEL");
     Ok(())
 }

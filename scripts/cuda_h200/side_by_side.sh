@@ -13,7 +13,7 @@
 #   CONFIGS   "LMAX DTYPE;..." (default "6 f64;6 f32;4 f64;8 f64"), REPS (3)
 #   STEPS     "tests bench real" (default all), REAL: the original's notebooks/ellipsoids.xyz
 # The system: 10^6 benzene-like particles (cutoff 7, width 1.5), parsed frames -> features.
-# Writes into $OUT: env.txt, tests_*.log, bench.csv, compare.txt, spans_*.txt, real_dataset.csv.
+# Writes $OUT/all.tar: env.txt, tests_*.log, bench.csv, compare.txt, spans_*.txt, real_dataset.csv.
 set -uo pipefail
 OUT="${OUT:-/tmp/sbs_out}"; mkdir -p "$OUT"
 STEPS="${STEPS:-tests bench real}"
@@ -114,3 +114,5 @@ if [[ " $STEPS " == *" real "* ]] && [ -s "${REAL:-}" ]; then
   done
   cat "$OUT/real_dataset.csv"
 fi
+# One archive back from the device (it returns a limited number of files).
+(cd "$OUT" && tar cf all.tar --exclude all.tar . && find . -type f ! -name all.tar -delete)

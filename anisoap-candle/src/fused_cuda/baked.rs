@@ -5,8 +5,9 @@
 //! The table-driven kernel (`kernels/pair_coefficients.cu`) runs one thread per pair, reads,
 //! per pair, five plan words per recurrence step and a row index and a value per non-zero of
 //! `B` (612 / 2 225 / 6 796 warp-uniform loads at lmax 4 / 6 / 8, `results/roofline.md`), and
-//! holds all the pair's moments in its own column of shared memory, so at lmax 6 in f64 only
-//! 64 threads fit a block and ~4 warps an H200 multiprocessor: the kernel waits on latency.
+//! holds all the pair's moments in its own column of shared memory, so at lmax 8 in f64 only
+//! 64 threads fit a block and 4 warps an H200 multiprocessor (10 at lmax 6): the kernel waits on
+//! latency.
 //!
 //! The baked kernel splits each pair's work over `parts` warps instead. A block holds
 //! [`PAIRS_PER_BLOCK`] pairs (one per lane) and `parts` warps (`threadIdx.y`, uniform in a
@@ -22,7 +23,7 @@
 //! 4. the columns times the scalar factor go through shared memory (stride 33, no bank
 //!    conflicts) and the block writes its 32 rows of `out` as one contiguous, coalesced span.
 //!
-//! The shared memory of a block is `max(32 n_moments, 33 K)` values (at lmax 6: 42 KiB in
+//! The shared memory of a block is `max(32 n_moments, 33 K)` values (at lmax 6: 22 KiB in
 //! f64), so several blocks, `parts` times as many warps, share a multiprocessor.
 //!
 //! Baking is skipped past [`MAX_BAKED_TERMS`] non-zeros (the source, and NVRTC's time, grow

@@ -1,7 +1,8 @@
 //! `roofline.png`: the fused pair kernels on a roofline (`results/roofline.md`). Per device in
 //! `tables/peak_flops.csv`, its compute roofs (f64, f32) and, where the table has one, its
 //! memory roof; points are the measured kernel rates (`tables/cuda_kernel_h200.csv`, the
-//! fused rows at the default block size; `tables/cpu_kernel_side_by_side.csv`, the `new`
+//! fused rows at the default block size, and `tables/cuda_kernel_s15_h200.csv`, the baked
+//! kernel split over warps at its default; `tables/cpu_kernel_side_by_side.csv`, the `new`
 //! binary at its largest N, lmax 6 f64) placed by the per-pair counts of
 //! `tables/roofline_counts.csv` (FLOPs and DRAM bytes).
 
@@ -25,7 +26,8 @@ pub(super) struct Point {
     pub gflops: f64,
     /// f32 points are drawn hollow.
     pub f32: bool,
-    /// Index of the device (colour).
+    /// Colour index: the device's (its roofs' colour), or past the devices for a later
+    /// kernel on one of them.
     pub device: usize,
 }
 
@@ -88,15 +90,35 @@ pub(super) fn load(tables: &Path) -> Result<Option<(Vec<Roofs>, Vec<Point>)>> {
     }
     let device_of = |needle: &str| roofs.iter().position(|d| d.name.contains(needle));
     let mut points = Vec::new();
-    if let (Some(kernel), Some(dev)) = (
-        Table::read(
-            &tables.join("cuda_kernel_h200.csv"),
-            &["path", "lmax", "dtype", "threads", "pairs_per_s"],
-        )?,
-        device_of("H200"),
-    ) {
+    // The GPU pair kernels: each table's default launch, the later kernel in a colour of its
+    // own (after the devices' colours).
+    let kernel_tables = [
+        (
+            "cuda_kernel_h200.csv",
+            "fused",
+            "threads",
+            "one thread per pair",
+        ),
+        (
+            "cuda_kernel_s15_h200.csv",
+            "baked",
+            "parts",
+            "split over warps",
+        ),
+    ];
+    for (k, (file, path, setting, kind)) in kernel_tables.into_iter().enumerate() {
+        let (Some(kernel), Some(dev)) = (
+            Table::read(
+                &tables.join(file),
+                &["path", "lmax", "dtype", setting, "pairs_per_s"],
+            )?,
+            device_of("H200"),
+        ) else {
+            continue;
+        };
+        let colour = if k == 0 { dev } else { roofs.len() + k - 1 };
         for r in kernel.rows() {
-            if r.str("path") != "fused" || r.str("threads") != "default" {
+            if r.str("path") != path || r.str(setting) != "default" {
                 continue;
             }
             let lmax = r.u64("lmax")?;
@@ -107,12 +129,12 @@ pub(super) fn load(tables: &Path) -> Result<Option<(Vec<Roofs>, Vec<Point>)>> {
             let f32 = r.str("dtype") == "f32";
             let pps = r.f64("pairs_per_s")?;
             points.push(Point {
-                label: format!("H200 pair kernel, lmax {lmax} {}", r.str("dtype")),
+                label: format!("H200 pair kernel ({kind}), lmax {lmax} {}", r.str("dtype")),
                 short: format!("{lmax} {}", r.str("dtype")),
                 intensity: flops / if f32 { d32 } else { d64 },
                 gflops: pps * flops / 1e9,
                 f32,
-                device: dev,
+                device: colour,
             });
         }
     }
@@ -156,6 +178,8 @@ pub(super) fn roofline(path: &Path, tables: &Path) -> Result<bool> {
         RGBColor(148, 103, 189),
         RGBColor(214, 39, 40),
         RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
     ];
     let color = |i: usize| colors[i % colors.len()];
     let (x0, x1) = (0.3f64, 300.0f64);
@@ -286,6 +310,19 @@ mod tests {
         assert_eq!(roofs.len(), 2);
         assert_eq!(roofs[0].memory, Some(4800.0));
         assert_eq!(points.len(), 3);
+        // The later kernel's table adds its default rows, in a colour past the devices'.
+        std::fs::write(
+            t.join("cuda_kernel_s15_h200.csv"),
+            "path,lmax,dtype,parts,pairs_per_s\nbaked,6,f64,default,8e8\nbaked,6,f64,2,9e8\n\
+             tables,6,f64,default,3e8\n",
+        )
+        .unwrap();
+        let (_, with_later) = load(t).unwrap().unwrap();
+        assert_eq!(with_later.len(), 4);
+        assert_eq!(with_later[2].gflops, 8e8 * 2000.0 / 1e9);
+        assert_eq!(with_later[2].device, 2);
+        assert!(with_later[2].label.contains("split over warps"));
+        std::fs::remove_file(t.join("cuda_kernel_s15_h200.csv")).unwrap();
         assert_eq!(points[0].intensity, 2.5);
         assert_eq!(points[0].gflops, 600.0);
         assert_eq!(points[1].intensity, 5.0);

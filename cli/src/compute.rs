@@ -435,7 +435,17 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     // Check the output path before any work, so a typo costs nothing.
     let format = output::OutputFormat::from_path(&args.output)?;
     let hypers = args.hypers.resolve()?;
-    let calculator = args.run.calculator(&hypers)?;
+    let semi_axes = args.semi_axes.as_deref().map(parse_semi_axes).transpose()?;
+    // The calculator (basis constants; on a GPU, loading or compiling the kernels) is built
+    // while the inputs are scanned; its error, if any, is reported first.
+    let (calculator, inputs) = std::thread::scope(|scope| {
+        let calculator = scope.spawn(|| args.run.calculator(&hypers));
+        let inputs = pipeline::scan_inputs(&args.files);
+        (calculator.join(), inputs)
+    });
+    let calculator =
+        calculator.map_err(|_| anyhow::anyhow!("building the calculator panicked"))??;
+    let inputs = inputs?;
     let quantity = if args.density {
         Quantity::Density
     } else if args.per_center {
@@ -443,8 +453,6 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     } else {
         Quantity::PowerSpectrumMean
     };
-    let semi_axes = args.semi_axes.as_deref().map(parse_semi_axes).transpose()?;
-    let inputs = pipeline::scan_inputs(&args.files)?;
     let total: usize = inputs.iter().map(|i| i.frames).sum();
     let all_types: std::collections::BTreeSet<i32> = inputs
         .iter()

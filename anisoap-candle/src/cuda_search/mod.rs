@@ -136,7 +136,6 @@ mod imp {
     use candle_core::cuda_backend::cudarc::driver::{
         CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
     };
-    use candle_core::cuda_backend::cudarc::nvrtc;
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::op::BackpropOp;
     use candle_core::{DType, Shape, Storage, Tensor};
@@ -170,16 +169,14 @@ mod imp {
             };
             let stream = dev.cuda_stream();
             let ctx = stream.context();
-            let (major, minor) = ctx.compute_capability().w()?;
             // The pair test must round as the host does: no contraction into FMAs.
-            let ptx = crate::fused_cuda::compiled_ptx(
+            let module = crate::fused_cuda::load_module(
+                ctx,
                 "neighbor_search.cu",
                 super::SOURCE,
                 Some(false),
-                (major, minor),
                 "--host-neighbor-search",
             )?;
-            let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
             Ok(Some(CudaSearchKernel {
                 device: dev.clone(),
                 stage_fn: module.load_function(name).w()?,

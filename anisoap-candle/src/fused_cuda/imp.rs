@@ -78,24 +78,35 @@ struct PairLaunch {
 }
 
 /// PTX per (kernel file, compute capability): NVRTC runs once per process, file and
-/// architecture.
+/// architecture (and, through [`super::ptx_cache`], once per machine).
 static PTX: Mutex<Vec<(PtxKey, String)>> = Mutex::new(Vec::new());
 
 /// Kernel file name, a hash of its source (baked kernels differ per basis) and compute
 /// capability (major, minor).
 type PtxKey = (&'static str, u64, i32, i32);
 
-/// The PTX of the CUDA C++ `source` (file `name`) for compute capability `major.minor`,
-/// compiled with NVRTC on first use and cached; `fmad: Some(false)` forbids contracting
-/// multiply-adds into FMAs. The error names `fallback`, the flag that runs without these
-/// kernels.
-pub(crate) fn compiled_ptx(
+/// Where a module's PTX came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PtxOrigin {
+    /// Compiled by NVRTC, or this process's earlier compilation.
+    Compiled,
+    /// Read from the disk cache.
+    Disk,
+}
+
+/// The PTX of the CUDA C++ `source` (file `name`) for compute capability `major.minor`:
+/// this process's, else the disk cache's ([`super::ptx_cache`]), else compiled with NVRTC
+/// (and written to the disk cache); `fmad: Some(false)` forbids contracting multiply-adds into
+/// FMAs; `fresh` skips the disk cache (and replaces its file). The error names `fallback`, the
+/// flag that runs without these kernels.
+fn compiled_ptx(
     name: &'static str,
     source: &str,
     fmad: Option<bool>,
     (major, minor): (i32, i32),
     fallback: &str,
-) -> Result<String> {
+    fresh: bool,
+) -> Result<(String, PtxOrigin)> {
     let mut cache = PTX.lock().unwrap_or_else(|e| e.into_inner());
     let hash = {
         use std::hash::{Hash, Hasher};
@@ -104,13 +115,32 @@ pub(crate) fn compiled_ptx(
         h.finish()
     };
     let key = (name, hash, major, minor);
-    if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
-        return Ok(ptx.clone());
+    if fresh {
+        cache.retain(|(k, _)| *k != key);
+    } else if let Some((_, ptx)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok((ptx.clone(), PtxOrigin::Compiled));
+    }
+    let arch = format!("--gpu-architecture=compute_{major}{minor}");
+    let disk = super::ptx_cache::cache_dir().map(|dir| {
+        let fmad_option = format!(
+            "--fmad={}",
+            fmad.map_or("default", |f| if f { "true" } else { "false" })
+        );
+        super::ptx_cache::entry_path(&dir, name, source, &[arch.clone(), fmad_option])
+    });
+    if let Some(ptx) = disk
+        .as_deref()
+        .filter(|_| !fresh)
+        .and_then(super::ptx_cache::read)
+    {
+        tracing::debug!(file = name, "PTX from the disk cache");
+        cache.push((key, ptx.clone()));
+        return Ok((ptx, PtxOrigin::Disk));
     }
     let _span = tracing::debug_span!("nvrtc_compile", file = name).entered();
     let options = nvrtc::CompileOptions {
         fmad,
-        options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+        options: vec![arch],
         name: Some(name.into()),
         ..Default::default()
     };
@@ -121,8 +151,37 @@ pub(crate) fn compiled_ptx(
             ))
         })?
         .to_src();
+    if let Some(path) = &disk {
+        // A cache that cannot be written only costs the next run a compilation.
+        if let Err(e) = super::ptx_cache::write(path, &ptx) {
+            tracing::debug!(path = %path.display(), error = %e, "PTX not cached");
+        }
+    }
     cache.push((key, ptx.clone()));
-    Ok(ptx)
+    Ok((ptx, PtxOrigin::Compiled))
+}
+
+/// The module of the CUDA C++ `source` (file `name`) loaded into `ctx`, its PTX from
+/// [`compiled_ptx`]; PTX from the disk cache that the driver refuses (another driver or
+/// toolkit wrote it) is compiled afresh and replaces the cached file.
+pub(crate) fn load_module(
+    ctx: &Arc<candle_core::cuda_backend::cudarc::driver::CudaContext>,
+    name: &'static str,
+    source: &str,
+    fmad: Option<bool>,
+    fallback: &str,
+) -> Result<Arc<candle_core::cuda_backend::cudarc::driver::CudaModule>> {
+    let cc = ctx.compute_capability().w()?;
+    let (ptx, origin) = compiled_ptx(name, source, fmad, cc, fallback, false)?;
+    match ctx.load_module(nvrtc::Ptx::from_src(ptx)) {
+        Ok(module) => Ok(module),
+        Err(e) if origin == PtxOrigin::Disk => {
+            tracing::debug!(file = name, error = %e, "cached PTX refused: compiling it again");
+            let (ptx, _) = compiled_ptx(name, source, fmad, cc, fallback, true)?;
+            Ok(ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?)
+        }
+        Err(e) => Ok(Err(e).w()?),
+    }
 }
 
 /// One chunk's pair data on the device, ready for the pair kernel
@@ -312,7 +371,6 @@ impl CudaKernels {
         };
         let stream = dev.cuda_stream();
         let ctx = stream.context();
-        let (major, minor) = ctx.compute_capability().w()?;
         let optin = ctx
             .attribute(
                 sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
@@ -353,14 +411,13 @@ impl CudaKernels {
         let (module, pair_name, pair_launch) = match baked {
             Some(baked) => {
                 let source = format!("{}\n{}", super::SOURCE, baked.source);
-                let ptx = compiled_ptx(
+                let module = load_module(
+                    ctx,
                     "pair_coefficients_baked.cu",
                     &source,
                     None,
-                    (major, minor),
                     "--tensor-op-moments",
                 )?;
-                let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
                 let launch = PairLaunch {
                     block: (super::baked::PAIRS_PER_BLOCK as u32, baked.parts as u32),
                     shared_bytes: (baked.shared_values * elem) as u32,
@@ -368,14 +425,13 @@ impl CudaKernels {
                 (module, super::baked::kernel_name(suffix), launch)
             }
             None => {
-                let ptx = compiled_ptx(
+                let module = load_module(
+                    ctx,
                     "pair_coefficients.cu",
                     super::SOURCE,
                     None,
-                    (major, minor),
                     "--tensor-op-moments",
                 )?;
-                let module = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
                 let launch = PairLaunch {
                     block: (threads as u32, 1),
                     shared_bytes: shared_bytes as u32,

@@ -19,7 +19,7 @@
 //! Without the `cuda` feature [`CudaKernels`] is an empty type that is never built.
 
 #[cfg(feature = "cuda")]
-pub(crate) use imp::compiled_ptx;
+pub(crate) use imp::load_module;
 #[cfg(feature = "cuda")]
 pub use imp::{CudaKernels, StagedPairs};
 #[cfg(not(feature = "cuda"))]
@@ -176,6 +176,7 @@ mod stub {
 
 pub mod baked;
 mod gather;
+pub mod ptx_cache;
 pub use gather::{GatherIndex, TargetChunk};
 #[cfg(feature = "cuda")]
 mod imp;

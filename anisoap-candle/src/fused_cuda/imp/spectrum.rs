@@ -4,7 +4,7 @@
 //! launches, and with them cuBLAS, whose lazily loaded kernels cost 45 ms (f64) and 140 ms
 //! (f32) in the first chunk of a process on the H200 (`results/logs/cuda_h200_s11/`).
 
-use super::{compiled_ptx, CudaKernels, FloatTables};
+use super::{load_module, CudaKernels, FloatTables};
 use crate::basis::Basis;
 use crate::error::{Error, Result};
 use crate::fused_cuda::{BlockSpectrum, SEGMENT_ROWS};
@@ -12,7 +12,6 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaView, DeviceRepr, LaunchConfig,
     PushKernelArg,
 };
-use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::WithDType;
 use candle_core::{Storage, Tensor};
@@ -33,15 +32,13 @@ pub(super) struct SpectrumKernels {
 impl SpectrumKernels {
     /// Compiles (once per process) and loads the kernels for `suffix` (`f64` or `f32`).
     pub(super) fn load(ctx: &Arc<CudaContext>, suffix: &str) -> Result<Self> {
-        let (major, minor) = ctx.compute_capability().w()?;
-        let ptx = compiled_ptx(
+        let module: Arc<CudaModule> = load_module(
+            ctx,
             "power_spectrum.cu",
             SOURCE,
             Some(false),
-            (major, minor),
             "--tensor-op-moments",
         )?;
-        let module: Arc<CudaModule> = ctx.load_module(nvrtc::Ptx::from_src(ptx)).w()?;
         Ok(SpectrumKernels {
             rows_fn: module
                 .load_function(&format!("power_spectrum_rows_{suffix}"))

@@ -3,7 +3,8 @@
 
 Prints `read_s prepare_s loop_s search_s chunk_s stage_s` (seconds, space-separated):
   read_s    from the end of the calculator set-up (basis constants, NVRTC) to the start of
-            `prepare`: reading and parsing the XYZ input;
+            `prepare`: reading and parsing the XYZ input (since session 15 the set-up runs
+            beside the input scan, so this is the part of reading not hidden behind it);
   prepare_s the `prepare` span (System::new: per-particle data, the neighbour counting pass);
   loop_s    from the end of `prepare` to the end of the last `chunk` span: the chunk loop
             (neighbour searches, uploads, device work, downloads);

@@ -357,7 +357,9 @@ fn host_pairs_into(
     system.pairs_into(centers.clone(), pairs)
 }
 
-/// One worker: a producer thread finds the pairs of chunk k+1 and stages them
+/// One worker. A runner that finds its pairs on its device stages chunk k+1 (a search launched
+/// on its own stream) before it computes chunk k, on this thread. Otherwise a producer thread
+/// finds the pairs of chunk k+1 and stages them
 /// ([`ChunkRunner::stage`]: on CUDA the copy to the device) while the worker computes chunk k.
 /// Two pair buffers travel back and forth, so after the first two chunks the search writes
 /// into memory that is already mapped. This hides the host neighbour search and the uploads
@@ -376,12 +378,31 @@ fn run_overlapped(
         host_pairs_into(system, runner, centers, pairs)?;
         runner.stage(centers, pairs)
     };
-    // One thread when there is nothing to overlap, and for runners that find their pairs on
-    // their device: their staging is a kernel launch on the same stream as the chunk's work,
-    // and CUDA work issued from a second host thread (candle's per-thread default stream)
-    // hung the H200 runs at the end of multi-chunk computations (scripts/cuda_h200/
-    // s11_diag.sh, results/logs/cuda_h200_s11/).
-    if chunks.len() <= 1 || !runner.host_pairs() {
+    // Runners that find their pairs on their device stay on this thread (CUDA work issued
+    // from a second host thread, on candle's per-thread default stream, hung the H200 runs at
+    // the end of multi-chunk computations: scripts/cuda_h200/s11_diag.sh,
+    // results/logs/cuda_h200_s11/). Their staging is a kernel launch on the search's own
+    // stream, so the search of chunk k+1 is launched before chunk k's work and runs beside it
+    // on the device; a staging error is reported after chunk k is applied, as in order.
+    if !runner.host_pairs() {
+        let empty = Pairs::default();
+        let mut staged = match chunks.first() {
+            Some(first) => runner.stage(first, &empty)?,
+            None => None,
+        };
+        for (k, centers) in chunks.iter().enumerate() {
+            let next = chunks.get(k + 1).map(|c| runner.stage(c, &empty));
+            let output = runner.chunk(centers.clone(), &empty, staged.take(), plan)?;
+            apply(centers, output)?;
+            staged = match next {
+                Some(result) => result?,
+                None => None,
+            };
+        }
+        return Ok(());
+    }
+    // One thread when there is nothing to overlap.
+    if chunks.len() <= 1 {
         let mut pairs = Pairs::default();
         for centers in chunks {
             let staged = search(centers, &mut pairs)?;
@@ -518,10 +539,16 @@ mod tests {
     struct FailingRunner {
         fail_at: usize,
         in_stage: bool,
+        /// Pairs found on the device (the one-thread, stage-ahead loop) instead of the host.
+        device_search: bool,
         computed: AtomicUsize,
     }
 
     impl ChunkRunner for FailingRunner {
+        fn host_pairs(&self) -> bool {
+            !self.device_search
+        }
+
         fn stage(
             &self,
             centers: &std::ops::Range<usize>,
@@ -562,10 +589,11 @@ mod tests {
         let chunks = system.center_chunks(200);
         assert!(chunks.len() >= 6, "{} chunks", chunks.len());
         let plan = OutputPlan::new(&system, Quantity::PowerSpectrumPerCenter);
-        let run = |fail_at: usize, in_stage: bool| {
+        let run = |fail_at: usize, in_stage: bool, device_search: bool| {
             let runner = FailingRunner {
                 fail_at,
                 in_stage,
+                device_search,
                 computed: AtomicUsize::new(0),
             };
             let mut applied = Vec::new();
@@ -575,34 +603,38 @@ mod tests {
             });
             (result, applied, runner.computed.into_inner())
         };
-        let (result, applied, computed) = run(usize::MAX, false);
-        assert!(result.is_ok());
-        assert_eq!(applied, chunks);
-        assert_eq!(computed, chunks.len());
-        for in_stage in [false, true] {
-            let k = 3;
-            let (result, applied, computed) = run(chunks[k].start, in_stage);
-            let message = result.expect_err("the failure comes back").to_string();
-            assert!(message.contains("on purpose"), "{message}");
-            assert_eq!(applied, chunks[..k].to_vec(), "in_stage {in_stage}");
-            assert_eq!(computed, k, "in_stage {in_stage}");
-        }
-        // A failing sink (apply) stops the pipeline too.
-        let runner = FailingRunner {
-            fail_at: usize::MAX,
-            in_stage: false,
-            computed: AtomicUsize::new(0),
-        };
-        let mut calls = 0;
-        let result = run_overlapped(&system, &chunks, &runner, &plan, &mut |_, _| {
-            calls += 1;
-            if calls == 2 {
-                Err(Error::Device("sink full".into()))
-            } else {
-                Ok(())
+        for device_search in [false, true] {
+            let (result, applied, computed) = run(usize::MAX, false, device_search);
+            assert!(result.is_ok());
+            assert_eq!(applied, chunks);
+            assert_eq!(computed, chunks.len());
+            for in_stage in [false, true] {
+                let k = 3;
+                let (result, applied, computed) = run(chunks[k].start, in_stage, device_search);
+                let what = format!("in_stage {in_stage}, device search {device_search}");
+                let message = result.expect_err("the failure comes back").to_string();
+                assert!(message.contains("on purpose"), "{what}: {message}");
+                assert_eq!(applied, chunks[..k].to_vec(), "{what}");
+                assert_eq!(computed, k, "{what}");
             }
-        });
-        assert!(result.is_err());
-        assert_eq!(calls, 2);
+            // A failing sink (apply) stops the pipeline too.
+            let runner = FailingRunner {
+                fail_at: usize::MAX,
+                in_stage: false,
+                device_search,
+                computed: AtomicUsize::new(0),
+            };
+            let mut calls = 0;
+            let result = run_overlapped(&system, &chunks, &runner, &plan, &mut |_, _| {
+                calls += 1;
+                if calls == 2 {
+                    Err(Error::Device("sink full".into()))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(result.is_err());
+            assert_eq!(calls, 2);
+        }
     }
 }

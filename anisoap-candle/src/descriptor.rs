@@ -357,9 +357,7 @@ fn host_pairs_into(
     system.pairs_into(centers.clone(), pairs)
 }
 
-/// One worker. A runner that finds its pairs on its device stages chunk k+1 (a search launched
-/// on its own stream) before it computes chunk k, on this thread. Otherwise a producer thread
-/// finds the pairs of chunk k+1 and stages them
+/// One worker: a producer thread finds the pairs of chunk k+1 and stages them
 /// ([`ChunkRunner::stage`]: on CUDA the copy to the device) while the worker computes chunk k.
 /// Two pair buffers travel back and forth, so after the first two chunks the search writes
 /// into memory that is already mapped. This hides the host neighbour search and the uploads
@@ -378,31 +376,14 @@ fn run_overlapped(
         host_pairs_into(system, runner, centers, pairs)?;
         runner.stage(centers, pairs)
     };
-    // Runners that find their pairs on their device stay on this thread (CUDA work issued
-    // from a second host thread, on candle's per-thread default stream, hung the H200 runs at
-    // the end of multi-chunk computations: scripts/cuda_h200/s11_diag.sh,
-    // results/logs/cuda_h200_s11/). Their staging is a kernel launch on the search's own
-    // stream, so the search of chunk k+1 is launched before chunk k's work and runs beside it
-    // on the device; a staging error is reported after chunk k is applied, as in order.
-    if !runner.host_pairs() {
-        let empty = Pairs::default();
-        let mut staged = match chunks.first() {
-            Some(first) => runner.stage(first, &empty)?,
-            None => None,
-        };
-        for (k, centers) in chunks.iter().enumerate() {
-            let next = chunks.get(k + 1).map(|c| runner.stage(c, &empty));
-            let output = runner.chunk(centers.clone(), &empty, staged.take(), plan)?;
-            apply(centers, output)?;
-            staged = match next {
-                Some(result) => result?,
-                None => None,
-            };
-        }
-        return Ok(());
-    }
-    // One thread when there is nothing to overlap.
-    if chunks.len() <= 1 {
+    // One thread when there is nothing to overlap, and for runners that find their pairs on
+    // their device: their staging is a kernel launch on the same stream as the chunk's work,
+    // and CUDA work issued from a second host thread (candle's per-thread default stream)
+    // hung the H200 runs at the end of multi-chunk computations (scripts/cuda_h200/
+    // s11_diag.sh, results/logs/cuda_h200_s11/). (Launching chunk k+1's search on a stream of
+    // its own before chunk k's work, on this thread, was measured in session 15 and gained
+    // nothing: results/logs/cuda_h200_s15/run6_*.)
+    if chunks.len() <= 1 || !runner.host_pairs() {
         let mut pairs = Pairs::default();
         for centers in chunks {
             let staged = search(centers, &mut pairs)?;
@@ -539,7 +520,7 @@ mod tests {
     struct FailingRunner {
         fail_at: usize,
         in_stage: bool,
-        /// Pairs found on the device (the one-thread, stage-ahead loop) instead of the host.
+        /// Pairs found on the device (the one-thread loop) instead of the host.
         device_search: bool,
         computed: AtomicUsize,
     }

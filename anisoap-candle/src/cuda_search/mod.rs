@@ -134,8 +134,7 @@ mod imp {
     use crate::fused_cuda::StagedPairs;
     use crate::system::{Pairs, Particles, System};
     use candle_core::cuda_backend::cudarc::driver::{
-        CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-        ValidAsZeroBits,
+        CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
     };
     use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
     use candle_core::op::BackpropOp;
@@ -506,10 +505,6 @@ mod imp {
     /// kernel: stages chunk after chunk ([`CudaNeighborSearch::stage`]).
     pub struct CudaNeighborSearch {
         device: CudaDevice,
-        /// The search's own stream: a chunk's search runs beside the previous chunk's work on
-        /// candle's stream, which waits for it through the staged pairs' event (and cudarc's
-        /// per-buffer events).
-        stream: Arc<CudaStream>,
         function: CudaFunction,
         tables: Arc<DeviceTables>,
         particles: Arc<ParticleData>,
@@ -570,7 +565,6 @@ mod imp {
             };
             Ok(Some(CudaNeighborSearch {
                 device: dev.clone(),
-                stream: dev.cuda_stream().context().new_stream().w()?,
                 function: kernel.stage_fn.clone(),
                 tables,
                 particles,
@@ -644,16 +638,15 @@ mod imp {
                     tables.n_particles
                 )));
             }
-            // Everything on the search's own stream (see CudaNeighborSearch::stream).
-            let stream = &self.stream;
-            let seg_dev = stream.clone_htod(seg).w()?;
-            let mut neighbor_out = stream.alloc_zeros::<u32>(n_pairs).w()?;
-            let mut shift_out = stream.alloc_zeros::<i32>(3 * n_pairs).w()?;
-            let mut r_out = stream.alloc_zeros::<T>(3 * n_pairs).w()?;
-            let mut precision_out = stream.alloc_zeros::<T>(6 * n_pairs).w()?;
-            let mut inv_out = stream.alloc_zeros::<T>(n_pairs).w()?;
-            let mut slot_out = stream.alloc_zeros::<u32>(n_pairs).w()?;
-            let mut error = stream.alloc_zeros::<u32>(1).w()?;
+            let seg_dev = dev.clone_htod(seg)?;
+            let mut neighbor_out = dev.alloc_zeros::<u32>(n_pairs)?;
+            let mut shift_out = dev.alloc_zeros::<i32>(3 * n_pairs)?;
+            let mut r_out = dev.alloc_zeros::<T>(3 * n_pairs)?;
+            let mut precision_out = dev.alloc_zeros::<T>(6 * n_pairs)?;
+            let mut inv_out = dev.alloc_zeros::<T>(n_pairs)?;
+            let mut slot_out = dev.alloc_zeros::<u32>(n_pairs)?;
+            let mut error = dev.alloc_zeros::<u32>(1)?;
+            let stream = dev.cuda_stream();
             let config = LaunchConfig {
                 grid_dim: (c32.div_ceil(THREADS / 32), 1, 1),
                 block_dim: (THREADS, 1, 1),
@@ -697,9 +690,7 @@ mod imp {
             // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
             unsafe { builder.launch(config) }.w()?;
             drop(builder);
-            if crate::fused_cuda::profiling() {
-                stream.synchronize().w()?;
-            }
+            crate::fused_cuda::profile_sync(&candle_core::Device::Cuda(dev.clone()))?;
             let ready = stream.record_event(None).w()?;
             let wrap = |storage: CudaStorage, shape: Shape| {
                 Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)

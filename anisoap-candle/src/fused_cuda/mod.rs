@@ -33,16 +33,11 @@ pub const SOURCE: &str = include_str!("../kernels/pair_coefficients.cu");
 /// measures the kernel's device time instead of its launch. For profiling only: it serialises
 /// host and device.
 pub fn profile_sync(device: &candle_core::Device) -> crate::error::Result<()> {
-    if profiling() {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var("ANISOAP_CUDA_PROFILE").is_ok_and(|v| v == "1")) {
         device.synchronize()?;
     }
     Ok(())
-}
-
-/// Whether `ANISOAP_CUDA_PROFILE=1` asks for a synchronisation inside every kernel's span.
-pub fn profiling() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ANISOAP_CUDA_PROFILE").is_ok_and(|v| v == "1"))
 }
 
 /// Rows summed by one thread of the power spectrum's partial-sum kernel

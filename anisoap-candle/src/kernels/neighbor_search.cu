@@ -293,6 +293,24 @@ __device__ __forceinline__ void count_pairs(const Tables& t, unsigned int n,
     }
 }
 
+// What the pair kernel reads for pair (i, j, shift s) in row `row`: r_ij in T, the neighbour's
+// precision row, 1/(a1 a2 a3) and type slot.
+template <typename T>
+__device__ __forceinline__ void write_row(
+    const Tables& t, const double* cell, unsigned int i, unsigned int j, const int* s,
+    unsigned int row, const T* __restrict__ precision_all, const T* __restrict__ inv_all,
+    const unsigned int* __restrict__ type_slot_all, T* __restrict__ r_out,
+    T* __restrict__ precision_out, T* __restrict__ inv_out, unsigned int* __restrict__ slot_out) {
+    double r[3];
+    pair_vector(t, cell, i, j, (double)s[0], (double)s[1], (double)s[2], r);
+    for (int k = 0; k < 3; ++k) r_out[3 * (unsigned long long)row + k] = (T)r[k];
+    for (int k = 0; k < 6; ++k) {
+        precision_out[6 * (unsigned long long)row + k] = precision_all[6 * (unsigned long long)j + k];
+    }
+    inv_out[row] = inv_all[j];
+    slot_out[row] = type_slot_all[j];
+}
+
 // The rows of centre i (begin .. end) by one thread: walk, insertion sort by (neighbour,
 // shift) in the rows themselves, then what the pair kernel reads.
 template <typename T>
@@ -327,17 +345,8 @@ __device__ void stage_center_serial(
     }
     const double* cell = t.frame_f + 10 * t.frame_of[i];
     for (unsigned int row = begin; row < end; ++row) {
-        const unsigned int j = neighbor_out[row];
-        double r[3];
-        pair_vector(t, cell, i, j, (double)shift_out[3 * row], (double)shift_out[3 * row + 1],
-                    (double)shift_out[3 * row + 2], r);
-        for (int k = 0; k < 3; ++k) r_out[3 * (unsigned long long)row + k] = (T)r[k];
-        for (int k = 0; k < 6; ++k) {
-            precision_out[6 * (unsigned long long)row + k] =
-                precision_all[6 * (unsigned long long)j + k];
-        }
-        inv_out[row] = inv_all[j];
-        slot_out[row] = type_slot_all[j];
+        write_row<T>(t, cell, i, neighbor_out[row], shift_out + 3 * row, row, precision_all,
+                     inv_all, type_slot_all, r_out, precision_out, inv_out, slot_out);
     }
 }
 
@@ -413,15 +422,8 @@ __device__ __forceinline__ void stage_pairs(
         shift_out[3 * row] = s[0];
         shift_out[3 * row + 1] = s[1];
         shift_out[3 * row + 2] = s[2];
-        double r[3];
-        pair_vector(t, cell, i, j, (double)s[0], (double)s[1], (double)s[2], r);
-        for (int k = 0; k < 3; ++k) r_out[3 * (unsigned long long)row + k] = (T)r[k];
-        for (int k = 0; k < 6; ++k) {
-            precision_out[6 * (unsigned long long)row + k] =
-                precision_all[6 * (unsigned long long)j + k];
-        }
-        inv_out[row] = inv_all[j];
-        slot_out[row] = type_slot_all[j];
+        write_row<T>(t, cell, i, j, s, row, precision_all, inv_all, type_slot_all, r_out,
+                     precision_out, inv_out, slot_out);
     }
 }
 

@@ -2,6 +2,8 @@
 //! batched values and gradients equal the one-frame path, the finite-difference Jacobians
 //! equal autograd.
 
+mod common;
+
 use anisoap_candle::differentiable::{DifferentiableDescriptor, FrameTensors, SpeciesLayout};
 use anisoap_candle::differentiable_batch::rotate_lab;
 use anisoap_candle::Hypers;
@@ -127,15 +129,7 @@ fn a_batch_equals_frame_by_frame_in_values_and_gradients() {
             .unwrap()
             .to_vec1::<f64>()
             .unwrap();
-        let flat = |v: &Var| {
-            grads
-                .get(v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap()
-        };
+        let flat = |v: &Var| common::fd::gradient(&grads, v);
         let (ex, ep, eq) = (
             relative(&got, &x),
             relative(&flat(&vars[k].0), &gp),

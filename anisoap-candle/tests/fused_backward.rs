@@ -122,15 +122,7 @@ impl Case {
             &w,
         );
         let grads = loss.backward().unwrap();
-        let flat = |v: &Var| -> Vec<f64> {
-            grads
-                .get(v)
-                .expect("a gradient")
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        };
+        let flat = |v: &Var| fd::gradient(&grads, v);
         Evaluation {
             loss: loss.to_scalar().unwrap(),
             scale,

@@ -8,7 +8,8 @@ use anisoap_candle::hypers::MaxRadial;
 use anisoap_candle::{Frame, Hypers, Quantity};
 use candle_core::{DType, Device, Var};
 use common::fd::{
-    cutoff_margin, liquid, reference_features, triclinic, weighted_loss, weighted_sum, weights,
+    cutoff_margin, gradient, liquid, reference_features, triclinic, weighted_loss, weighted_sum,
+    weights,
 };
 
 const FD_STEP: f64 = 1e-5;
@@ -43,13 +44,7 @@ fn strain_autograd(hypers: &Hypers, frame: &Frame, w: &[f64]) -> Vec<f64> {
         .unwrap();
     let loss = weighted_loss(&x, w);
     let grads = loss.backward().unwrap();
-    grads
-        .get(&strain)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
+    gradient(&grads, &strain)
 }
 
 /// The strain derivative (the virial, times the volume) of a periodic triclinic system against

@@ -686,8 +686,9 @@ mod imp {
             // particle j < N for positions, precision_all (6N), inv_all (N) and type_slot (N).
             // Writes: rows q in seg[c] .. seg[c + 1] only (the serial path tests q < seg[c + 1]
             // before every write; the warp path writes row seg[c] + rank with rank < n =
-            // seg[c + 1] - seg[c], after checking it found exactly n pairs; seg[C] = n_pairs, the length of neighbor_out, inv_out and slot_out,
-            // 3 n_pairs of shift_out and r_out, 6 n_pairs of precision_out), and error[0].
+            // seg[c + 1] - seg[c], after checking it found exactly n pairs; seg[C] = n_pairs,
+            // the length of neighbor_out, inv_out and slot_out, 3 n_pairs of shift_out and
+            // r_out, 6 n_pairs of precision_out), and error[0].
             unsafe { builder.launch(config) }.w()?;
             drop(builder);
             crate::fused_cuda::profile_sync(&candle_core::Device::Cuda(dev.clone()))?;

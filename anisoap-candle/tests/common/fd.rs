@@ -24,6 +24,17 @@ pub fn weighted_sum(features: &Features, w: &[f64]) -> f64 {
         .sum()
 }
 
+/// The gradient of `v` in `grads`, flattened to a host vector (panics when `v` has none).
+pub fn gradient(grads: &candle_core::backprop::GradStore, v: &candle_core::Var) -> Vec<f64> {
+    grads
+        .get(v)
+        .expect("a gradient")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
 /// `L = Σ w·X` as a graph node (`w` one weight per feature column).
 pub fn weighted_loss(x: &Tensor, w: &[f64]) -> Tensor {
     let wt = Tensor::from_vec(w.to_vec(), (1, w.len()), x.device()).unwrap();
@@ -165,15 +176,7 @@ pub fn power_spectrum_autograd(
     let rows = x.to_vec2::<f64>().unwrap();
     let loss = weighted_loss(&x, w);
     let grads = loss.backward().unwrap();
-    let flat = |v: &Var| {
-        grads
-            .get(v)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
+    let flat = |v: &Var| gradient(&grads, v);
     (
         loss.to_scalar::<f64>().unwrap(),
         [flat(&positions), flat(&quaternions), flat(&axes)],
